@@ -1,0 +1,3 @@
+from learnlab.cli import main
+
+main()

@@ -1,0 +1,168 @@
+"""The ``learnlab`` command line."""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(
+    name="learnlab",
+    help="Rigorous, fast, reproducible experiments on how neural networks learn.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+
+class ExecutorName(str, Enum):
+    serial = "serial"
+    processes = "processes"
+
+
+def _bad_input(message: str) -> None:
+    err_console.print(message, markup=False, highlight=False)
+    raise typer.Exit(code=2)
+
+
+@app.command()
+def run(
+    spec: Annotated[Path, typer.Argument(help="YAML spec file.")],
+    overrides: Annotated[Optional[list[str]], typer.Argument(help="key=value overrides with dotted keys.")] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (results.db, figures).")] = Path("runs/out"),
+    executor: Annotated[ExecutorName, typer.Option(help="How runs are executed.")] = ExecutorName.processes,
+    workers: Annotated[Optional[int], typer.Option(min=1, help="Worker processes (default: cores).")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the expanded runs and exit.")] = False,
+) -> None:
+    """Run a spec's sweep into OUT; re-running resumes (finished runs are skipped)."""
+    from learnlab.experiments import SpecError, plan, sweep
+
+    try:
+        p = plan(spec, overrides or [])
+    except SpecError as exc:
+        _bad_input(str(exc))
+    if dry_run:
+        _print_plan(p)
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=False) as progress:
+        bar = progress.add_task(f"{p.spec.name}: runs", total=None)
+
+        def on_result(result, done, total):
+            progress.update(bar, completed=done, total=total)
+
+        store = sweep(p.spec, out=out, executor=executor.value, workers=workers, on_result=on_result)
+        total = progress.tasks[bar].total
+        if total is None:
+            progress.update(bar, total=0, completed=0)
+    _print_summary(store)
+    from learnlab.analysis import plot_learning_curves
+
+    figure = out / "learning_curves.png"
+    plot_learning_curves(store, figure)
+    console.print(f"results: {store.path}\nfigure:  {figure}")
+    store.close()
+
+
+def _print_plan(p) -> None:
+    from learnlab.analysis._curves import _NOT_AXES
+
+    table = Table(title=f"{p.spec.name}: {len(p.runs)} runs")
+    keys = sorted({k for r in p.runs for k in r.point})
+    for col in ["run_id", *keys]:
+        table.add_column(col)
+    for r in p.runs:
+        table.add_row(r.run_id, *(str(r.point.get(k, "")) for k in keys))
+    console.print(table)
+    console.print(f"{len(p.runs)} runs")
+    del _NOT_AXES
+
+
+def _print_summary(store) -> None:
+    from learnlab.analysis import summary_table
+
+    frame = summary_table(store)
+    if frame.empty:
+        console.print("no runs")
+        return
+    table = Table(title="summary (mean over seeds)")
+    for col in frame.columns:
+        table.add_column(col, justify="right")
+    for _, row in frame.iterrows():
+        table.add_row(*(_fmt(v) for v in row))
+    console.print(table)
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return "-" if value != value else f"{value:.4g}"
+    return str(value)
+
+
+@app.command()
+def status(out: Annotated[Path, typer.Argument(help="Output folder of a sweep.")]) -> None:
+    """Counts of runs by status, and the failures' reasons."""
+    from learnlab.experiments import open_store
+
+    try:
+        store = open_store(out)
+    except FileNotFoundError as exc:
+        _bad_input(str(exc))
+    runs = store.runs()
+    table = Table(title=str(store.path))
+    table.add_column("status")
+    table.add_column("runs", justify="right")
+    for name, count in runs["status"].value_counts().sort_index().items():
+        table.add_row(name, str(count))
+    console.print(table)
+    for _, row in runs[runs["status"].isin(["failed", "diverged", "interrupted"])].iterrows():
+        reason = (row["error"] or "").strip().splitlines()
+        console.print(f"{row['run_id']} {row['status']}: {reason[-1] if reason else ''}", markup=False)
+    store.close()
+
+
+@app.command()
+def export(
+    out: Annotated[Path, typer.Argument(help="Output folder of a sweep.")],
+    dest: Annotated[Optional[Path], typer.Option("--to", help="Destination folder (default: OUT).")] = None,
+) -> None:
+    """Write runs.csv and metrics.csv from the store."""
+    from learnlab.experiments import open_store
+
+    try:
+        store = open_store(out)
+    except FileNotFoundError as exc:
+        _bad_input(str(exc))
+    dest = dest or out
+    dest.mkdir(parents=True, exist_ok=True)
+    store.runs().to_csv(dest / "runs.csv", index=False)
+    store.metrics().to_csv(dest / "metrics.csv", index=False)
+    console.print(f"wrote {dest / 'runs.csv'} and {dest / 'metrics.csv'}")
+    store.close()
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of specs (for editor completion)."""
+    from learnlab.experiments import Spec
+
+    sys.stdout.write(json.dumps(Spec.model_json_schema(), indent=2) + "\n")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,101 @@
+"""Spec errors: every problem at once, each with its key path."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ValidationError
+
+__all__ = ["SpecError", "problems_from_validation"]
+
+
+class SpecError(ValueError):
+    """A spec (file, overrides or sweep) is invalid; ``problems`` lists (key path, message)."""
+
+    def __init__(self, problems: list[tuple[str, str]], source: str | None = None):
+        seen, unique = set(), []
+        for p in problems:
+            if p not in seen:
+                seen.add(p)
+                unique.append(p)
+        self.problems, self.source = unique, source
+        super().__init__(self._format())
+
+    def _format(self) -> str:
+        where = f" in {self.source}" if self.source else ""
+        n = len(self.problems)
+        lines = [f"invalid spec{where}: {n} problem{'s' if n != 1 else ''}"]
+        lines += [f"  - {path}: {msg}" if path else f"  - {msg}" for path, msg in self.problems]
+        return "\n".join(lines)
+
+
+def problems_from_validation(err: ValidationError, model: type[BaseModel], prefix: str = "") -> list[tuple[str, str]]:
+    """Turn a pydantic error into (dotted key path, readable message) pairs."""
+    out = []
+    for e in err.errors():
+        loc = [str(p) for p in e["loc"] if not _is_union_tag(p)]
+        path = ".".join(([prefix] if prefix else []) + loc)
+        if e["type"] == "extra_forbidden":
+            valid = _valid_keys(model, e["loc"][:-1])
+            hint = f" (valid keys here: {', '.join(valid)})" if valid else ""
+            msg = f"unknown key{hint}"
+        elif e["type"] == "missing":
+            msg = "required key is missing"
+        else:
+            msg = e["msg"].removeprefix("Value error, ")
+            if "input" in e and e["type"] not in ("union_tag_invalid",):
+                msg += f" (got {e['input']!r})"
+        out.append((path, msg))
+    return out
+
+
+def _is_union_tag(part) -> bool:
+    # pydantic puts the discriminator value (e.g. 'parity') into the location
+    return isinstance(part, str) and part in _TAGS
+
+
+_TAGS: set[str] = set()
+
+
+def _valid_keys(model: type[BaseModel], loc) -> list[str]:
+    """Field names of the (sub)model at ``loc``, following the spec's nesting."""
+    current = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = getattr(current, "model_fields", {}).get(part)
+        if field is None:
+            tagged = _union_member(current, part)
+            if tagged is None:
+                return []
+            current = tagged
+            continue
+        current = _submodel(field.annotation)
+        if current is None:
+            return []
+    return sorted(getattr(current, "model_fields", {}))
+
+
+def _union_member(current, tag):
+    return _TAG_MODELS.get(tag)
+
+
+_TAG_MODELS: dict[str, type[BaseModel]] = {}
+
+
+def _submodel(annotation):
+    import typing
+
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        sub = _submodel(arg)
+        if sub is not None:
+            return sub
+    return None
+
+
+def register_tagged(models: list[type[BaseModel]]) -> None:
+    """Tell the error formatter about discriminated-union members (``name`` tags)."""
+    for m in models:
+        tag = m.model_fields["name"].annotation.__args__[0]
+        _TAGS.add(tag)
+        _TAG_MODELS[tag] = m

@@ -1,0 +1,88 @@
+"""Executors run groups of runs and yield their results as they finish.
+
+The driver alone writes the store; executors only compute.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+from collections.abc import Iterator
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from typing import Protocol
+
+from learnlab.experiments._runner import run_group
+from learnlab.experiments._store import RunResult
+
+__all__ = ["Executor", "SerialExecutor", "ProcessExecutor", "EXECUTORS", "make_executor"]
+
+
+class Executor(Protocol):
+    """Runs groups of run configs; yields each group's results when it finishes."""
+
+    def run(self, groups: list[list[dict]]) -> Iterator[list[RunResult]]: ...
+
+
+class SerialExecutor:
+    """One group after another in this process."""
+
+    def run(self, groups):
+        for group in groups:
+            yield run_group(group)
+
+
+def _init_worker(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+
+
+class ProcessExecutor:
+    """A pool of ``workers`` spawned processes, each limited to ``threads`` torch threads.
+
+    ``workers * threads <= cores``, so the machine is never oversubscribed. A worker
+    that dies takes only its own group down (recorded as failed); the others go on.
+    """
+
+    def __init__(self, workers: int | None = None):
+        cores = os.cpu_count() or 1
+        self.workers = max(1, workers or cores)
+        self.threads = max(1, cores // self.workers)
+
+    def run(self, groups):
+        if not groups:
+            return
+        workers = min(self.workers, len(groups))
+        ctx = mp.get_context("spawn")
+        pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(self.threads,))
+        try:
+            pending = {pool.submit(run_group, g): g for g in groups}
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    group = pending.pop(future)
+                    try:
+                        yield future.result()
+                    except BrokenProcessPool as exc:
+                        yield _failed(group, f"worker process died: {exc}")
+                        for other in list(pending):  # the pool is unusable: re-run them serially
+                            yield run_group(pending.pop(other))
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _failed(group, reason) -> list[RunResult]:
+    from learnlab.experiments._expand import run_id
+
+    return [RunResult(run_id(c), "failed", error=reason) for c in group]
+
+
+EXECUTORS = {"serial": SerialExecutor, "processes": ProcessExecutor}
+
+
+def make_executor(name: str, workers: int | None = None) -> Executor:
+    if name not in EXECUTORS:
+        raise ValueError(f"unknown executor {name!r}; valid: {', '.join(EXECUTORS)}")
+    return SerialExecutor() if name == "serial" else EXECUTORS[name](workers)

@@ -1,0 +1,85 @@
+"""Expand a spec into runs: grid x zip x seeds; run ids; derived seeds."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import itertools
+import json
+from dataclasses import dataclass
+
+from pydantic import ValidationError
+
+from learnlab.experiments._errors import SpecError, problems_from_validation
+from learnlab.experiments._spec import RunConfig, Spec, set_dotted
+
+__all__ = ["Run", "expand", "run_id", "derive_seed", "canonical_json"]
+
+
+@dataclass(frozen=True)
+class Run:
+    """One run of a sweep: its id, resolved config (JSON-able) and sweep coordinates."""
+
+    run_id: str
+    config: dict
+    point: dict
+
+
+def canonical_json(config: dict) -> str:
+    """Key-order-independent JSON of a config."""
+    return json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def run_id(config: dict) -> str:
+    """Id of a resolved run config: the first 16 hex digits of its canonical SHA-256."""
+    return hashlib.sha256(canonical_json(config).encode()).hexdigest()[:16]
+
+
+def derive_seed(seed: int, rid: str, role: str) -> int:
+    """A 63-bit seed for one role (``init``, ``data``, ``test``...) of one run."""
+    digest = hashlib.sha256(f"{seed}:{rid}:{role}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+def _points(spec: Spec) -> list[dict]:
+    grid = spec.sweep.grid
+    zipped = spec.sweep.zip
+    grid_points = [dict(zip(grid, values)) for values in itertools.product(*grid.values())] or [{}]
+    n_zip = len(next(iter(zipped.values()))) if zipped else 0
+    zip_points = [{k: v[i] for k, v in zipped.items()} for i in range(n_zip)] or [{}]
+    return [{**g, **z} for g in grid_points for z in zip_points]
+
+
+def expand(spec: Spec, raw: dict, source: str | None = None) -> list[Run]:
+    """Every run of the sweep, validated; raises SpecError listing all problems.
+
+    ``sweep.seeds: n`` gives seeds ``spec.seed + i`` for i < n; a list gives them
+    explicitly. The run config's ``seed`` is that seed; the run's random streams
+    derive from (seed, run id, role).
+    """
+    seeds = spec.sweep.seeds
+    seeds = [spec.seed + i for i in range(seeds)] if isinstance(seeds, int) else list(seeds)
+    base = {k: v for k, v in copy.deepcopy(raw).items() if k not in ("name", "sweep")}
+    runs, problems, seen = [], [], set()
+    for point in _points(spec):
+        for seed in seeds:
+            tree = copy.deepcopy(base)
+            for key, value in point.items():
+                set_dotted(tree, key, value)
+            tree["seed"] = seed
+            try:
+                config = RunConfig.model_validate(tree).model_dump(mode="json")
+            except ValidationError as err:
+                where = ", ".join(f"{k}={v!r}" for k, v in point.items())
+                for path, msg in problems_from_validation(err, RunConfig):
+                    suffix = f" [sweep point {where}]" if where and any(path.startswith(k) or k.startswith(path) for k in point) else ""
+                    problems.append((path, msg + suffix))
+                continue
+            rid = run_id(config)
+            if rid in seen:
+                continue
+            seen.add(rid)
+            runs.append(Run(rid, config, {**point, "seed": seed}))
+    if problems:
+        raise SpecError(problems, source=source)
+    return runs

@@ -1,0 +1,211 @@
+"""The results store: one SQLite file (WAL) per output folder, written by one process.
+
+Tables:
+    runs(run_id, name, config, status, error, step, started, finished, final, thresholds)
+    metrics(run_id, step, name, value)
+    meta(key, value)
+
+Each finished run is committed in one transaction (its row and all its metric
+history), so a crash or ``kill -9`` at any moment leaves either the whole run or
+nothing. Readers can query while a sweep writes (WAL).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["Store", "RunResult", "open_store", "DONE_STATUSES", "STATUSES"]
+
+DB_NAME = "results.db"
+STATUSES = ("pending", "running", "finished", "diverged", "failed", "interrupted")
+DONE_STATUSES = ("finished", "diverged")  # results; a re-run skips them
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY,
+    name TEXT,
+    config TEXT NOT NULL,
+    status TEXT NOT NULL,
+    error TEXT,
+    step INTEGER,
+    started REAL,
+    finished REAL,
+    final TEXT,
+    thresholds TEXT
+);
+CREATE TABLE IF NOT EXISTS metrics (
+    run_id TEXT NOT NULL,
+    step INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    value REAL,
+    PRIMARY KEY (run_id, name, step)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+"""
+
+
+@dataclass
+class RunResult:
+    """What a worker sends back to the driver for one run."""
+
+    run_id: str
+    status: str
+    error: str | None = None
+    step: int | None = None
+    started: float | None = None
+    finished: float | None = None
+    final: dict[str, float] = field(default_factory=dict)
+    thresholds: dict[str, int | None] = field(default_factory=dict)
+    metrics: list[tuple[int, str, float]] = field(default_factory=list)
+
+
+def _db_path(path: str | Path) -> Path:
+    path = Path(path)
+    return path if path.suffix == ".db" else path / DB_NAME
+
+
+class Store:
+    """A results database. Use :func:`open_store` to read one."""
+
+    def __init__(self, path: str | Path, *, create: bool = False):
+        self.path = _db_path(path)
+        if not create and not self.path.is_file():
+            raise FileNotFoundError(f"no results store at {self.path}")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._conn = sqlite3.connect(self.path, isolation_level=None, timeout=60, check_same_thread=False)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        if create:
+            self._conn.executescript(_SCHEMA)
+
+    # ---- writing (the driver only) -------------------------------------------------
+    def add_runs(self, runs: Iterable[tuple[str, str, dict]]) -> None:
+        """Register (run_id, spec name, config) as pending; existing runs are kept."""
+        with self._transaction() as c:
+            c.executemany(
+                "INSERT OR IGNORE INTO runs (run_id, name, config, status) VALUES (?, ?, ?, 'pending')",
+                [(rid, name, json.dumps(cfg, sort_keys=True)) for rid, name, cfg in runs],
+            )
+
+    def set_status(self, run_ids: Iterable[str], status: str, error: str | None = None) -> None:
+        with self._transaction() as c:
+            c.executemany(
+                "UPDATE runs SET status = ?, error = ? WHERE run_id = ?",
+                [(status, error, rid) for rid in run_ids],
+            )
+
+    def record(self, result: RunResult) -> None:
+        """Commit one run's outcome and whole metric history atomically (replacing an old attempt)."""
+        with self._transaction() as c:
+            c.execute("DELETE FROM metrics WHERE run_id = ?", (result.run_id,))
+            c.executemany(
+                "INSERT INTO metrics (run_id, step, name, value) VALUES (?, ?, ?, ?)",
+                [(result.run_id, s, n, _sql_float(v)) for s, n, v in result.metrics],
+            )
+            c.execute(
+                "UPDATE runs SET status = ?, error = ?, step = ?, started = ?, finished = ?, "
+                "final = ?, thresholds = ? WHERE run_id = ?",
+                (result.status, result.error, result.step, result.started,
+                 result.finished if result.finished is not None else time.time(),
+                 json.dumps(result.final), json.dumps(result.thresholds), result.run_id),
+            )
+
+    def _transaction(self):
+        return _Transaction(self._conn)
+
+    # ---- reading -------------------------------------------------------------------
+    def statuses(self) -> dict[str, str]:
+        """run_id -> status."""
+        return dict(self._conn.execute("SELECT run_id, status FROM runs").fetchall())
+
+    def configs(self) -> dict[str, dict]:
+        """run_id -> resolved config."""
+        return {rid: json.loads(cfg) for rid, cfg in self._conn.execute("SELECT run_id, config FROM runs")}
+
+    def runs(self):
+        """One row per run: run_id, status, error, step, times, flattened config, final metrics, thresholds.
+
+        Config keys are flattened with dots (``model.width``, ``train.lr``, ``seed``);
+        final metrics keep their names (``test/mse``); the step at which the train-loss
+        EMA first fell below threshold c is ``steps_to/c`` (NaN when never reached).
+        """
+        import pandas as pd
+
+        rows = []
+        query = "SELECT run_id, name, config, status, error, step, started, finished, final, thresholds FROM runs"
+        for rid, name, cfg, status, error, step, started, finished, final, thresholds in self._conn.execute(query):
+            row = {"run_id": rid, "status": status, "name": name, "error": error, "step": step,
+                   "started": started, "finished": finished}
+            row.update(flatten(json.loads(cfg)))
+            row.update(json.loads(final) if final else {})
+            for c, s in (json.loads(thresholds) if thresholds else {}).items():
+                row[f"steps_to/{c}"] = math.nan if s is None else s
+            rows.append(row)
+        return pd.DataFrame(rows)
+
+    def metrics(self, names: Iterable[str] | None = None, run_ids: Iterable[str] | None = None):
+        """Long-format metric histories: columns run_id, step, name, value."""
+        import pandas as pd
+
+        query, args, where = "SELECT run_id, step, name, value FROM metrics", [], []
+        for column, values in (("name", names), ("run_id", run_ids)):
+            if values is not None:
+                values = list(values)
+                where.append(f"{column} IN ({','.join('?' * len(values))})")
+                args += values
+        if where:
+            query += " WHERE " + " AND ".join(where)
+        frame = pd.DataFrame(self._conn.execute(query + " ORDER BY run_id, name, step", args).fetchall(),
+                             columns=["run_id", "step", "name", "value"])
+        frame["value"] = frame["value"].astype(float)
+        return frame
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class _Transaction:
+    def __init__(self, conn):
+        self.conn = conn
+
+    def __enter__(self):
+        self.conn.execute("BEGIN IMMEDIATE")
+        return self.conn
+
+    def __exit__(self, exc_type, *exc):
+        self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+
+
+def _sql_float(value: float):
+    return None if value is None or math.isnan(value) else value
+
+
+def flatten(tree: dict, prefix: str = "") -> dict:
+    """{"model": {"width": 64}} -> {"model.width": 64}; lists become JSON strings."""
+    out = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            out.update(flatten(value, name + "."))
+        elif isinstance(value, (list, dict)):
+            out[name] = json.dumps(value)
+        else:
+            out[name] = value
+    return out
+
+
+def open_store(path: str | Path) -> Store:
+    """Open the results store of an output folder (or a ``.db`` file) for reading."""
+    return Store(path)
