@@ -84,10 +84,10 @@ def fit(
         optimizer.step()
         if ended:
             keep = [row for row in range(len(active)) if row not in ended]
-            if not keep:
+            active = [active[row] for row in keep]
+            if not active:
                 break
             select_members(model, optimizer, torch.tensor(keep, dtype=torch.long))
-            active = [active[row] for row in keep]
         if on_step is not None:
             on_step(t + 1)
     for i in active:

@@ -1,4 +1,4 @@
-"""The ``learnlab`` command line."""
+"""``learnlab run | status | export | schema``: sweeps and their stores."""
 
 from __future__ import annotations
 
@@ -9,28 +9,14 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-app = typer.Typer(
-    name="learnlab",
-    help="Rigorous, fast, reproducible experiments on how neural networks learn.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-console = Console()
-err_console = Console(stderr=True)
+from learnlab.cli._app import app, bad_input, console
 
 
 class ExecutorName(str, Enum):
     serial = "serial"
     processes = "processes"
-
-
-def _bad_input(message: str) -> None:
-    err_console.print(message, markup=False, highlight=False)
-    raise typer.Exit(code=2)
 
 
 @app.command()
@@ -48,7 +34,7 @@ def run(
     try:
         p = plan(spec, overrides or [])
     except SpecError as exc:
-        _bad_input(str(exc))
+        bad_input(str(exc))
     if dry_run:
         _print_plan(p)
         return
@@ -118,7 +104,7 @@ def status(out: Annotated[Path, typer.Argument(help="Output folder of a sweep.")
     try:
         store = open_store(out)
     except FileNotFoundError as exc:
-        _bad_input(str(exc))
+        bad_input(str(exc))
     runs = store.runs()
     table = Table(title=str(store.path))
     table.add_column("status")
@@ -143,7 +129,7 @@ def export(
     try:
         store = open_store(out)
     except FileNotFoundError as exc:
-        _bad_input(str(exc))
+        bad_input(str(exc))
     dest = dest or out
     dest.mkdir(parents=True, exist_ok=True)
     store.runs().to_csv(dest / "runs.csv", index=False)
@@ -158,11 +144,3 @@ def schema() -> None:
     from learnlab.experiments import Spec
 
     sys.stdout.write(json.dumps(Spec.model_json_schema(), indent=2) + "\n")
-
-
-def main() -> None:
-    app()
-
-
-if __name__ == "__main__":
-    main()

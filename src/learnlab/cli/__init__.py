@@ -1,0 +1,11 @@
+"""The ``learnlab`` command line: one module per group of commands, all on one typer app."""
+
+from learnlab.cli import _run  # noqa: F401  (registers run, status, export, schema)
+from learnlab.cli._app import app
+
+__all__ = ["app", "main"]
+
+
+def main() -> None:
+    """Entry point of the ``learnlab`` console script and ``python -m learnlab``."""
+    app()

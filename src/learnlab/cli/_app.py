@@ -1,0 +1,24 @@
+"""The typer application shared by all command modules."""
+
+from __future__ import annotations
+
+import typer
+from rich.console import Console
+
+__all__ = ["app", "console", "err_console", "bad_input"]
+
+app = typer.Typer(
+    name="learnlab",
+    help="Rigorous, fast, reproducible experiments on how neural networks learn.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+
+def bad_input(message: str) -> None:
+    """Print a user-input error (no traceback) and exit with code 2."""
+    err_console.print(message, markup=False, highlight=False, soft_wrap=True)
+    raise typer.Exit(code=2)

@@ -1,0 +1,39 @@
+"""Shared fixtures: seeded generators, small specs, a temporary output folder."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+
+@pytest.fixture
+def gen():
+    """A factory of seeded CPU generators: gen(seed) -> torch.Generator."""
+
+    def make(seed: int = 0) -> torch.Generator:
+        return torch.Generator().manual_seed(seed)
+
+    return make
+
+
+TINY_SPEC = {
+    "name": "tiny",
+    "seed": 0,
+    "task": {
+        "inputs": {"name": "hypercube", "d": 6},
+        "target": {"name": "parity", "indices": [[0, 1]]},
+        "n_test": 256,
+    },
+    "model": {"name": "mlp", "width": 16, "depth": 1, "param": "sp"},
+    "train": {"optimizer": "sgd", "lr": 0.05, "batch_size": 16, "steps": 30, "eval_every": 10,
+              "thresholds": [0.9], "ema": 0.9},
+    "sweep": {"grid": {"train.lr": [0.05, 0.1]}, "seeds": 2},
+}
+
+
+@pytest.fixture
+def tiny_spec():
+    """A spec dict that trains 4 tiny runs in well under a second each."""
+    return copy.deepcopy(TINY_SPEC)
