@@ -79,10 +79,20 @@ def _failed(group, reason) -> list[RunResult]:
     return [RunResult(run_id(c), "failed", error=reason) for c in group]
 
 
-EXECUTORS = {"serial": SerialExecutor, "processes": ProcessExecutor}
+# name -> "module:attr" of the executor class (imported lazily: ray is an optional extra).
+EXECUTORS = {
+    "serial": "learnlab.experiments._executors:SerialExecutor",
+    "processes": "learnlab.experiments._executors:ProcessExecutor",
+    "ray": "learnlab.experiments._ray:RayExecutor",
+}
 
 
-def make_executor(name: str, workers: int | None = None) -> Executor:
+def make_executor(name: str, workers: int | None = None, **options) -> Executor:
+    """Build an executor by name; ``options`` go to its constructor (e.g. ``address`` for ray)."""
+    import importlib
+
     if name not in EXECUTORS:
         raise ValueError(f"unknown executor {name!r}; valid: {', '.join(EXECUTORS)}")
-    return SerialExecutor() if name == "serial" else EXECUTORS[name](workers)
+    module, attr = EXECUTORS[name].split(":")
+    cls = getattr(importlib.import_module(module), attr)
+    return cls() if name == "serial" else cls(workers, **options)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import traceback
+from dataclasses import dataclass
 
 import torch
 
@@ -14,7 +15,7 @@ from learnlab.models import MLP, build_optimizer
 from learnlab.tasks import BatchStream, make_task
 from learnlab.train import Member, ThresholdTracker, fit
 
-__all__ = ["run_group", "resolve_device", "group_key"]
+__all__ = ["Built", "build_group", "build_run", "run_group", "resolve_device", "group_key"]
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -69,27 +70,44 @@ def run_group(configs: list[dict]) -> list[RunResult]:
     return results
 
 
-def _train(configs: list[dict], ids: list[str]):
+@dataclass
+class Built:
+    """A group of runs ready to train: the stacked model, its optimizer, one Member per run."""
+
+    runs: list[RunConfig]
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    members: list[Member]
+    tasks: list
+
+
+def build_group(configs: list[dict], ids: list[str] | None = None) -> Built:
+    """Build the stacked model, optimizer, tasks and data streams of runs sharing all shapes.
+
+    Every random draw comes from generators seeded by ``derive_seed(seed, run_id, role)``
+    (roles ``init``, ``data``, ``test``), or ``model.init_seed`` for the initial draw.
+    """
+    ids = ids or [run_id(c) for c in configs]
     runs = [RunConfig.model_validate(c) for c in configs]
     first = runs[0]
     dtype, device = DTYPES[first.train.dtype], resolve_device(first.train.device)
-    members, init_generators = [], []
+    members, init_generators, tasks = [], [], []
     for rid, run in zip(ids, runs):
         task = make_task(run.task)
+        tasks.append(task)
         init_seed = run.model.init_seed if run.model.init_seed is not None else derive_seed(run.seed, rid, "init")
         init_generators.append(torch.Generator().manual_seed(init_seed))
         data_gen = torch.Generator(device=device).manual_seed(derive_seed(run.seed, rid, "data"))
         test_gen = torch.Generator(device=device).manual_seed(derive_seed(run.seed, rid, "test"))
-        test = task.sample(task.n_test, test_gen, noise=False, dtype=dtype, device=device)
         members.append(Member(
             stream=BatchStream(task, run.train.batch_size, data_gen, dtype=dtype, device=device),
-            test=test,
+            test=task.test_sample(test_gen, dtype=dtype, device=device),
             tracker=ThresholdTracker(run.train.thresholds, run.train.ema),
             stop_at_thresholds=run.train.stop_at_thresholds,
         ))
     m = first.model
     model = MLP(
-        task.d, m.width, m.depth, task.outputs, activation=m.activation, bias=m.bias,
+        tasks[0].d, m.width, m.depth, tasks[0].outputs, activation=m.activation, bias=m.bias,
         param=[r.model.parameterization_arg() for r in runs], base_width=m.base_width,
         generators=init_generators, dtype=dtype, device=device,
     )
@@ -98,5 +116,16 @@ def _train(configs: list[dict], ids: list[str]):
         momentum=[r.train.momentum for r in runs], weight_decay=[r.train.weight_decay for r in runs],
         betas=first.train.betas, eps=first.train.eps,
     )
-    t = first.train
-    return fit(model, optimizer, members, steps=t.steps, eval_every=t.eval_every, log_every=t.log_every)
+    return Built(runs, model, optimizer, members, tasks)
+
+
+def build_run(config: dict) -> Built:
+    """Build one run (a group of one): ``built.model`` takes (batch, d) like any module."""
+    return build_group([config])
+
+
+def _train(configs: list[dict], ids: list[str]):
+    built = build_group(configs, ids)
+    t = built.runs[0].train
+    return fit(built.model, built.optimizer, built.members,
+               steps=t.steps, eval_every=t.eval_every, log_every=t.log_every)

@@ -16,16 +16,12 @@ from pydantic import Field, PositiveInt, ValidationError, field_validator
 from learnlab._spec_base import Section
 from learnlab.experiments._errors import SpecError, problems_from_validation, register_tagged
 from learnlab.models._spec import ModelSpec
-from learnlab.tasks import _spec as task_spec
-from learnlab.tasks._spec import TaskSpec
+from learnlab.tasks._spec import TAGGED_SPECS, TaskSpec
 from learnlab.train._spec import TrainSpec
 
 __all__ = ["Spec", "RunConfig", "SweepSpec", "load_spec", "parse_overrides", "set_dotted", "get_dotted"]
 
-register_tagged([
-    task_spec.GaussianInputsSpec, task_spec.HypercubeInputsSpec,
-    task_spec.ParityTargetSpec, task_spec.HermiteTargetSpec,
-])
+register_tagged(TAGGED_SPECS)
 
 
 class SweepSpec(Section):

@@ -166,6 +166,15 @@ class Store:
         frame["value"] = frame["value"].astype(float)
         return frame
 
+    def grid(self, metric: str, axes: list[str], *, reduce: str | None = None):
+        """An xarray DataArray of ``metric`` over the sweep ``axes`` (NaN where a run is missing).
+
+        See :func:`learnlab.experiments._grid.grid`.
+        """
+        from learnlab.experiments._grid import grid
+
+        return grid(self, metric, axes, reduce=reduce)
+
     def close(self) -> None:
         self._conn.close()
 

@@ -8,7 +8,7 @@ from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveInt, Valid
 
 from learnlab._spec_base import Section
 
-__all__ = ["TaskSpec", "InputsSpec", "TargetSpec"]
+__all__ = ["TaskSpec", "InputsSpec", "TargetSpec", "TAGGED_SPECS"]
 
 
 class GaussianInputsSpec(Section):
@@ -74,3 +74,7 @@ class TaskSpec(Section):
         if isinstance(target, ParityTargetSpec) and inputs.name != "hypercube":
             raise ValueError("a parity target needs inputs.name = hypercube")
         return target
+
+
+# Every spec model selected by a ``name`` tag (the error formatter needs them).
+TAGGED_SPECS = [GaussianInputsSpec, HypercubeInputsSpec, ParityTargetSpec, HermiteTargetSpec]

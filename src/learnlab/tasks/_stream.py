@@ -24,7 +24,7 @@ class BatchStream:
         self.dtype, self.device = dtype, device
         self.sample = None
         if not task.online:
-            self.sample = task.sample(task.n_train, generator, dtype=dtype, device=device)
+            self.sample = task.train_sample(generator, dtype=dtype, device=device)
             self._order = torch.empty(0, dtype=torch.long, device=device)
             self._pos = 0
 

@@ -65,6 +65,18 @@ class Task:
             )
         return x, y
 
+    def train_sample(self, generator: torch.Generator | None = None, *,
+                     dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu"):
+        """The fixed training sample of an offline task: ``n_train`` points with label noise."""
+        if self.n_train is None:
+            raise ValueError("an online task (n_train: null) has no fixed training sample")
+        return self.sample(self.n_train, generator, dtype=dtype, device=device)
+
+    def test_sample(self, generator: torch.Generator | None = None, *,
+                    dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu"):
+        """The fixed test sample: ``n_test`` noise-free points (x: (n_test, d), y: (n_test, outputs))."""
+        return self.sample(self.n_test, generator, noise=False, dtype=dtype, device=device)
+
 
 def make_task(section: dict | TaskSpec) -> Task:
     """Build a :class:`Task` from the ``task`` section of a spec (a dict or a validated spec)."""
