@@ -27,10 +27,16 @@ _EXPORTS = {
     "plot_learning_curves": "learnlab.analysis",
 }
 
-__all__ = sorted(_EXPORTS) + ["__version__"]
+__all__ = sorted(_EXPORTS) + ["__version__", "train"]
+
+
+# Subpackages, imported on first attribute access (``learnlab.train`` is also callable).
+_SUBPACKAGES = ("analysis", "experiments", "lr", "models", "tasks", "train")
 
 
 def __getattr__(name: str):
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f"learnlab.{name}")
     if name in _EXPORTS:
         value = getattr(importlib.import_module(_EXPORTS[name]), name)
         globals()[name] = value

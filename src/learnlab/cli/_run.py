@@ -17,6 +17,12 @@ from learnlab.cli._app import app, bad_input, console
 class ExecutorName(str, Enum):
     serial = "serial"
     processes = "processes"
+    ray = "ray"
+
+
+class ExportFormat(str, Enum):
+    csv = "csv"
+    parquet = "parquet"
 
 
 @app.command()
@@ -27,6 +33,7 @@ def run(
     executor: Annotated[ExecutorName, typer.Option(help="How runs are executed.")] = ExecutorName.processes,
     workers: Annotated[Optional[int], typer.Option(min=1, help="Worker processes (default: cores).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the expanded runs and exit.")] = False,
+    ray_address: Annotated[Optional[str], typer.Option(help="Ray cluster to join (host:port or auto); default: a local instance.")] = None,
 ) -> None:
     """Run a spec's sweep into OUT; re-running resumes (finished runs are skipped)."""
     from learnlab.experiments import SpecError, plan, sweep
@@ -38,6 +45,7 @@ def run(
     if dry_run:
         _print_plan(p)
         return
+    options = {} if ray_address is None else {"address": _checked_ray_address(ray_address, executor)}
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -48,7 +56,7 @@ def run(
         def on_result(result, done, total):
             progress.update(bar, completed=done, total=total)
 
-        store = sweep(p.spec, out=out, executor=executor.value, workers=workers, on_result=on_result)
+        store = sweep(p.spec, out=out, executor=executor.value, workers=workers, on_result=on_result, **options)
         total = progress.tasks[bar].total
         if total is None:
             progress.update(bar, total=0, completed=0)
@@ -59,6 +67,19 @@ def run(
     plot_learning_curves(store, figure)
     console.print(f"results: {store.path}\nfigure:  {figure}")
     store.close()
+
+
+def _checked_ray_address(address: str, executor: ExecutorName) -> str:
+    """Exit 2 (nothing written) unless the executor is ray and the address answers."""
+    from learnlab.experiments._ray import check_reachable
+
+    if executor is not ExecutorName.ray:
+        bad_input(f"--ray-address needs --executor ray (got --executor {executor.value})")
+    try:
+        check_reachable(address)
+    except ValueError as exc:
+        bad_input(str(exc))
+    return address
 
 
 def _print_plan(p) -> None:
@@ -122,8 +143,9 @@ def status(out: Annotated[Path, typer.Argument(help="Output folder of a sweep.")
 def export(
     out: Annotated[Path, typer.Argument(help="Output folder of a sweep.")],
     dest: Annotated[Optional[Path], typer.Option("--to", help="Destination folder (default: OUT).")] = None,
+    fmt: Annotated[ExportFormat, typer.Option("--format", help="File format.")] = ExportFormat.csv,
 ) -> None:
-    """Write runs.csv and metrics.csv from the store."""
+    """Write runs and metrics tables (csv or parquet) from the store."""
     from learnlab.experiments import open_store
 
     try:
@@ -132,10 +154,27 @@ def export(
         bad_input(str(exc))
     dest = dest or out
     dest.mkdir(parents=True, exist_ok=True)
-    store.runs().to_csv(dest / "runs.csv", index=False)
-    store.metrics().to_csv(dest / "metrics.csv", index=False)
-    console.print(f"wrote {dest / 'runs.csv'} and {dest / 'metrics.csv'}")
+    paths = [dest / f"{name}.{fmt.value}" for name in ("runs", "metrics")]
+    for frame, path in zip((store.runs(), store.metrics()), paths):
+        if fmt is ExportFormat.csv:
+            frame.to_csv(path, index=False)
+        else:
+            _to_parquet(frame, path)
+    console.print(f"wrote {paths[0]} and {paths[1]}")
     store.close()
+
+
+def _to_parquet(frame, path: Path) -> None:
+    """Parquet needs one type per column: mixed-type config columns are written as strings."""
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        bad_input("--format parquet needs pyarrow: pip install 'learnlab[analysis]'")
+    kind = lambda v: float if isinstance(v, (int, float)) and not isinstance(v, bool) else type(v)  # noqa: E731
+    mixed = [c for c in frame.columns if frame[c].dtype == object and len({kind(v) for v in frame[c].dropna()}) > 1]
+    for c in mixed:
+        frame[c] = frame[c].map(lambda v: v if v is None else str(v))
+    frame.to_parquet(path, index=False)
 
 
 @app.command()

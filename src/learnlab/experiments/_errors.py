@@ -41,8 +41,9 @@ def problems_from_validation(err: ValidationError, model: type[BaseModel], prefi
             msg = "required key is missing"
         else:
             msg = e["msg"].removeprefix("Value error, ")
-            if "input" in e and e["type"] not in ("union_tag_invalid",):
-                msg += f" (got {e['input']!r})"
+            if "input" in e and not isinstance(e["input"], dict) and e["type"] not in ("union_tag_invalid",):
+                shown = repr(e["input"])
+                msg += f" (got {shown if len(shown) <= 80 else shown[:77] + '...'})"
         out.append((path, msg))
     return out
 

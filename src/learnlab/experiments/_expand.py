@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from pydantic import ValidationError
 
+from learnlab._seeds import derive_seed
 from learnlab.experiments._errors import SpecError, problems_from_validation
 from learnlab.experiments._spec import RunConfig, Spec, set_dotted
 
@@ -33,12 +34,6 @@ def canonical_json(config: dict) -> str:
 def run_id(config: dict) -> str:
     """Id of a resolved run config: the first 16 hex digits of its canonical SHA-256."""
     return hashlib.sha256(canonical_json(config).encode()).hexdigest()[:16]
-
-
-def derive_seed(seed: int, rid: str, role: str) -> int:
-    """A 63-bit seed for one role (``init``, ``data``, ``test``...) of one run."""
-    digest = hashlib.sha256(f"{seed}:{rid}:{role}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
 
 
 def _points(spec: Spec) -> list[dict]:

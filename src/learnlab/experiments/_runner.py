@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 import traceback
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
-from learnlab.experiments._expand import derive_seed, run_id
+from learnlab._seeds import derive_seed
+from learnlab.experiments._expand import run_id
 from learnlab.experiments._spec import RunConfig
 from learnlab.experiments._store import RunResult
 from learnlab.models import MLP, build_optimizer
-from learnlab.tasks import BatchStream, make_task
-from learnlab.train import Member, ThresholdTracker, fit
+from learnlab.tasks import make_task
+from learnlab.train import LoopSettings, Member, fit
+from learnlab.train._checkpoint import Checkpointer
+from learnlab.train._loggers import make_loggers
+from learnlab.train._members import loop_settings, make_member
 
 __all__ = ["Built", "build_group", "build_run", "run_group", "resolve_device", "group_key"]
 
@@ -31,61 +38,48 @@ def resolve_device(device: str) -> torch.device:
     dev = torch.device(device)
     if dev.type == "cuda" and (not torch.cuda.is_available() or (dev.index or 0) >= torch.cuda.device_count()):
         raise ValueError(f"device {device!r} is not available on this machine")
+    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError("device 'mps' is not available on this machine")
     return dev
+
+
+# Config keys that may differ between members of one stacked model.
+MEMBER_KEYS = {
+    "seed": None,
+    "model": ("param", "init_seed"),
+    "train": ("lr", "momentum", "weight_decay", "thresholds", "threshold_metric", "relative_thresholds",
+              "ema", "stop_at_thresholds", "diverge_factor", "checkpoint_every", "save_final", "loggers"),
+    "task": ("noise",),
+}
 
 
 def group_key(config: dict) -> str:
     """Runs with equal keys share every shape and can be trained as one stacked model."""
-    import json
-
-    model = {k: v for k, v in config["model"].items() if k not in ("param", "init_seed")}
-    train = {k: config["train"][k] for k in ("batch_size", "steps", "eval_every", "log_every", "dtype",
-                                             "device", "optimizer", "betas", "eps", "loss")}
-    task = {"inputs": config["task"]["inputs"], "target": config["task"]["target"]["name"],
-            "n_train": config["task"]["n_train"], "n_test": config["task"]["n_test"]}
-    return json.dumps({"model": model, "train": train, "task": task}, sort_keys=True)
-
-
-def run_group(configs: list[dict]) -> list[RunResult]:
-    """Train runs sharing all shapes as one stacked model; never raises.
-
-    A run that cannot be built or crashes is returned with status ``failed`` and
-    the traceback, so a sweep goes on.
-    """
-    started = time.time()
-    ids = [run_id(c) for c in configs]
-    try:
-        histories = _train(configs, ids)
-    except Exception:  # noqa: BLE001 - recorded as the runs' outcome
-        err = traceback.format_exc()
-        return [RunResult(rid, "failed", error=err, started=started, finished=time.time()) for rid in ids]
-    finished = time.time()
-    results = []
-    for rid, h in zip(ids, histories):
-        metrics = [(s, name, v) for name, rows in h.metrics.items() for s, v in rows]
-        results.append(RunResult(
-            rid, h.status, error=h.reason, step=h.step, started=started, finished=finished,
-            final=h.final, thresholds={repr(float(c)): s for c, s in h.thresholds.items()}, metrics=metrics,
-        ))
-    return results
+    shared = {k: v for k, v in config.items() if k not in MEMBER_KEYS or MEMBER_KEYS[k] is not None}
+    for section, keys in MEMBER_KEYS.items():
+        if keys is not None and section in shared:
+            shared[section] = {k: v for k, v in shared[section].items() if k not in keys}
+    return json.dumps(shared, sort_keys=True)
 
 
 @dataclass
 class Built:
-    """A group of runs ready to train: the stacked model, its optimizer, one Member per run."""
+    """A group of runs ready to train: stacked model, optimizer, one Member per run, shared settings."""
 
     runs: list[RunConfig]
+    ids: list[str]
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer
     members: list[Member]
     tasks: list
+    settings: LoopSettings
 
 
 def build_group(configs: list[dict], ids: list[str] | None = None) -> Built:
-    """Build the stacked model, optimizer, tasks and data streams of runs sharing all shapes.
+    """Build the stacked model, optimizer, tasks, data streams and eval sets of runs sharing all shapes.
 
     Every random draw comes from generators seeded by ``derive_seed(seed, run_id, role)``
-    (roles ``init``, ``data``, ``test``), or ``model.init_seed`` for the initial draw.
+    (roles ``init``, ``data``, ``test``, ``large``), or ``model.init_seed`` for the initial draw.
     """
     ids = ids or [run_id(c) for c in configs]
     runs = [RunConfig.model_validate(c) for c in configs]
@@ -95,28 +89,23 @@ def build_group(configs: list[dict], ids: list[str] | None = None) -> Built:
     for rid, run in zip(ids, runs):
         task = make_task(run.task)
         tasks.append(task)
-        init_seed = run.model.init_seed if run.model.init_seed is not None else derive_seed(run.seed, rid, "init")
-        init_generators.append(torch.Generator().manual_seed(init_seed))
-        data_gen = torch.Generator(device=device).manual_seed(derive_seed(run.seed, rid, "data"))
-        test_gen = torch.Generator(device=device).manual_seed(derive_seed(run.seed, rid, "test"))
-        members.append(Member(
-            stream=BatchStream(task, run.train.batch_size, data_gen, dtype=dtype, device=device),
-            test=task.test_sample(test_gen, dtype=dtype, device=device),
-            tracker=ThresholdTracker(run.train.thresholds, run.train.ema),
-            stop_at_thresholds=run.train.stop_at_thresholds,
-        ))
+        seed = run.model.init_seed if run.model.init_seed is not None else derive_seed(run.seed, rid, "init")
+        init_generators.append(torch.Generator().manual_seed(seed))
+        members.append(make_member(task, run.train, lambda role, r=run, i=rid: derive_seed(r.seed, i, role),
+                                   dtype=dtype, device=device))
     m = first.model
     model = MLP(
         tasks[0].d, m.width, m.depth, tasks[0].outputs, activation=m.activation, bias=m.bias,
         param=[r.model.parameterization_arg() for r in runs], base_width=m.base_width,
         generators=init_generators, dtype=dtype, device=device,
     )
+    t = first.train
     optimizer = build_optimizer(
-        model, first.train.optimizer, lr=[r.train.lr for r in runs],
-        momentum=[r.train.momentum for r in runs], weight_decay=[r.train.weight_decay for r in runs],
-        betas=first.train.betas, eps=first.train.eps,
+        model, t.optimizer, lr=[r.train.lr for r in runs], momentum=[r.train.momentum for r in runs],
+        weight_decay=[r.train.weight_decay for r in runs], betas=t.betas, eps=t.eps,
     )
-    return Built(runs, model, optimizer, members, tasks)
+    settings = loop_settings(t, first.task.n_train)
+    return Built(runs, ids, model, optimizer, members, tasks, settings)
 
 
 def build_run(config: dict) -> Built:
@@ -124,8 +113,63 @@ def build_run(config: dict) -> Built:
     return build_group([config])
 
 
-def _train(configs: list[dict], ids: list[str]):
-    built = build_group(configs, ids)
-    t = built.runs[0].train
-    return fit(built.model, built.optimizer, built.members,
-               steps=t.steps, eval_every=t.eval_every, log_every=t.log_every)
+def run_group(configs: list[dict], out: str | Path | None = None) -> list[RunResult]:
+    """Train runs sharing all shapes as one stacked model; never raises.
+
+    Args:
+        configs: resolved run configs (one group).
+        out: the sweep's output folder, for checkpoints, artifacts and loggers (optional).
+
+    A run that cannot be built or crashes is returned with status ``failed`` and the
+    traceback, so a sweep goes on.
+    """
+    started = time.time()
+    ids = [run_id(c) for c in configs]
+    loggers = []
+    try:
+        built = build_group(configs, ids)
+        out = Path(out) if out is not None else None
+        for member, rid, cfg in zip(built.members, ids, configs):
+            member.history.sinks = make_loggers(cfg["train"]["loggers"], out, rid, cfg)
+            loggers += member.history.sinks
+        checkpoint = _checkpointer(built, out)
+        histories = fit(built.model, built.optimizer, built.members, built.settings, checkpoint=checkpoint)
+        artifacts = _save_outputs(built, out)
+        if checkpoint is not None:
+            checkpoint.remove()
+    except Exception:  # noqa: BLE001 - recorded as the runs' outcome
+        err = traceback.format_exc()
+        return [RunResult(rid, "failed", error=err, started=started, finished=time.time()) for rid in ids]
+    finally:
+        for logger in loggers:
+            logger.close()
+    finished = time.time()
+    return [
+        RunResult(rid, h.status, error=h.reason, step=h.step, started=started, finished=finished,
+                  final=h.final, thresholds={repr(float(c)): s for c, s in h.thresholds.items()},
+                  metrics=[(s, name, v) for name, rows in h.metrics.items() for s, v in rows],
+                  artifacts=artifacts.get(rid))
+        for rid, h in zip(ids, histories)
+    ]
+
+
+def _checkpointer(built: Built, out: Path | None) -> Checkpointer | None:
+    every = [r.train.checkpoint_every for r in built.runs if r.train.checkpoint_every]
+    if out is None or not every:
+        return None
+    name = hashlib.sha256(",".join(sorted(built.ids)).encode()).hexdigest()[:16]
+    return Checkpointer(out / "checkpoints" / f"group-{name}.pt", min(every))
+
+
+def _save_outputs(built: Built, out: Path | None) -> dict[str, str]:
+    """Probe tensors to artifacts/<run_id>.pt, final weights to checkpoints/<run_id>.pt if asked."""
+    paths = {}
+    if out is None:
+        return paths
+    for rid, member in zip(built.ids, built.members):
+        if member.artifacts:
+            path = out / "artifacts" / f"{rid}.pt"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            torch.save({k: [(s, v) for s, v in rows] for k, rows in member.artifacts.items()}, path)
+            paths[rid] = str(path.relative_to(out))
+    return paths

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import Field, PositiveInt, ValidationError, field_validator
+from pydantic import Field, PositiveInt, ValidationError, field_validator, model_validator
 
 from learnlab._spec_base import Section
 from learnlab.experiments._errors import SpecError, problems_from_validation, register_tagged
@@ -55,6 +55,23 @@ class RunConfig(Section):
     task: TaskSpec
     model: ModelSpec = Field(default_factory=ModelSpec)
     train: TrainSpec = Field(default_factory=TrainSpec)
+
+    @model_validator(mode="after")
+    def _recipe_fits_task(self):
+        """Cross-section checks: what the recipe asks of the task."""
+        problems = []
+        online = getattr(self.task, "n_train", None) is None and getattr(self.task, "dataset", None) is None
+        if online and self.train.epochs is not None:
+            problems.append("train.epochs needs an offline task (set task.n_train); use train.steps online")
+        if online and "train" in self.train.eval_sets:
+            problems.append("eval set 'train' needs an offline task (set task.n_train)")
+        if "grid" in self.train.eval_sets:
+            inputs = getattr(self.task, "inputs", None)
+            if inputs is None or getattr(inputs, "name", None) != "box" or inputs.d > 2:
+                problems.append("eval set 'grid' needs task.inputs.name = box with d <= 2")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
 
 class Spec(RunConfig):

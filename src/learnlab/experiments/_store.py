@@ -37,7 +37,8 @@ CREATE TABLE IF NOT EXISTS runs (
     started REAL,
     finished REAL,
     final TEXT,
-    thresholds TEXT
+    thresholds TEXT,
+    artifacts TEXT
 );
 CREATE TABLE IF NOT EXISTS metrics (
     run_id TEXT NOT NULL,
@@ -63,6 +64,7 @@ class RunResult:
     final: dict[str, float] = field(default_factory=dict)
     thresholds: dict[str, int | None] = field(default_factory=dict)
     metrics: list[tuple[int, str, float]] = field(default_factory=list)
+    artifacts: str | None = None  # path of the run's probe tensors, relative to the output folder
 
 
 def _db_path(path: str | Path) -> Path:
@@ -110,10 +112,10 @@ class Store:
             )
             c.execute(
                 "UPDATE runs SET status = ?, error = ?, step = ?, started = ?, finished = ?, "
-                "final = ?, thresholds = ? WHERE run_id = ?",
+                "final = ?, thresholds = ?, artifacts = ? WHERE run_id = ?",
                 (result.status, result.error, result.step, result.started,
                  result.finished if result.finished is not None else time.time(),
-                 json.dumps(result.final), json.dumps(result.thresholds), result.run_id),
+                 json.dumps(result.final), json.dumps(result.thresholds), result.artifacts, result.run_id),
             )
 
     def _transaction(self):
@@ -138,10 +140,12 @@ class Store:
         import pandas as pd
 
         rows = []
-        query = "SELECT run_id, name, config, status, error, step, started, finished, final, thresholds FROM runs"
-        for rid, name, cfg, status, error, step, started, finished, final, thresholds in self._conn.execute(query):
+        query = ("SELECT run_id, name, config, status, error, step, started, finished, final, thresholds, "
+                 "artifacts FROM runs ORDER BY rowid")
+        for rid, name, cfg, status, error, step, started, finished, final, thresholds, artifacts in \
+                self._conn.execute(query):
             row = {"run_id": rid, "status": status, "name": name, "error": error, "step": step,
-                   "started": started, "finished": finished}
+                   "started": started, "finished": finished, "artifacts": artifacts}
             row.update(flatten(json.loads(cfg)))
             row.update(json.loads(final) if final else {})
             for c, s in (json.loads(thresholds) if thresholds else {}).items():

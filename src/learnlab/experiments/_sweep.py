@@ -47,6 +47,7 @@ def sweep(
     executor: str = "processes",
     workers: int | None = None,
     on_result: Callable[[RunResult, int, int], None] | None = None,
+    **executor_options,
 ) -> Store:
     """Run every run of a spec not yet done in ``out`` and return the store.
 
@@ -57,12 +58,13 @@ def sweep(
         executor: ``serial`` or ``processes``.
         workers: processes for the ``processes`` executor (default: cores).
         on_result: called as (result, done, total) after each result is committed.
+        **executor_options: passed to the executor (e.g. ``address`` for ``ray``).
 
     Raises:
         SpecError: before anything is written, if the spec is invalid.
     """
     p = plan(spec, overrides)
-    ex = make_executor(executor, workers)
+    ex = make_executor(executor, workers, **executor_options)
     store = Store(out, create=True)
     store.add_runs((r.run_id, p.spec.name, r.config) for r in p.runs)
     status = store.statuses()

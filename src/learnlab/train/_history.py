@@ -26,9 +26,12 @@ class History:
     step: int = 0
     reason: str | None = None
     thresholds: dict[float, int | None] = field(default_factory=dict)
+    sinks: list = field(default_factory=list, repr=False)  # loggers: sink.log(step, name, value)
 
     def log(self, step: int, name: str, value: float) -> None:
         self.metrics.setdefault(name, []).append((int(step), float(value)))
+        for sink in self.sinks:
+            sink.log(int(step), name, float(value))
 
     def drop_from(self, step: int) -> None:
         """Forget records at or after ``step`` (used when a run diverges)."""

@@ -1,29 +1,37 @@
 """The training loop: one code path for a single run and for E runs stacked as one model.
 
-A single run is an ensemble of one. Each *member* has its own data stream, test
-sample, threshold tracker and history; the model and optimizer hold all members
-stacked along dim 0 (see ``learnlab.models.MLP``). Per step, the (E,) vector of
-batch losses is read once; a member that diverges or crosses all its thresholds in
+A single run is an ensemble of one. Each *member* has its own data stream, evaluation
+sets, threshold tracker and history; the model and optimizer hold all members stacked
+along dim 0 (see ``learnlab.models.MLP``). Per step the (E,) vector of batch losses is
+read once; a member that diverges or crosses all its thresholds in
 ``stop_at_thresholds`` mode ends at that step and is dropped from the stack, so it
 neither costs compute nor touches the others.
+
+Step t means "after t optimizer updates". Iteration t: checkpoint (if due), evaluate
+(if due), draw batch t, forward, record the batch losses (divergence, thresholds),
+backward, clip, probes (if due), update t + 1.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
 
 from learnlab.models._optim import select_members
 from learnlab.tasks._stream import BatchStream
+from learnlab.train._evaluation import EvalSource, evaluate
 from learnlab.train._history import History
+from learnlab.train._losses import mse
+from learnlab.train._probes_api import ProbeContext, split_probe_output
+from learnlab.train._schedule import lr_factor
 from learnlab.train._thresholds import ThresholdTracker
 
-__all__ = ["Member", "fit", "mse_per_member"]
+__all__ = ["Member", "LoopSettings", "fit", "mse_per_member"]
 
-EVAL_CHUNK = 8192  # test points per forward pass
+mse_per_member = mse  # kept for callers of the first version
 
 
 @dataclass
@@ -32,102 +40,267 @@ class Member:
 
     Attributes:
         stream: its training batches.
-        test: its fixed test sample (x: (n_test, d), y: (n_test, outputs)), noise-free.
-        tracker: EMA threshold tracker of its train loss.
+        evals: eval set name -> its source (``test`` always).
+        tracker: threshold tracker of ``threshold_metric`` (train-loss EMA or an eval metric).
+        threshold_metric: ``train/loss`` or ``<set>/<metric>``.
         stop_at_thresholds: end the run once every threshold is crossed.
+        diverge_factor: a batch loss above this times the step-0 loss ends the run as diverged.
+        task: its task (for probes and the ``coef`` metric).
+        components: (label, fn) basis functions of its target for ``coef``.
     """
 
     stream: BatchStream
-    test: tuple[torch.Tensor, torch.Tensor]
+    evals: dict[str, EvalSource]
     tracker: ThresholdTracker
+    threshold_metric: str = "train/loss"
     stop_at_thresholds: bool = False
+    diverge_factor: float | None = None
+    task: object = None
+    components: list = field(default_factory=list)
     history: History = field(default_factory=History)
+    artifacts: dict[str, list] = field(default_factory=dict)
+    loss0: float | None = None
 
 
-def mse_per_member(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Mean squared error per member: out, y (E, n, k) -> (E,)."""
-    return (out - y).pow(2).mean(dim=(1, 2))
+@dataclass
+class LoopSettings:
+    """What all members of a stack share."""
+
+    steps: int
+    eval_every: int = 100
+    log_every: int = 10
+    metrics: Sequence[str] = ("mse",)
+    loss_fn: Callable = mse
+    schedule: object = None  # a ScheduleSpec; None = constant
+    clip_grad_norm: float | None = None
+    probes: Sequence = ()
+    stacked: bool = True
+    lr_hook: Callable | None = None  # (step) -> per-group factors or None (e.g. IP-LLR warmup)
 
 
-def fit(
-    model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
-    members: list[Member],
-    *,
-    steps: int,
-    eval_every: int,
-    log_every: int = 1,
-    on_step: Callable[[int], None] | None = None,
-) -> list[History]:
-    """Train the stacked ``model`` (one row per member) for up to ``steps`` updates.
+def fit(model, optimizer, members: list[Member], settings: LoopSettings, *,
+        on_step: Callable[[int], None] | None = None, checkpoint=None) -> list[History]:
+    """Train the stacked ``model`` (one row per member) and return each member's History.
 
-    Step t means "after t optimizer updates": at step t the test sample is evaluated
-    (every ``eval_every`` steps, and at the end), then the batch loss of step t is
-    read, then update t+1 is applied. Histories are recorded in place and returned.
+    Args:
+        model: stacked model, x (E, batch, d) -> (E, batch, k).
+        optimizer: its optimizer (per-member hyperparameters allowed).
+        members: one :class:`Member` per row of the stack.
+        settings: the shared recipe.
+        on_step: called with the number of updates done (progress bars).
+        checkpoint: an object with ``every``, ``save(state)`` and ``load() -> state | None``
+            (see ``learnlab.train._checkpoint``); resuming is bit-identical.
     """
-    active = list(range(len(members)))  # member index of each row of the stack
-    for t in range(steps + 1):
-        if t % eval_every == 0 or t == steps:
-            _evaluate(model, members, active, range(len(active)), t)
-        if t == steps:
+    loop = _Loop(model, optimizer, members, settings)
+    start = loop.restore(checkpoint.load()) if checkpoint is not None else 0
+    for t in range(start, settings.steps + 1):
+        if checkpoint is not None and t > start and t % checkpoint.every == 0:
+            checkpoint.save(loop.state(t))
+        if not loop.iteration(t):
             break
-        batches = [members[i].stream.next() for i in active]
-        x = torch.stack([b[0] for b in batches])  # (E, batch, d)
-        y = torch.stack([b[1] for b in batches])  # (E, batch, outputs)
-        losses = mse_per_member(model(x), y)
-        ended = _bookkeep(members, active, losses.detach().tolist(), t, log_every)
-        stopped = [row for row in ended if members[active[row]].history.status == "finished"]
-        if stopped and t % eval_every != 0:
-            _evaluate(model, members, active, stopped, t)
-        optimizer.zero_grad(set_to_none=True)
-        losses.sum().backward()
-        optimizer.step()
-        if ended:
-            keep = [row for row in range(len(active)) if row not in ended]
-            active = [active[row] for row in keep]
-            if not active:
-                break
-            select_members(model, optimizer, torch.tensor(keep, dtype=torch.long))
-        if on_step is not None:
+        if on_step is not None and t < settings.steps:
             on_step(t + 1)
-    for i in active:
-        members[i].history.status = "finished"
-        members[i].history.step = steps
-    for m in members:
-        m.history.thresholds = dict(m.tracker.steps)
-    return [m.history for m in members]
+    return loop.finish()
 
 
-def _bookkeep(members, active, values, t, log_every) -> list[int]:
-    """Record the batch losses of step t; return the rows whose run ends at t."""
-    ended = []
-    for row, i in enumerate(active):
-        m, value = members[i], values[row]
-        if not math.isfinite(value):
-            m.history.status, m.history.step = "diverged", t
-            m.history.reason = f"non-finite train loss ({value}) at step {t}"
-            m.history.drop_from(t)
-            ended.append(row)
-            continue
-        m.tracker.update(t, value)
-        if t % log_every == 0:
-            m.history.log(t, "train/loss", value)
-        if m.stop_at_thresholds and m.tracker.all_crossed:
-            m.history.status, m.history.step = "finished", t
-            ended.append(row)
-    return ended
+class _Loop:
+    def __init__(self, model, optimizer, members, settings):
+        self.model, self.optimizer, self.members, self.s = model, optimizer, members, settings
+        self.active = list(range(len(members)))  # member index of each row of the stack
+        self.init_params = {n: p.detach().clone() for n, p in model.named_parameters()}
+        self.base_lrs = [g["lr"] for g in optimizer.param_groups]
+
+    # ---- one iteration -----------------------------------------------------------
+    def iteration(self, t: int) -> bool:
+        s = self.s
+        ended = self._evaluate(t) if (t % s.eval_every == 0 or t == s.steps) else []
+        if t == s.steps:
+            return False
+        self._set_lr(t)
+        batches = [self.members[i].stream.next() for i in self.active]
+        x = torch.stack([b[0] for b in batches])  # (E, batch, d)
+        y = torch.stack([b[1] for b in batches])  # (E, batch, k)
+        losses = s.loss_fn(self.model(x), y)
+        ended += self._record_losses(losses.detach().tolist(), t, skip=set(ended))
+        stopped = [r for r in ended if self.members[self.active[r]].history.status == "finished"]
+        if stopped and t % s.eval_every != 0:
+            self._evaluate(t, rows=stopped)
+        self.optimizer.zero_grad(set_to_none=True)
+        losses.sum().backward()
+        if s.clip_grad_norm is not None:
+            _clip_per_member(self.model, s.clip_grad_norm, s.stacked)
+        self._probe(t, (x, y), skip=set(ended))
+        self.optimizer.step()
+        return self._drop(sorted(set(ended)))
+
+    def _record_losses(self, values, t, skip) -> list[int]:
+        ended = []
+        for row, i in enumerate(self.active):
+            if row in skip:
+                continue
+            m, value = self.members[i], values[row]
+            if m.loss0 is None:
+                m.loss0 = value
+            reason = _divergence(value, m.loss0, m.diverge_factor)
+            if reason is not None:
+                m.history.status, m.history.step = "diverged", t
+                m.history.reason = f"{reason} at step {t}"
+                m.history.drop_from(t)
+                m.artifacts = {k: [(st, v) for st, v in rows if st < t] for k, rows in m.artifacts.items()}
+                ended.append(row)
+                continue
+            if t % self.s.log_every == 0:
+                m.history.log(t, "train/loss", value)
+            if m.threshold_metric == "train/loss":
+                m.tracker.update(t, value)
+                if m.stop_at_thresholds and m.tracker.all_crossed:
+                    m.history.status, m.history.step = "finished", t
+                    ended.append(row)
+        return ended
+
+    def _evaluate(self, t, rows=None) -> list[int]:
+        """Log eval metrics at step t; return rows whose eval-metric thresholds end them."""
+        rows = range(len(self.active)) if rows is None else rows
+        members = [self.members[i] for i in self.active]
+        comps = [m.components for m in members] if any(m.startswith("coef") for m in self.s.metrics) else None
+        metrics = [m if not m.startswith("coef") else "coef" for m in self.s.metrics]
+        ended = []
+        for name in members[0].evals:
+            values = evaluate(self.model, [m.evals[name] for m in members], metrics, comps)
+            for row in rows:
+                for metric, per_member in values.items():
+                    members[row].history.log(t, f"{name}/{metric}", per_member[row])
+        for row in rows:
+            m = members[row]
+            if m.threshold_metric != "train/loss" and m.history.metrics.get(m.threshold_metric):
+                m.tracker.update(t, m.history.metrics[m.threshold_metric][-1][1])
+                if m.stop_at_thresholds and m.tracker.all_crossed and m.history.status == "running":
+                    m.history.status, m.history.step = "finished", t
+                    ended.append(row)
+        return ended
+
+    def _probe(self, t, batch, skip) -> None:
+        due = [p for p in self.s.probes if t % getattr(p, "every", 100) == 0]
+        if not due:
+            return
+        ctx = ProbeContext(step=t, batch=batch, init_params=self.init_params, optimizer=self.optimizer,
+                           tasks=[self.members[i].task for i in self.active], loss_fn=self.s.loss_fn,
+                           stacked=self.s.stacked, members=len(self.active))
+        for probe in due:
+            for name, value in probe(self.model, ctx).items():
+                scalars, tensors = split_probe_output(name, value, len(self.active))
+                for row, i in enumerate(self.active):
+                    if row in skip and self.members[i].history.status == "diverged":
+                        continue
+                    m = self.members[i]
+                    for key, vals in scalars.items():
+                        m.history.log(t, f"probe/{key}", vals[row])
+                    for key, tensor in tensors.items():
+                        m.artifacts.setdefault(key, []).append((t, tensor[row].clone()))
+
+    def _set_lr(self, t) -> None:
+        factor = 1.0 if self.s.schedule is None else lr_factor(self.s.schedule, t, self.s.steps)
+        extra = self.s.lr_hook(t) if self.s.lr_hook is not None else None
+        if factor == 1.0 and extra is None and not getattr(self, "_scheduled", False):
+            return
+        self._scheduled = True
+        for k, group in enumerate(self.optimizer.param_groups):
+            group["lr"] = self.base_lrs[k] * factor * (extra[k] if extra is not None else 1.0)
+
+    def _drop(self, ended: list[int]) -> bool:
+        """Remove ended rows from the stack; False when no member is left."""
+        if not ended:
+            return True
+        keep = [row for row in range(len(self.active)) if row not in ended]
+        self.active = [self.active[row] for row in keep]
+        if not self.active:
+            return False
+        idx = torch.tensor(keep, dtype=torch.long)
+        select_members(self.model, self.optimizer, idx)
+        self.init_params = {n: p.index_select(0, idx.to(p.device)) for n, p in self.init_params.items()}
+        self.base_lrs = [lr.index_select(0, idx.to(lr.device)) if isinstance(lr, torch.Tensor) and lr.dim() == 1
+                         else lr for lr in self.base_lrs]
+        return True
+
+    def finish(self) -> list:
+        for i in self.active:
+            self.members[i].history.status = "finished"
+            self.members[i].history.step = self.s.steps
+        for m in self.members:
+            m.history.thresholds = dict(m.tracker.steps)
+        return [m.history for m in self.members]
+
+    # ---- checkpoints ---------------------------------------------------------------
+    def state(self, t: int) -> dict:
+        return {
+            "step": t,
+            "active": list(self.active),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "init_params": self.init_params,
+            "base_lrs": self.base_lrs,
+            "members": [_member_state(m) for m in self.members],
+        }
+
+    def restore(self, state) -> int:
+        if state is None:
+            return 0
+        if state["active"] != self.active:
+            keep = torch.tensor(state["active"], dtype=torch.long)
+            select_members(self.model, self.optimizer, keep)
+            self.active = list(state["active"])
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.init_params, self.base_lrs = state["init_params"], state["base_lrs"]
+        for m, ms in zip(self.members, state["members"]):
+            _load_member_state(m, ms)
+        return state["step"]
+
+
+def _divergence(value: float, loss0: float, factor: float | None) -> str | None:
+    if not math.isfinite(value):
+        return f"non-finite train loss ({value})"
+    if factor is not None and value > factor * loss0:
+        return f"train loss {value:.4g} > diverge_factor {factor:g} x step-0 loss {loss0:.4g}"
+    return None
 
 
 @torch.no_grad()
-def _evaluate(model, members, active, rows, t) -> None:
-    """Log test/mse at step t for the members in ``rows`` of the stack."""
-    x = torch.stack([members[i].test[0] for i in active])  # (E, n_test, d)
-    y = torch.stack([members[i].test[1] for i in active])
-    total = torch.zeros(len(active), dtype=torch.float64, device=x.device)
-    for start in range(0, x.shape[1], EVAL_CHUNK):
-        out = model(x[:, start:start + EVAL_CHUNK])
-        err = (out - y[:, start:start + EVAL_CHUNK]).pow(2)
-        total += err.sum(dim=(1, 2)).to(torch.float64)
-    mse = (total / (y.shape[1] * y.shape[2])).tolist()
-    for row in rows:
-        members[active[row]].history.log(t, "test/mse", mse[row])
+def _clip_per_member(model, max_norm: float, stacked: bool) -> None:
+    """clip_grad_norm_ applied to each member separately (coef = max_norm / (norm + 1e-6), at most 1)."""
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    if not grads:
+        return
+    if stacked:
+        sq = sum(g.pow(2).flatten(1).sum(dim=1) for g in grads)  # (E,)
+    else:
+        sq = sum(g.pow(2).sum() for g in grads).reshape(1)
+    coef = (max_norm / (sq.sqrt() + 1e-6)).clamp(max=1.0)
+    for g in grads:
+        g.mul_(coef.view(-1, *([1] * (g.dim() - 1))) if stacked else coef)
+
+
+def _member_state(m: Member) -> dict:
+    h = m.history
+    stream = m.stream
+    return {
+        "generator": stream.generator.get_state(),
+        "order": getattr(stream, "_order", None),
+        "pos": getattr(stream, "_pos", None),
+        "tracker": m.tracker.state_dict(),
+        "loss0": m.loss0,
+        "history": {"metrics": h.metrics, "status": h.status, "step": h.step, "reason": h.reason},
+        "artifacts": m.artifacts,
+    }
+
+
+def _load_member_state(m: Member, s: dict) -> None:
+    m.stream.generator.set_state(s["generator"])
+    if s["order"] is not None:
+        m.stream._order, m.stream._pos = s["order"], s["pos"]
+    m.tracker.load_state_dict(s["tracker"])
+    m.loss0 = s["loss0"]
+    h = s["history"]
+    m.history.metrics = {k: [tuple(r) for r in v] for k, v in h["metrics"].items()}
+    m.history.status, m.history.step, m.history.reason = h["status"], h["step"], h["reason"]
+    m.artifacts = s["artifacts"]

@@ -1,14 +1,48 @@
-"""The ``train`` section of a spec: the recipe."""
+"""The ``train`` section of a spec: the recipe and what is measured along the way."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt, field_validator
+from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, field_validator, model_validator
 
 from learnlab._spec_base import Section
+from learnlab.train._losses import LOSSES
+from learnlab.train._metrics import METRICS
 
-__all__ = ["TrainSpec"]
+__all__ = ["TrainSpec", "ScheduleSpec", "ProbeSpec", "EVAL_SETS", "LOGGERS"]
+
+EVAL_SETS = ("test", "train", "grid", "large")
+LOGGERS = ("tensorboard", "wandb")
+
+
+class ScheduleSpec(Section):
+    """Learning-rate schedule: a factor on every group's learning rate at step t.
+
+    constant: 1; cosine: final + (1 - final)(1 + cos(pi t / T)) / 2; exponential:
+    final^(t / T) (seed 001 decays 1e-4 -> 1e-6: final_factor 0.01); step: gamma^floor(t / every).
+    ``warmup`` steps of linear ramp from 1/warmup to 1 multiply any of them. T = train.steps.
+    """
+
+    name: Literal["constant", "cosine", "exponential", "step"] = "constant"
+    final_factor: NonNegativeFloat = 0.0  # cosine / exponential: factor reached at the last step
+    every: PositiveInt = 1000  # step: decay period
+    gamma: PositiveFloat = 0.1  # step: decay factor
+    warmup: NonNegativeInt = 0  # linear warmup steps
+
+    @model_validator(mode="after")
+    def _exponential_needs_positive_final(self):
+        if self.name == "exponential" and self.final_factor <= 0:
+            raise ValueError("an exponential schedule needs final_factor > 0 (e.g. 0.01)")
+        return self
+
+
+class ProbeSpec(Section):
+    """A measurement taken every ``every`` steps: a built-in name or ``"package.module:attr"``."""
+
+    name: str
+    every: PositiveInt = 100
+    options: dict[str, Any] = Field(default_factory=dict)
 
 
 class TrainSpec(Section):
@@ -20,14 +54,28 @@ class TrainSpec(Section):
     betas: tuple[float, float] = (0.9, 0.999)  # for adam / adamw
     eps: PositiveFloat = 1e-8
     weight_decay: NonNegativeFloat = 0.0
+    schedule: ScheduleSpec = Field(default_factory=ScheduleSpec)
+    clip_grad_norm: PositiveFloat | None = None  # per run, as torch.nn.utils.clip_grad_norm_
     batch_size: PositiveInt = 64
-    steps: PositiveInt = 1000
-    loss: Literal["mse"] = "mse"
+    steps: PositiveInt | None = None  # online (default 1000) or offline
+    epochs: PositiveInt | None = None  # offline only: steps = epochs * batches per epoch
+    loss: str = "mse"
+    metrics: list[str] = Field(default_factory=lambda: ["mse"])
+    eval_sets: list[str] = Field(default_factory=lambda: ["test"])
     eval_every: PositiveInt = 100
+    large_n: PositiveInt = 1_000_000  # points of the `large` eval set (streamed, never held)
+    grid_points: PositiveInt = 1001  # per axis of the `grid` eval set (box inputs, d <= 2)
     log_every: PositiveInt = 10  # train/loss is stored every log_every steps
     thresholds: list[PositiveFloat] = Field(default_factory=list)
+    threshold_metric: str = "train/loss"  # EMA of the train loss, or an eval metric like test/mse
+    relative_thresholds: bool = False  # thresholds are fractions of the step-0 value
     ema: float = Field(0.9, ge=0.0, lt=1.0)  # EMA smoother s: ema <- s*ema + (1-s)*loss
-    stop_at_thresholds: bool = False  # end the run once the EMA crossed every threshold
+    stop_at_thresholds: bool = False  # end the run once every threshold is crossed
+    diverge_factor: PositiveFloat | None = None  # loss > factor * step-0 loss = diverged
+    probes: list[ProbeSpec] = Field(default_factory=list)
+    loggers: list[Literal["tensorboard", "wandb"]] = Field(default_factory=list)
+    checkpoint_every: PositiveInt | None = None  # steps between resumable checkpoints
+    save_final: bool = False  # keep the final weights in OUT/checkpoints/<run_id>.pt
     dtype: Literal["float32", "float64"] = "float32"
     device: str = "cpu"
 
@@ -44,3 +92,53 @@ class TrainSpec(Section):
         if value not in ("cpu", "auto") and not value.startswith(("cuda", "mps")):
             raise ValueError(f"device must be cpu, cuda, cuda:N, mps or auto; got {value!r}")
         return value
+
+    @field_validator("loss")
+    @classmethod
+    def _known_loss(cls, value: str) -> str:
+        if value not in LOSSES and ":" not in value:
+            raise ValueError(f"unknown loss {value!r}; valid: {', '.join(LOSSES)} or 'package.module:attr'")
+        return value
+
+    @field_validator("metrics")
+    @classmethod
+    def _known_metrics(cls, value: list[str]) -> list[str]:
+        bad = [m for m in value if m not in METRICS and not m.startswith("coef")]
+        if bad:
+            raise ValueError(f"unknown metrics {bad}; valid: {', '.join(METRICS)}, coef")
+        return value
+
+    @field_validator("eval_sets")
+    @classmethod
+    def _known_sets(cls, value: list[str]) -> list[str]:
+        bad = [s for s in value if s not in EVAL_SETS]
+        if bad:
+            raise ValueError(f"unknown eval sets {bad}; valid: {', '.join(EVAL_SETS)}")
+        return value if "test" in value else ["test", *value]
+
+    @field_validator("threshold_metric")
+    @classmethod
+    def _threshold_metric_shape(cls, value: str) -> str:
+        if value != "train/loss" and value.split("/")[0] not in EVAL_SETS:
+            raise ValueError(f"threshold_metric must be train/loss or <eval set>/<metric>; got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _steps_or_epochs(self):
+        if self.steps is not None and self.epochs is not None:
+            raise ValueError("give train.steps or train.epochs, not both")
+        if self.threshold_metric != "train/loss":
+            eval_set, _, metric = self.threshold_metric.partition("/")
+            if eval_set not in self.eval_sets or metric not in self.metrics:
+                raise ValueError(
+                    f"threshold_metric {self.threshold_metric!r} is not measured: add {eval_set!r} to "
+                    f"eval_sets and {metric!r} to metrics"
+                )
+        return self
+
+    def total_steps(self, n_train: int | None) -> int:
+        """Number of optimizer updates: ``steps``, or ``epochs`` x batches per epoch (offline)."""
+        if self.epochs is None:
+            return self.steps if self.steps is not None else 1000
+        per_epoch = max(1, n_train // self.batch_size) if n_train else 1
+        return self.epochs * per_epoch

@@ -1,0 +1,111 @@
+"""``learnlab.train(model, task, **recipe)``: the loop for notebooks and scripts.
+
+Takes any ``nn.Module`` (or a learnlab model), any loss callable and any
+``torch.optim`` optimizer as well as learnlab's own names, and runs the same loop as
+a sweep does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import nn
+
+from learnlab._seeds import derive_seed
+from learnlab.train._history import History
+from learnlab.train._loop import fit
+from learnlab.train._members import loop_settings, make_member
+from learnlab.train._spec import TrainSpec
+
+__all__ = ["train"]
+
+_TORCH_OPTIMIZERS = {
+    "sgd": lambda params, r: torch.optim.SGD(params, lr=r.lr, weight_decay=r.weight_decay),
+    "momentum": lambda params, r: torch.optim.SGD(params, lr=r.lr, momentum=r.momentum, weight_decay=r.weight_decay),
+    "nesterov": lambda params, r: torch.optim.SGD(params, lr=r.lr, momentum=r.momentum, nesterov=True,
+                                                  weight_decay=r.weight_decay),
+    "adam": lambda params, r: torch.optim.Adam(params, lr=r.lr, betas=r.betas, eps=r.eps, weight_decay=r.weight_decay),
+    "adamw": lambda params, r: torch.optim.AdamW(params, lr=r.lr, betas=r.betas, eps=r.eps,
+                                                 weight_decay=r.weight_decay),
+}
+
+
+class _Single(nn.Module):
+    """A user module seen as a stack of one: x (1, batch, d) -> (1, batch, k)."""
+
+    def __init__(self, module: nn.Module):
+        super().__init__()
+        self.module = module
+        self.members = 1
+
+    def forward(self, x):
+        return self.module(x[0]).unsqueeze(0)
+
+
+def train(
+    model: nn.Module,
+    task,
+    *,
+    optimizer: str | torch.optim.Optimizer = "sgd",
+    loss: str | Callable = "mse",
+    probes: Sequence = (),
+    seed: int = 0,
+    progress: bool = True,
+    **recipe,
+) -> History:
+    """Train ``model`` on ``task`` with the recipe's keys (those of a spec's ``train`` section).
+
+    Args:
+        model: a learnlab model (a stack of one) or any ``nn.Module`` mapping (batch, d) -> (batch, k).
+        task: a :class:`~learnlab.tasks.Task` or a ``task`` spec section (dict).
+        optimizer: a name (``sgd``, ``momentum``, ``nesterov``, ``adam``, ``adamw``) or a
+            ``torch.optim.Optimizer`` already built on ``model``'s parameters.
+        loss: a name (``mse``, ``cross_entropy``, ``hinge``, ``logistic``) or a callable
+            ``loss(out, y) -> scalar`` on (batch, k) tensors, like ``nn.MSELoss()``.
+        probes: probe callables (``probe(model, ctx) -> dict``, attribute ``every``).
+        seed: the data and test streams derive from it.
+        progress: show a progress bar.
+        **recipe: any other ``train`` key: ``lr``, ``steps``, ``epochs``, ``batch_size``,
+            ``eval_every``, ``metrics``, ``eval_sets``, ``thresholds``, ``schedule``, ...
+
+    Returns:
+        The run's :class:`History` (``history.to_frame()`` for a DataFrame).
+    """
+    from learnlab.tasks import Task, make_task
+
+    task = task if isinstance(task, Task) else make_task(task)
+    spec = TrainSpec(optimizer=optimizer if isinstance(optimizer, str) else "sgd",
+                     loss=loss if isinstance(loss, str) else "mse", **recipe)
+    param = next(model.parameters())
+    dtype, device = param.dtype, param.device
+    stacked = getattr(model, "members", None) == 1 and hasattr(model, "lr_exponents")
+    net = model if stacked else _Single(model)
+    opt = optimizer if isinstance(optimizer, torch.optim.Optimizer) else _build_optimizer(model, spec, stacked)
+    loss_fn = None
+    if not isinstance(loss, str):
+        loss_fn = lambda out, y: loss(out[0], y[0]).reshape(1)  # noqa: E731 - a stack of one
+    member = make_member(task, spec, lambda role: derive_seed(seed, "train", role), dtype=dtype, device=device)
+    settings = loop_settings(spec, task.n_train, loss=loss_fn, probes=probes, stacked=stacked)
+    bar = _progress(settings.steps) if progress else None
+    try:
+        (history,) = fit(net, opt, [member], settings, on_step=(lambda t: bar.update(1)) if bar else None)
+    finally:
+        if bar is not None:
+            bar.close()
+    return history
+
+
+def _build_optimizer(model, spec: TrainSpec, stacked: bool):
+    if stacked:
+        from learnlab.models import build_optimizer
+
+        return build_optimizer(model, spec.optimizer, lr=spec.lr, momentum=spec.momentum, betas=spec.betas,
+                               eps=spec.eps, weight_decay=spec.weight_decay)
+    return _TORCH_OPTIMIZERS[spec.optimizer](model.parameters(), spec)
+
+
+def _progress(total: int):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="train", unit="step", leave=False)

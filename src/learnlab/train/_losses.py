@@ -1,0 +1,46 @@
+"""Losses per ensemble member: out, y (E, n, k) -> (E,).
+
+Each is the mean over the batch of the per-example loss, as the corresponding
+torch loss with reduction="mean" on a single member.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["LOSSES", "get_loss"]
+
+
+def mse(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """mean (f - y)^2 over examples and outputs (``nn.MSELoss``)."""
+    return (out - y).pow(2).mean(dim=(1, 2))
+
+
+def cross_entropy(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """-sum_c y_c log softmax(f)_c averaged over examples; y one-hot (or soft) labels (n, classes)."""
+    return -(y * F.log_softmax(out, dim=-1)).sum(dim=-1).mean(dim=1)
+
+
+def hinge(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """mean max(0, 1 - y f) for labels y in {-1, +1} (the parity literature's loss)."""
+    return torch.relu(1 - y * out).mean(dim=(1, 2))
+
+
+def logistic(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """mean log(1 + exp(-y f)) for labels y in {-1, +1}."""
+    return F.softplus(-y * out).mean(dim=(1, 2))
+
+
+LOSSES = {"mse": mse, "cross_entropy": cross_entropy, "hinge": hinge, "logistic": logistic}
+
+
+def get_loss(name_or_fn):
+    """A loss by name, a ``"package.module:attr"`` reference, or a callable (out, y) -> (E,)."""
+    if callable(name_or_fn):
+        return name_or_fn
+    if name_or_fn in LOSSES:
+        return LOSSES[name_or_fn]
+    from learnlab._imports import resolve
+
+    return resolve(name_or_fn)
