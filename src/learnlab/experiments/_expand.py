@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from learnlab._seeds import derive_seed
 from learnlab.experiments._errors import SpecError, problems_from_validation
-from learnlab.experiments._spec import RunConfig, Spec, set_dotted
+from learnlab.experiments._spec import RunConfig, Spec, cross_checks, set_dotted
 
 __all__ = ["Run", "expand", "run_id", "derive_seed", "canonical_json"]
 
@@ -63,12 +63,17 @@ def expand(spec: Spec, raw: dict, source: str | None = None) -> list[Run]:
                 set_dotted(tree, key, value)
             tree["seed"] = seed
             try:
-                config = RunConfig.model_validate(tree).model_dump(mode="json")
+                validated = RunConfig.model_validate(tree)
+                config = validated.model_dump(mode="json")
             except ValidationError as err:
                 where = ", ".join(f"{k}={v!r}" for k, v in point.items())
                 for path, msg in problems_from_validation(err, RunConfig):
                     suffix = f" [sweep point {where}]" if where and any(path.startswith(k) or k.startswith(path) for k in point) else ""
                     problems.append((path, msg + suffix))
+                continue
+            crossed = cross_checks(validated)
+            if crossed:
+                problems += crossed
                 continue
             rid = run_id(config)
             if rid in seen:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import Field, PositiveInt, ValidationError, field_validator, model_validator
+from pydantic import Field, PositiveInt, ValidationError, field_validator
 
 from learnlab._spec_base import Section
 from learnlab.experiments._errors import SpecError, problems_from_validation, register_tagged
@@ -19,7 +19,7 @@ from learnlab.models._spec import ModelSpec
 from learnlab.tasks._spec import TAGGED_SPECS, TaskSpec
 from learnlab.train._spec import TrainSpec
 
-__all__ = ["Spec", "RunConfig", "SweepSpec", "load_spec", "parse_overrides", "set_dotted", "get_dotted"]
+__all__ = ["Spec", "RunConfig", "cross_checks", "SweepSpec", "load_spec", "parse_overrides", "set_dotted", "get_dotted"]
 
 register_tagged(TAGGED_SPECS)
 
@@ -56,22 +56,20 @@ class RunConfig(Section):
     model: ModelSpec = Field(default_factory=ModelSpec)
     train: TrainSpec = Field(default_factory=TrainSpec)
 
-    @model_validator(mode="after")
-    def _recipe_fits_task(self):
-        """Cross-section checks: what the recipe asks of the task."""
-        problems = []
-        online = getattr(self.task, "n_train", None) is None and getattr(self.task, "dataset", None) is None
-        if online and self.train.epochs is not None:
-            problems.append("train.epochs needs an offline task (set task.n_train); use train.steps online")
-        if online and "train" in self.train.eval_sets:
-            problems.append("eval set 'train' needs an offline task (set task.n_train)")
-        if "grid" in self.train.eval_sets:
-            inputs = getattr(self.task, "inputs", None)
-            if inputs is None or getattr(inputs, "name", None) != "box" or inputs.d > 2:
-                problems.append("eval set 'grid' needs task.inputs.name = box with d <= 2")
-        if problems:
-            raise ValueError("; ".join(problems))
-        return self
+
+def cross_checks(run: RunConfig) -> list[tuple[str, str]]:
+    """What the recipe asks of the task, as (key path, problem) pairs."""
+    problems = []
+    online = getattr(run.task, "n_train", None) is None and getattr(run.task, "dataset", None) is None
+    if online and run.train.epochs is not None:
+        problems.append(("train.epochs", "needs an offline task (set task.n_train); use train.steps online"))
+    if online and "train" in run.train.eval_sets:
+        problems.append(("train.eval_sets", "eval set 'train' needs an offline task (set task.n_train)"))
+    if "grid" in run.train.eval_sets:
+        inputs = getattr(run.task, "inputs", None)
+        if inputs is None or getattr(inputs, "name", None) != "box" or inputs.d > 2:
+            problems.append(("train.eval_sets", "eval set 'grid' needs task.inputs.name = box with d <= 2"))
+    return problems
 
 
 class Spec(RunConfig):

@@ -15,7 +15,7 @@ import math
 
 import torch
 
-__all__ = ["hermite", "hermite_monomial"]
+__all__ = ["hermite", "hermite_monomial", "hermite_stack"]
 
 
 def hermite(k: int, x: torch.Tensor) -> torch.Tensor:
@@ -56,3 +56,23 @@ def hermite_monomial(monomial: dict[int, int], x: torch.Tensor) -> torch.Tensor:
     for i, k in monomial.items():
         out = out * hermite(int(k), x[:, int(i)])
     return out
+
+
+def hermite_stack(kmax: int, x: torch.Tensor) -> torch.Tensor:
+    """All orthonormal Hermite polynomials h_0..h_kmax of ``x`` at once.
+
+    Args:
+        kmax: largest degree, kmax >= 0.
+        x: any tensor, shape S.
+
+    Returns:
+        Tensor of shape (*S, kmax + 1) with ``out[..., k] = h_k(x)``.
+    """
+    if isinstance(kmax, bool) or not isinstance(kmax, int) or kmax < 0:
+        raise ValueError(f"hermite degree must be an integer >= 0, got {kmax!r}")
+    out = [torch.ones_like(x)]
+    if kmax >= 1:
+        out.append(x)
+    for j in range(1, kmax):
+        out.append((x * out[j] - math.sqrt(j) * out[j - 1]) / math.sqrt(j + 1))
+    return torch.stack(out, dim=-1)
