@@ -6,8 +6,11 @@ spec stays plain data (YAML, JSON, the store) and runs the same in any process.
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import re
+
+from learnlab._callables import is_callable_ref, lookup
 
 __all__ = ["ImportRefError", "resolve", "is_ref"]
 
@@ -21,7 +24,10 @@ class ImportRefError(ValueError):
 
 
 def is_ref(value: object) -> bool:
-    """Whether ``value`` is spelled like ``"package.module:attr"`` (not whether it resolves)."""
+    """Whether ``value`` is spelled like ``"package.module:attr"`` (not whether it resolves),
+    or is the reference of a callable handed to the Python API (``"callable:..."``)."""
+    if is_callable_ref(value):
+        return True
     return isinstance(value, str) and bool(_REF.match(value.strip()))
 
 
@@ -43,6 +49,11 @@ def resolve(ref: str):
         ImportRefError: the string is malformed, the module does not import (with the
             import error), or the attribute is missing (with the names the module has).
     """
+    if is_callable_ref(ref):
+        try:
+            return lookup(ref)
+        except ValueError as exc:
+            raise ImportRefError(str(exc)) from None
     if not is_ref(ref):
         raise ImportRefError(
             f"expected a reference of the form 'package.module:attr', got {ref!r}; "
@@ -60,9 +71,11 @@ def resolve(ref: str):
     for part in attr_path.split("."):
         if not hasattr(obj, part):
             public = sorted(n for n in dir(obj) if not n.startswith("_"))
+            close = difflib.get_close_matches(part, public, n=3)
+            hint = f"did you mean {', '.join(close)}? " if close else ""
             shown = ", ".join(public[:20]) + (", ..." if len(public) > 20 else "")
             raise ImportRefError(
-                f"{where!r} has no attribute {part!r} (named in {ref!r}); it has: {shown or 'no public names'}"
+                f"{where!r} has no attribute {part!r} (named in {ref!r}); {hint}it has: {shown or 'no public names'}"
             )
         obj = getattr(obj, part)
         where = f"{where}:{part}" if where == module_name else f"{where}.{part}"

@@ -15,8 +15,10 @@ from learnlab.cli._app import app, bad_input, console
 
 
 class ExecutorName(str, Enum):
+    auto = "auto"
     serial = "serial"
     processes = "processes"
+    ensemble = "ensemble"
     ray = "ray"
 
 
@@ -30,22 +32,32 @@ def run(
     spec: Annotated[Path, typer.Argument(help="YAML spec file.")],
     overrides: Annotated[Optional[list[str]], typer.Argument(help="key=value overrides with dotted keys.")] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (results.db, figures).")] = Path("runs/out"),
-    executor: Annotated[ExecutorName, typer.Option(help="How runs are executed.")] = ExecutorName.processes,
+    executor: Annotated[ExecutorName, typer.Option(
+        help="auto: stack runs that share all shapes (ensemble), else a process pool.")] = ExecutorName.auto,
     workers: Annotated[Optional[int], typer.Option(min=1, help="Worker processes (default: cores).")] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the expanded runs and exit.")] = False,
+    max_members: Annotated[Optional[int], typer.Option(
+        min=1, help="Largest stacked group (default 64 for ensemble, 1 for pools).")] = None,
+    devices: Annotated[Optional[str], typer.Option(
+        help="Comma-separated devices to spread runs over (cpu, cuda:0,cuda:1); overrides train.device.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the expanded runs and groups, and exit.")] = False,
     ray_address: Annotated[Optional[str], typer.Option(help="Ray cluster to join (host:port or auto); default: a local instance.")] = None,
 ) -> None:
     """Run a spec's sweep into OUT; re-running resumes (finished runs are skipped)."""
     from learnlab.experiments import SpecError, plan, sweep
+
+    from learnlab.experiments._sweep import schedule
 
     try:
         p = plan(spec, overrides or [])
     except SpecError as exc:
         bad_input(str(exc))
     if dry_run:
-        _print_plan(p)
+        _print_plan(p, schedule([r.config for r in p.runs], executor.value, workers=workers,
+                                max_members=max_members))
         return
     options = {} if ray_address is None else {"address": _checked_ray_address(ray_address, executor)}
+    if devices:
+        options["devices"] = _checked_devices(devices)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -56,7 +68,8 @@ def run(
         def on_result(result, done, total):
             progress.update(bar, completed=done, total=total)
 
-        store = sweep(p.spec, out=out, executor=executor.value, workers=workers, on_result=on_result, **options)
+        store = sweep(p.spec, out=out, executor=executor.value, workers=workers, max_members=max_members,
+                      on_result=on_result, **options)
         total = progress.tasks[bar].total
         if total is None:
             progress.update(bar, total=0, completed=0)
@@ -69,6 +82,19 @@ def run(
     store.close()
 
 
+def _checked_devices(devices: str) -> list[str]:
+    """Exit 2 (nothing written) unless every device exists on this machine."""
+    from learnlab.experiments._runner import resolve_device
+
+    names = [d.strip() for d in devices.split(",") if d.strip()]
+    for name in names:
+        try:
+            resolve_device(name)
+        except (ValueError, RuntimeError) as exc:
+            bad_input(f"--devices: {exc}")
+    return names
+
+
 def _checked_ray_address(address: str, executor: ExecutorName) -> str:
     """Exit 2 (nothing written) unless the executor is ray and the address answers."""
     from learnlab.experiments._ray import check_reachable
@@ -77,23 +103,25 @@ def _checked_ray_address(address: str, executor: ExecutorName) -> str:
         bad_input(f"--ray-address needs --executor ray (got --executor {executor.value})")
     try:
         check_reachable(address)
-    except ValueError as exc:
+    except (ValueError, ImportError) as exc:
         bad_input(str(exc))
     return address
 
 
-def _print_plan(p) -> None:
-    from learnlab.analysis._curves import _NOT_AXES
+def _print_plan(p, plan_) -> None:
+    from learnlab.experiments import run_id
 
+    group_of = {run_id(c): k for k, g in enumerate(plan_.groups) for c in g}
     table = Table(title=f"{p.spec.name}: {len(p.runs)} runs")
     keys = sorted({k for r in p.runs for k in r.point})
-    for col in ["run_id", *keys]:
+    for col in ["run_id", "group", *keys]:
         table.add_column(col)
     for r in p.runs:
-        table.add_row(r.run_id, *(str(r.point.get(k, "")) for k in keys))
+        table.add_row(r.run_id, str(group_of.get(r.run_id, "")), *(str(r.point.get(k, "")) for k in keys))
     console.print(table)
-    console.print(f"{len(p.runs)} runs")
-    del _NOT_AXES
+    sizes = [len(g) for g in plan_.groups]
+    console.print(f"{len(p.runs)} runs in {len(sizes)} groups (sizes {', '.join(map(str, sizes))}); "
+                  f"executor: {plan_.executor}" + (f" ({plan_.reason})" if plan_.reason else ""))
 
 
 def _print_summary(store) -> None:

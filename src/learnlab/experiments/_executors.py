@@ -12,6 +12,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Protocol
 
+from learnlab._callables import install, payload, refs_in
 from learnlab.experiments._runner import run_group
 from learnlab.experiments._store import RunResult
 
@@ -19,46 +20,60 @@ __all__ = ["Executor", "SerialExecutor", "ProcessExecutor", "EXECUTORS", "make_e
 
 
 class Executor(Protocol):
-    """Runs groups of run configs; yields each group's results when it finishes."""
+    """Runs groups of run configs; yields each group's results when it finishes.
+
+    Executors are built as ``cls(workers, out=..., **options)``; ``out`` is the sweep's
+    output folder, handed to :func:`run_group` for checkpoints, artifacts and loggers.
+    """
 
     def run(self, groups: list[list[dict]]) -> Iterator[list[RunResult]]: ...
 
 
 class SerialExecutor:
-    """One group after another in this process."""
+    """One group after another in this process (``serial``: groups of one; ``ensemble``: stacked groups)."""
+
+    def __init__(self, workers: int | None = None, out=None, devices: list[str] | None = None, **_):
+        self.workers, self.out, self.devices = 1, out, devices or [None]
 
     def run(self, groups):
-        for group in groups:
-            yield run_group(group)
+        for k, group in enumerate(groups):  # callables are registered in this process already
+            yield run_group(group, self.out, None, self.devices[k % len(self.devices)])
 
 
-def _init_worker(threads: int) -> None:
+def _init_worker(threads: int, callables: dict | None = None) -> None:
     import torch
 
     torch.set_num_threads(threads)
     os.environ["OMP_NUM_THREADS"] = str(threads)
+    install(callables)
 
 
 class ProcessExecutor:
     """A pool of ``workers`` spawned processes, each limited to ``threads`` torch threads.
 
-    ``workers * threads <= cores``, so the machine is never oversubscribed. A worker
+    ``workers * threads <= cores``, so the machine is never oversubscribed. With
+    ``devices`` (``--devices cuda:0,cuda:1``) groups are spread over them round-robin. A worker
     that dies takes only its own group down (recorded as failed); the others go on.
     """
 
-    def __init__(self, workers: int | None = None):
+    def __init__(self, workers: int | None = None, out=None, devices: list[str] | None = None, **_):
         cores = os.cpu_count() or 1
         self.workers = max(1, workers or cores)
         self.threads = max(1, cores // self.workers)
+        self.out, self.devices = out, devices or [None]
 
     def run(self, groups):
         if not groups:
             return
         workers = min(self.workers, len(groups))
         ctx = mp.get_context("spawn")
-        pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(self.threads,))
+        shipped = payload(set().union(*(refs_in(c) for g in groups for c in g)))
+        pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
+                                   initargs=(self.threads, shipped))
         try:
-            pending = {pool.submit(run_group, g): g for g in groups}
+            devices = self.devices
+            pending = {pool.submit(run_group, g, self.out, None, devices[k % len(devices)]): g
+                       for k, g in enumerate(groups)}
             while pending:
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for future in done:
@@ -68,7 +83,7 @@ class ProcessExecutor:
                     except BrokenProcessPool as exc:
                         yield _failed(group, f"worker process died: {exc}")
                         for other in list(pending):  # the pool is unusable: re-run them serially
-                            yield run_group(pending.pop(other))
+                            yield run_group(pending.pop(other), self.out)
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
 
@@ -82,6 +97,7 @@ def _failed(group, reason) -> list[RunResult]:
 # name -> "module:attr" of the executor class (imported lazily: ray is an optional extra).
 EXECUTORS = {
     "serial": "learnlab.experiments._executors:SerialExecutor",
+    "ensemble": "learnlab.experiments._executors:SerialExecutor",
     "processes": "learnlab.experiments._executors:ProcessExecutor",
     "ray": "learnlab.experiments._ray:RayExecutor",
 }
@@ -95,4 +111,4 @@ def make_executor(name: str, workers: int | None = None, **options) -> Executor:
         raise ValueError(f"unknown executor {name!r}; valid: {', '.join(EXECUTORS)}")
     module, attr = EXECUTORS[name].split(":")
     cls = getattr(importlib.import_module(module), attr)
-    return cls() if name == "serial" else cls(workers, **options)
+    return cls(workers, **options)

@@ -45,6 +45,11 @@ def _points(spec: Spec) -> list[dict]:
     return [{**g, **z} for g in grid_points for z in zip_points]
 
 
+def _matches(point: dict, partial: dict) -> bool:
+    """Whether a sweep point sets every key of ``partial`` to its value."""
+    return all(key in point and point[key] == value for key, value in partial.items())
+
+
 def expand(spec: Spec, raw: dict, source: str | None = None) -> list[Run]:
     """Every run of the sweep, validated; raises SpecError listing all problems.
 
@@ -54,9 +59,11 @@ def expand(spec: Spec, raw: dict, source: str | None = None) -> list[Run]:
     """
     seeds = spec.sweep.seeds
     seeds = [spec.seed + i for i in range(seeds)] if isinstance(seeds, int) else list(seeds)
-    base = {k: v for k, v in copy.deepcopy(raw).items() if k not in ("name", "sweep")}
+    base = {k: v for k, v in copy.deepcopy(raw).items() if k not in ("name", "sweep", "base")}
     runs, problems, seen = [], [], set()
     for point in _points(spec):
+        if any(_matches(point, partial) for partial in spec.sweep.exclude):
+            continue
         for seed in seeds:
             tree = copy.deepcopy(base)
             for key, value in point.items():

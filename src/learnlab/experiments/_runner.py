@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from learnlab._callables import install
 from learnlab._seeds import derive_seed
 from learnlab.experiments._expand import run_id
 from learnlab.experiments._spec import RunConfig
@@ -75,19 +76,21 @@ class Built:
     settings: LoopSettings
 
 
-def build_group(configs: list[dict], ids: list[str] | None = None) -> Built:
+def build_group(configs: list[dict], ids: list[str] | None = None, device: str | None = None) -> Built:
     """Build the stacked model, optimizer, tasks, data streams and eval sets of runs sharing all shapes.
 
     Every random draw comes from generators seeded by ``derive_seed(seed, run_id, role)``
     (roles ``init``, ``data``, ``test``, ``large``), or ``model.init_seed`` for the initial draw.
+    ``device`` (from ``--devices``) overrides ``train.device``.
     """
     ids = ids or [run_id(c) for c in configs]
     runs = [RunConfig.model_validate(c) for c in configs]
     first = runs[0]
-    dtype, device = DTYPES[first.train.dtype], resolve_device(first.train.device)
-    members, init_generators, tasks = [], [], []
+    dtype, device = DTYPES[first.train.dtype], resolve_device(device or first.train.device)
+    members, init_generators, tasks, cache = [], [], [], {}
     for rid, run in zip(ids, runs):
-        task = make_task(run.task)
+        key = json.dumps(run.task.model_dump(mode="json"), sort_keys=True)
+        task = cache[key] if key in cache else cache.setdefault(key, make_task(run.task))  # shared targets
         tasks.append(task)
         seed = run.model.init_seed if run.model.init_seed is not None else derive_seed(run.seed, rid, "init")
         init_generators.append(torch.Generator().manual_seed(seed))
@@ -104,7 +107,8 @@ def build_group(configs: list[dict], ids: list[str] | None = None) -> Built:
         model, t.optimizer, lr=[r.train.lr for r in runs], momentum=[r.train.momentum for r in runs],
         weight_decay=[r.train.weight_decay for r in runs], betas=t.betas, eps=t.eps,
     )
-    settings = loop_settings(t, first.task.n_train)
+    sample = members[0].stream.sample  # the fixed training set of an offline task (or None)
+    settings = loop_settings(t, None if sample is None else sample[0].shape[0])
     return Built(runs, ids, model, optimizer, members, tasks, settings)
 
 
@@ -113,12 +117,15 @@ def build_run(config: dict) -> Built:
     return build_group([config])
 
 
-def run_group(configs: list[dict], out: str | Path | None = None) -> list[RunResult]:
+def run_group(configs: list[dict], out: str | Path | None = None, callables: dict | None = None,
+              device: str | None = None) -> list[RunResult]:
     """Train runs sharing all shapes as one stacked model; never raises.
 
     Args:
         configs: resolved run configs (one group).
         out: the sweep's output folder, for checkpoints, artifacts and loggers (optional).
+        callables: cloudpickled notebook callables the configs reference (from the driver).
+        device: run on this device instead of ``train.device`` (the executors' ``--devices``).
 
     A run that cannot be built or crashes is returned with status ``failed`` and the
     traceback, so a sweep goes on.
@@ -127,7 +134,8 @@ def run_group(configs: list[dict], out: str | Path | None = None) -> list[RunRes
     ids = [run_id(c) for c in configs]
     loggers = []
     try:
-        built = build_group(configs, ids)
+        install(callables)
+        built = build_group(configs, ids, device)
         out = Path(out) if out is not None else None
         for member, rid, cfg in zip(built.members, ids, configs):
             member.history.sinks = make_loggers(cfg["train"]["loggers"], out, rid, cfg)

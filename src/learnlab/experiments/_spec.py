@@ -6,13 +6,13 @@ run the sweep expands to. All problems are reported at once, with their key path
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import Field, PositiveInt, ValidationError, field_validator
+from pydantic import BaseModel, Field, PositiveInt, ValidationError, field_validator, model_validator
 
+from learnlab._callables import replace_callables
 from learnlab._spec_base import Section
 from learnlab.experiments._errors import SpecError, problems_from_validation, register_tagged
 from learnlab.models._spec import ModelSpec
@@ -30,6 +30,7 @@ class SweepSpec(Section):
     grid: dict[str, list[Any]] = Field(default_factory=dict)
     zip: dict[str, list[Any]] = Field(default_factory=dict)
     seeds: PositiveInt | list[int] = 1
+    exclude: list[dict[str, Any]] = Field(default_factory=list)  # partial configs (dotted keys) to skip
 
     @field_validator("grid", "zip")
     @classmethod
@@ -37,7 +38,18 @@ class SweepSpec(Section):
         empty = [k for k, v in axes.items() if len(v) == 0]
         if empty:
             raise ValueError(f"axes {empty} have no values")
+        if "seed" in axes:
+            raise ValueError("seed cannot be a grid or zip axis: repeat runs with sweep.seeds "
+                             "(a count, e.g. 3, or a list of seeds, e.g. [0, 1, 2])")
         return axes
+
+    @model_validator(mode="after")
+    def _exclude_names_axes(self):
+        axes = set(self.grid) | set(self.zip)
+        bad = sorted({k for partial in self.exclude for k in partial if k not in axes})
+        if bad:
+            raise ValueError(f"exclude names {bad}, which are not sweep axes; axes: {sorted(axes) or 'none'}")
+        return self
 
     @field_validator("zip")
     @classmethod
@@ -73,9 +85,10 @@ def cross_checks(run: RunConfig) -> list[tuple[str, str]]:
 
 
 class Spec(RunConfig):
-    """A whole spec: a base run plus the sweep around it."""
+    """A whole spec: a base run plus the sweep around it (``base`` is resolved on reading)."""
 
     name: str = "experiment"
+    base: str | None = None  # the template this spec was read on top of (provenance only)
     sweep: SweepSpec = Field(default_factory=SweepSpec)
 
 
@@ -113,11 +126,19 @@ def parse_overrides(overrides: list[str]) -> tuple[list[tuple[str, Any]], list[t
     return parsed, problems
 
 
-def read_spec_file(path: str | Path) -> dict:
-    """Read a YAML spec into a dict; a clear SpecError if missing or malformed."""
+def read_spec_file(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict:
+    """Read a YAML spec into a dict, merged over its ``base:`` template (recursively).
+
+    ``base`` is a path relative to the spec's folder; the spec's keys override the
+    template's, section by section (nested mappings merge, everything else replaces).
+
+    Raises:
+        SpecError: missing or malformed file, or a ``base`` cycle.
+    """
     path = Path(path)
     if not path.is_file():
-        raise SpecError([("", f"spec file not found: {path}")])
+        where = f" (base of {_seen[-1]})" if _seen else ""
+        raise SpecError([("base" if _seen else "", f"spec file not found: {path}{where}")])
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
@@ -126,7 +147,54 @@ def read_spec_file(path: str | Path) -> dict:
         data = {}
     if not isinstance(data, dict):
         raise SpecError([("", f"a spec must be a mapping of sections, got {type(data).__name__}")], source=str(path))
-    return data
+    base = data.get("base")
+    if base is None:
+        return data
+    if not isinstance(base, str):
+        raise SpecError([("base", f"must be a path to a YAML spec, got {base!r}")], source=str(path))
+    base_path = (path.parent / base).resolve()
+    chain = (*_seen, path.resolve())
+    if base_path in chain:
+        cycle = " -> ".join(str(p) for p in (*chain, base_path))
+        raise SpecError([("base", f"templates form a cycle: {cycle}")], source=str(path))
+    merged = merge(read_spec_file(base_path, chain), {k: v for k, v in data.items() if k != "base"})
+    merged["base"] = str(base_path)
+    return merged
+
+
+def merge(base: dict, override: dict) -> dict:
+    """``override`` on top of ``base``: nested mappings merge, other values replace."""
+    out = dict(base)
+    for key, value in override.items():
+        out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def unknown_axis_keys(sweep) -> list[tuple[str, str]]:
+    """Grid/zip axes whose dotted key names no spec field, found without expanding the sweep.
+
+    ``expand`` validates every point, but it only runs once the base spec is valid; this
+    cheap walk over the section models lets one round of errors name axis typos too. It
+    stops at a tagged union (``task.target.*``), whose fields depend on the tag.
+    """
+    if not isinstance(sweep, dict):
+        return []
+    out = []
+    for kind in ("grid", "zip"):
+        axes = sweep.get(kind)
+        for key in axes if isinstance(axes, dict) else ():
+            model = RunConfig
+            for part in str(key).split("."):
+                fields = model.model_fields
+                if part not in fields:
+                    out.append((f"sweep.{kind}.{key}",
+                                f"unknown key {part!r} (valid keys here: {', '.join(sorted(fields))})"))
+                    break
+                annotation = fields[part].annotation
+                if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+                    break
+                model = annotation
+    return out
 
 
 def load_spec(spec: str | Path | dict | Spec, overrides: list[str] | None = None) -> tuple[Spec, dict]:
@@ -146,7 +214,7 @@ def load_spec(spec: str | Path | dict | Spec, overrides: list[str] | None = None
     if isinstance(spec, Spec):
         raw = spec.model_dump(mode="json")
     elif isinstance(spec, dict):
-        raw = copy.deepcopy(spec)
+        raw = replace_callables(spec)  # notebook functions -> "callable:..." references
     else:
         source = str(spec)
         raw = read_spec_file(spec)
@@ -157,6 +225,7 @@ def load_spec(spec: str | Path | dict | Spec, overrides: list[str] | None = None
         validated = Spec.model_validate(raw)
     except ValidationError as err:
         problems += problems_from_validation(err, Spec)
+        problems += unknown_axis_keys(raw.get("sweep"))
         raise SpecError(problems, source=source) from None
     if problems:
         raise SpecError(problems, source=source)

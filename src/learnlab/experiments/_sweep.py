@@ -1,18 +1,20 @@
-"""The driver: validate, expand, skip what is done, run the rest, commit each result."""
+"""The driver: validate, expand, skip what is done, group, run the rest, commit each result."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
-from learnlab.experiments._executors import make_executor
+from learnlab.experiments._errors import SpecError
+from learnlab.experiments._executors import EXECUTORS, make_executor
 from learnlab.experiments._expand import Run, expand
+from learnlab.experiments._groups import DEFAULT_MAX_MEMBERS, DEFAULT_MEMORY_BUDGET, form_groups
 from learnlab.experiments._runner import resolve_device
 from learnlab.experiments._spec import Spec, load_spec
-from learnlab.experiments._errors import SpecError
 from learnlab.experiments._store import DONE_STATUSES, RunResult, Store
 
-__all__ = ["plan", "sweep", "Plan"]
+__all__ = ["plan", "sweep", "Plan", "schedule"]
 
 
 class Plan:
@@ -27,9 +29,8 @@ def plan(spec: str | Path | dict | Spec, overrides: list[str] | None = None) -> 
     source = None if isinstance(spec, (dict, Spec)) else str(spec)
     validated, raw = load_spec(spec, overrides)
     runs = expand(validated, raw, source=source)
-    devices = {r.config["train"]["device"] for r in runs}
     problems = []
-    for dev in sorted(devices):
+    for dev in sorted({r.config["train"]["device"] for r in runs}):
         try:
             resolve_device(dev)
         except ValueError as exc:
@@ -39,13 +40,55 @@ def plan(spec: str | Path | dict | Spec, overrides: list[str] | None = None) -> 
     return Plan(validated, runs, source)
 
 
+@dataclass
+class Schedule:
+    """How a sweep will be executed: the executor chosen and the groups of runs."""
+
+    executor: str
+    groups: list[list[dict]]
+    reason: str
+
+
+def schedule(configs: list[dict], executor: str = "auto", *, workers: int | None = None,
+             max_members: int | None = None, memory_budget: int = DEFAULT_MEMORY_BUDGET) -> Schedule:
+    """Choose the executor and form groups.
+
+    ``serial`` and ``processes``/``ray`` train every run alone unless ``max_members`` > 1
+    (then their workers train stacked groups); ``ensemble`` stacks compatible runs in this
+    process; ``auto`` picks ``ensemble`` when some runs share all shapes (stacking is
+    faster than a process pool for them, see benchmarks/sweep.py) and ``processes`` otherwise.
+    """
+    if executor not in ("auto", *EXECUTORS):
+        raise ValueError(f"unknown executor {executor!r}; valid: auto, {', '.join(EXECUTORS)}")
+    reason = ""
+    if executor == "auto":
+        stacked = form_groups(configs, max_members=max_members or DEFAULT_MAX_MEMBERS, memory_budget=memory_budget)
+        if any(len(g) > 1 for g in stacked):
+            executor, reason = "ensemble", "auto: runs share all shapes, so they train stacked in one process"
+        else:
+            executor, reason = "processes", "auto: no two runs share all shapes, so a process pool runs them"
+    if max_members is None:
+        max_members = DEFAULT_MAX_MEMBERS if executor == "ensemble" else 1
+    pool = workers or 1 if executor in ("processes", "ray") else 1
+    if executor in ("processes", "ray") and workers is None:
+        import os
+
+        pool = os.cpu_count() or 1
+    groups = form_groups(configs, max_members=max_members, memory_budget=memory_budget, workers=pool)
+    if executor == "ensemble" and all(len(g) == 1 for g in groups) and len(groups) > 1:
+        reason = reason or "no two runs share all shapes: each run is a group of one"
+    return Schedule(executor, groups, reason)
+
+
 def sweep(
     spec: str | Path | dict | Spec,
     overrides: list[str] | None = None,
     *,
     out: str | Path,
-    executor: str = "processes",
+    executor: str = "auto",
     workers: int | None = None,
+    max_members: int | None = None,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
     on_result: Callable[[RunResult, int, int], None] | None = None,
     **executor_options,
 ) -> Store:
@@ -55,24 +98,31 @@ def sweep(
         spec: YAML path, dict or :class:`Spec`.
         overrides: ``key=value`` strings.
         out: output folder; ``out/results.db`` is created or resumed.
-        executor: ``serial`` or ``processes``.
-        workers: processes for the ``processes`` executor (default: cores).
+        executor: ``auto`` (default), ``serial``, ``processes``, ``ensemble`` or ``ray``.
+        workers: processes (or Ray CPUs) for the pool executors (default: cores).
+        max_members: largest stacked group (default 64 for ``ensemble``, 1 otherwise).
+        memory_budget: bytes a stacked group may use.
         on_result: called as (result, done, total) after each result is committed.
-        **executor_options: passed to the executor (e.g. ``address`` for ``ray``).
+        **executor_options: passed to the executor: ``devices`` (a list such as
+            ``["cuda:0", "cuda:1"]``; groups are spread over them), ``address`` for ``ray``.
 
     Raises:
         SpecError: before anything is written, if the spec is invalid.
     """
     p = plan(spec, overrides)
-    ex = make_executor(executor, workers, **executor_options)
+    for dev in executor_options.get("devices") or []:
+        resolve_device(dev)  # ValueError before anything is written
     store = Store(out, create=True)
     store.add_runs((r.run_id, p.spec.name, r.config) for r in p.runs)
     status = store.statuses()
     todo = [r for r in p.runs if status.get(r.run_id) not in DONE_STATUSES]
+    plan_ = schedule([r.config for r in todo], executor, workers=workers, max_members=max_members,
+                     memory_budget=memory_budget)
+    ex = make_executor(plan_.executor, workers, out=Path(out), **executor_options)
     total, done = len(todo), 0
     outstanding = {r.run_id for r in todo}
     try:
-        for results in ex.run([[r.config] for r in todo]):
+        for results in ex.run(plan_.groups):
             for result in results:
                 store.record(result)
                 outstanding.discard(result.run_id)

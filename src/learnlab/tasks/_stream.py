@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import torch
 
+from learnlab.tasks._targets import add_label_noise
 from learnlab.tasks._task import Task
 
-__all__ = ["BatchStream"]
+__all__ = ["BatchStream", "next_stacked"]
 
 
 class BatchStream:
@@ -42,3 +43,35 @@ class BatchStream:
         idx = self._order[self._pos:self._pos + self.batch_size]
         self._pos += self.batch_size
         return x[idx], y[idx]
+
+
+def next_stacked(streams: list[BatchStream]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The next batch of every stream, stacked: x (E, batch, d), y (E, batch, outputs).
+
+    Equal, draw for draw, to stacking ``stream.next()`` of each stream: each member's x
+    and then its label noise come from its own generator. For online streams of plain
+    tasks, each distinct target object is evaluated once on all its members' inputs
+    (the per-member Python overhead is what limits a stack of small models).
+    """
+    first = streams[0]
+    fast = all(s.sample is None and type(s.task) is Task for s in streams)
+    if not fast or len(streams) == 1:
+        batches = [s.next() for s in streams]
+        return torch.stack([b[0] for b in batches]), torch.stack([b[1] for b in batches])
+    n, d = first.batch_size, first.task.d
+    x = torch.stack([s.task.inputs.sample(n, s.generator, dtype=s.dtype, device=s.device) for s in streams])
+    rows_of: dict[int, list[int]] = {}
+    for row, s in enumerate(streams):
+        rows_of.setdefault(id(s.task.target), []).append(row)
+    parts = {}
+    for rows in rows_of.values():
+        target = streams[rows[0]].task.target
+        xs = x[rows].reshape(len(rows) * n, d)
+        ys = target(xs).reshape(len(rows), n, -1)
+        parts.update({row: ys[j] for j, row in enumerate(rows)})
+    y = torch.stack([parts[row] for row in range(len(streams))])
+    for row, s in enumerate(streams):
+        if s.task.noise > 0:
+            labels = getattr(s.task.target, "labels", "value")
+            y[row] = add_label_noise(y[row], labels, s.task.noise, s.generator)
+    return x, y

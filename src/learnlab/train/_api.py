@@ -86,7 +86,8 @@ def train(
     if not isinstance(loss, str):
         loss_fn = lambda out, y: loss(out[0], y[0]).reshape(1)  # noqa: E731 - a stack of one
     member = make_member(task, spec, lambda role: derive_seed(seed, "train", role), dtype=dtype, device=device)
-    settings = loop_settings(spec, task.n_train, loss=loss_fn, probes=probes, stacked=stacked)
+    n_train = None if member.stream.sample is None else member.stream.sample[0].shape[0]
+    settings = loop_settings(spec, n_train, loss=loss_fn, probes=probes, stacked=stacked)
     bar = _progress(settings.steps) if progress else None
     try:
         (history,) = fit(net, opt, [member], settings, on_step=(lambda t: bar.update(1)) if bar else None)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import torch
 
 from learnlab.models._optim import select_members
-from learnlab.tasks._stream import BatchStream
+from learnlab.tasks._stream import BatchStream, next_stacked
 from learnlab.train._evaluation import EvalSource, evaluate
 from learnlab.train._history import History
 from learnlab.train._losses import mse
@@ -117,9 +117,7 @@ class _Loop:
         if t == s.steps:
             return False
         self._set_lr(t)
-        batches = [self.members[i].stream.next() for i in self.active]
-        x = torch.stack([b[0] for b in batches])  # (E, batch, d)
-        y = torch.stack([b[1] for b in batches])  # (E, batch, k)
+        x, y = next_stacked([self.members[i].stream for i in self.active])  # (E, batch, d), (E, batch, k)
         losses = s.loss_fn(self.model(x), y)
         ended += self._record_losses(losses.detach().tolist(), t, skip=set(ended))
         stopped = [r for r in ended if self.members[self.active[r]].history.status == "finished"]

@@ -1,0 +1,115 @@
+"""Sweep executors side by side: serial, processes, ensemble (and ray when installed).
+
+The 64-run sweep of issues 6/7: MLPs d = 30 -> 128 -> 128 -> 1 (depth 2), batch 64,
+500 SGD steps, 16 learning rates x 4 seeds, online Gaussian inputs, a degree-2
+Hermite target. Every executor runs the same spec into a fresh folder in this one
+process run; we print wall times, ratios, the ensemble's achieved GFLOP/s and its
+fraction of a torch.mm peak measured here, and check that the ensemble's final test
+losses equal the serial ones.
+
+Usage: python benchmarks/sweep.py [--steps 500] [--executors serial,processes,ensemble,ray]
+The last line printed is one JSON object with the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+
+import numpy as np
+import torch
+
+from learnlab.experiments import open_store, sweep
+
+D, WIDTH, DEPTH, BATCH = 30, 128, 2, 64
+
+
+def spec(steps: int) -> dict:
+    return {
+        "name": "bench-sweep",
+        "seed": 0,
+        "task": {"inputs": {"name": "gaussian", "d": D}, "target": {"name": "hermite", "monomial": {0: 1, 1: 1}},
+                 "n_test": 1024},
+        "model": {"width": WIDTH, "depth": DEPTH, "param": "sp"},
+        "train": {"optimizer": "sgd", "batch_size": BATCH, "steps": steps, "eval_every": 100},
+        "sweep": {"grid": {"train.lr": np.geomspace(1e-3, 0.3, 16).round(6).tolist()}, "seeds": 4},
+    }
+
+
+def train_flops(runs: int, steps: int) -> float:
+    """Forward 2*B*(d*w + (depth-1)*w^2 + w) multiply-adds per step; backward twice that."""
+    per_step = 2 * BATCH * (D * WIDTH + (DEPTH - 1) * WIDTH * WIDTH + WIDTH)
+    return 3 * per_step * steps * runs
+
+
+def mm_peak(n: int = 1024, repeats: int = 20) -> float:
+    """GFLOP/s of float32 torch.mm on this machine (all threads), best of a few."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.mm(a, b)
+    best = float("inf")
+    for _ in range(3):
+        t0 = time.perf_counter()
+        for _ in range(repeats):
+            torch.mm(a, b)
+        best = min(best, (time.perf_counter() - t0) / repeats)
+    return 2 * n**3 / best / 1e9
+
+
+def run(executor: str, steps: int, workers: int | None) -> tuple[float, dict]:
+    with tempfile.TemporaryDirectory() as out:
+        t0 = time.perf_counter()
+        store = sweep(spec(steps), out=out, executor=executor, workers=workers)
+        wall = time.perf_counter() - t0
+        runs = store.runs().set_index("run_id")
+        store.close()
+        assert (runs["status"] != "failed").all(), runs.loc[runs["status"] == "failed", "error"].iloc[0]
+        return wall, runs["test/mse"].to_dict()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=500)
+    parser.add_argument("--executors", default="serial,processes,ensemble,ray")
+    args = parser.parse_args()
+    executors = args.executors.split(",")
+    if "ray" in executors:
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            executors.remove("ray")
+    cores = os.cpu_count() or 1
+    walls, finals = {}, {}
+    for name in executors:
+        walls[name], finals[name] = run(name, args.steps, workers=cores if name in ("processes", "ray") else None)
+    peak = mm_peak()
+    n_runs = len(finals[executors[0]])
+    flops = train_flops(n_runs, args.steps)
+    print(f"{n_runs} runs x {args.steps} steps, d={D}, width={WIDTH}, depth={DEPTH}, batch={BATCH}, {cores} cores")
+    print(f"{'executor':<10} {'wall s':>8} {'serial/x':>9} {'GFLOP/s':>8} {'of peak':>8}")
+    for name, wall in walls.items():
+        gflops = flops / wall / 1e9
+        print(f"{name:<10} {wall:8.2f} {walls.get('serial', wall) / wall:9.2f} {gflops:8.1f} {gflops / peak:8.1%}")
+    print(f"torch.mm peak: {peak:.1f} GFLOP/s")
+    figures = {f"{k}_s": round(v, 3) for k, v in walls.items()}
+    if "ensemble" in walls:
+        ens = walls["ensemble"]
+        figures["peak_fraction"] = round(flops / ens / 1e9 / peak, 4)
+        figures["ensemble_gflops"] = round(flops / ens / 1e9, 2)
+        if "serial" in walls:
+            figures["ensemble_over_serial"] = round(walls["serial"] / ens, 3)
+            diff = max(abs(finals["serial"][r] - finals["ensemble"][r]) / abs(finals["serial"][r])
+                       for r in finals["serial"] if np.isfinite(finals["serial"][r]))
+            figures["max_rel_diff_final_test_mse"] = float(f"{diff:.3g}")
+        if "processes" in walls:
+            figures["ensemble_over_processes"] = round(walls["processes"] / ens, 3)
+    if "ray" in walls and "processes" in walls:
+        figures["ray_over_processes"] = round(walls["ray"] / walls["processes"], 3)
+    figures["mm_peak_gflops"] = round(peak, 1)
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()
