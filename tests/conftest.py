@@ -37,3 +37,27 @@ TINY_SPEC = {
 def tiny_spec():
     """A spec dict that trains 4 tiny runs in well under a second each."""
     return copy.deepcopy(TINY_SPEC)
+
+
+@pytest.fixture
+def resolve():
+    """resolve(spec dict, *overrides) -> the sweep's resolved run configs (validated, JSON-able)."""
+    from learnlab.experiments import plan
+
+    def make(spec: dict, *overrides: str) -> list[dict]:
+        return [r.config for r in plan(copy.deepcopy(spec), list(overrides)).runs]
+
+    return make
+
+
+@pytest.fixture
+def write_spec(tmp_path):
+    """write_spec(spec dict or YAML text, name="spec.yaml") -> path of the written file."""
+    import yaml
+
+    def make(spec, name: str = "spec.yaml"):
+        path = tmp_path / name
+        path.write_text(spec if isinstance(spec, str) else yaml.safe_dump(spec, sort_keys=False))
+        return path
+
+    return make

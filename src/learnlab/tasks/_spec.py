@@ -1,80 +1,176 @@
-"""The ``task`` section of a spec, validated by pydantic."""
+"""The ``task`` section of a spec, validated by pydantic.
+
+Either a synthetic task (``inputs`` + ``target``) or a real dataset (``dataset`` and its
+options). Every check that can fail runs here, before any work starts: indices against
+d, which inputs a target needs, label kinds, dataset files and optional packages.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+import importlib.util
+from typing import Literal
 
-from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveInt, ValidationInfo, field_validator
+from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveInt, ValidationInfo, field_validator, model_validator
 
 from learnlab._spec_base import Section
+from learnlab.tasks._datasets import DATASETS, DatasetFilesError, find_files
+from learnlab.tasks._spec_inputs import INPUT_SPECS, InputsSpec
+from learnlab.tasks._spec_targets import TARGET_SPECS, TargetSpec, target_indices
 
-__all__ = ["TaskSpec", "InputsSpec", "TargetSpec", "TAGGED_SPECS"]
+__all__ = ["TaskSpec", "InputsSpec", "TargetSpec", "TAGGED_SPECS", "DATASET_KEYS"]
 
-
-class GaussianInputsSpec(Section):
-    """x ~ N(0, I_d)."""
-
-    name: Literal["gaussian"]
-    d: PositiveInt
-
-
-class HypercubeInputsSpec(Section):
-    """x uniform on {-1, +1}^d."""
-
-    name: Literal["hypercube"]
-    d: PositiveInt
-
-
-InputsSpec = Annotated[Union[GaussianInputsSpec, HypercubeInputsSpec], Field(discriminator="name")]
-
-
-class ParityTargetSpec(Section):
-    """Sum of parities over index sets (seed 000)."""
-
-    name: Literal["parity"]
-    indices: list[Annotated[list[NonNegativeInt], Field(min_length=1)]] = Field(min_length=1)
-    normalize: bool = False
-
-
-class HermiteTargetSpec(Section):
-    """Orthonormal Hermite monomial {index: degree}."""
-
-    name: Literal["hermite"]
-    monomial: dict[NonNegativeInt, NonNegativeInt] = Field(min_length=1)
-
-
-TargetSpec = Annotated[Union[ParityTargetSpec, HermiteTargetSpec], Field(discriminator="name")]
+DatasetName = Literal["mnist", "fashion_mnist", "cifar10", "digits", "mnist1d"]
+# keys that only a dataset task may set, with their "unset" values
+DATASET_KEYS = {"data_dir": None, "classes": None, "binarize": False, "center": False, "normalize": False,
+                "grayscale": False}
+_MULTI_OUTPUT = {"teacher", "callable", "multi_index"}
 
 
 class TaskSpec(Section):
-    """What is learned: inputs, target, label noise and sample sizes."""
+    """What is learned: inputs and target (or a real dataset), label noise and sample sizes."""
 
-    inputs: InputsSpec
-    target: TargetSpec
-    noise: NonNegativeFloat = 0.0
-    n_train: PositiveInt | None = None  # None = online (a fresh batch every step)
-    n_test: PositiveInt = 2048
+    inputs: InputsSpec | None = Field(None, description="input distribution (synthetic tasks)")
+    target: TargetSpec | None = Field(None, description="target function (synthetic tasks)")
+    dataset: DatasetName | None = Field(None, description="a real dataset instead of inputs/target")
+    data_dir: str | None = Field(None, description="folder holding the dataset files (else $LEARNLAB_DATA)")
+    classes: list[list[NonNegativeInt]] | None = Field(
+        None, description="class groups, e.g. [[0], [1]] (2 groups: +-1 labels; more: one-hot)")
+    binarize: bool = Field(False, description="two groups: classes [[0..4], [5..9]] unless classes is given")
+    center: bool = Field(False, description="subtract the training split's mean image")
+    normalize: bool = Field(False, description="scale every example to unit norm (seed 002)")
+    grayscale: bool = Field(False, description="average the colour channels (cifar10)")
+    noise: NonNegativeFloat = Field(0.0, description="label noise: Gaussian std, or flip probability for classes")
+    n_train: PositiveInt | None = Field(None, description="fixed training sample size; null = online (datasets: all)")
+    n_test: PositiveInt | None = Field(2048, description="test sample size (datasets: default all)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _dataset_defaults(cls, data):
+        # a dataset's test set defaults to the whole official test split
+        if isinstance(data, dict) and data.get("dataset") is not None and "n_test" not in data:
+            data = {**data, "n_test": None}
+        return data
 
     @field_validator("target")
     @classmethod
-    def _indices_below_d(cls, target, info: ValidationInfo):
+    def _target_fits_inputs(cls, target, info: ValidationInfo):
         inputs = info.data.get("inputs")
-        if inputs is None:
+        if inputs is None or target is None:
             return target
-        d = inputs.d
-        if isinstance(target, ParityTargetSpec):
-            used = sorted({i for subset in target.indices for i in subset})
-        else:
-            used = sorted(target.monomial)
-        bad = [i for i in used if i >= d]
-        if bad:
-            raise ValueError(
-                f"index {bad} out of range for inputs.d = {d}: indices must be in [0, {d - 1}]"
-            )
-        if isinstance(target, ParityTargetSpec) and inputs.name != "hypercube":
-            raise ValueError("a parity target needs inputs.name = hypercube")
+        problems = _target_problems(target, inputs)
+        if problems:
+            raise ValueError("; ".join(problems))
         return target
+
+    @model_validator(mode="after")
+    def _whole_task(self):
+        problems = self._dataset_problems() if self.dataset is not None else self._synthetic_problems()
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def label_kind(self) -> str:
+        """``value``, ``sign`` or ``onehot``: what ``noise`` means for this task."""
+        if self.dataset is not None:
+            groups = self.classes if self.classes is not None else ([0, 1] if self.binarize else range(10))
+            return "sign" if len(groups) == 2 else "onehot"
+        t = self.target
+        if t is not None and t.name == "parity" and len(t.indices) == 1:
+            return "sign"
+        return getattr(t, "labels", "value")
+
+    def _synthetic_problems(self) -> list[str]:
+        problems = []
+        if self.inputs is None or self.target is None:
+            problems.append("a task needs inputs and target (e.g. inputs: {name: hypercube, d: 20}, "
+                            "target: {name: parity, indices: [[0, 1, 2]]}) or a dataset (e.g. dataset: mnist)")
+        set_keys = sorted(k for k, unset in DATASET_KEYS.items() if getattr(self, k) != unset)
+        if set_keys:
+            problems.append(f"{', '.join(set_keys)} apply to datasets only (set task.dataset, or remove them)")
+        if self.n_test is None:
+            problems.append("n_test: null means 'the whole test split' and needs a dataset; give a size")
+        problems += _noise_problems(self.noise, self.label_kind())
+        return problems
+
+    def _dataset_problems(self) -> list[str]:
+        info = DATASETS[self.dataset]
+        problems = []
+        if self.inputs is not None or self.target is not None:
+            problems.append("dataset replaces inputs and target: remove inputs/target or dataset")
+        if info.files:
+            try:
+                find_files(self.dataset, self.data_dir)
+            except DatasetFilesError as exc:
+                problems.append(str(exc))
+        elif self.data_dir is not None:
+            problems.append(f"dataset {self.dataset!r} has no files; remove data_dir")
+        module = {"digits": "sklearn", "mnist1d": "mnist1d"}.get(self.dataset)
+        if module and importlib.util.find_spec(module) is None:
+            problems.append(f"dataset {self.dataset!r} needs the package {module!r}: pip install 'learnlab[{info.extra}]'")
+        problems += _class_problems(self.classes, self.binarize, info.classes)
+        for key, size, split in (("n_train", info.train_size, "training"), ("n_test", info.test_size, "test")):
+            value = getattr(self, key)
+            if value is not None and value > size:
+                problems.append(f"{key} = {value} but {self.dataset} has {size} {split} examples; "
+                                f"lower it or set it to null for all of them")
+        problems += _noise_problems(self.noise, self.label_kind())
+        return problems
+
+
+def _target_problems(target, inputs) -> list[str]:
+    d, name = inputs.d, target.name
+    problems = []
+    bad = [i for i in target_indices(target) if i >= d]
+    if bad:
+        problems.append(f"index {bad} out of range for inputs.d = {d}: indices must be in [0, {d - 1}]")
+    if name == "staircase" and target.degree is not None and target.degree > d:
+        problems.append(f"staircase degree {target.degree} exceeds inputs.d = {d}")
+    if name in ("parity", "staircase") and inputs.name != "hypercube":
+        problems.append(f"a {name} target needs inputs.name = hypercube, got {inputs.name}")
+    if name == "power_law" and inputs.name not in ("gaussian", "power_law_gaussian"):
+        problems.append(f"a power_law target needs gaussian or power_law_gaussian inputs, got {inputs.name}")
+    if name == "sine" and d != 1:
+        problems.append(f"the sine target is 1-d: needs inputs.d = 1, got {d}")
+    if name == "single_index" and target.direction is not None and len(target.direction) != d:
+        problems.append(f"direction has {len(target.direction)} values, expected inputs.d = {d}")
+    if name == "multi_index":
+        if target.directions is not None and any(len(row) != d for row in target.directions):
+            problems.append(f"directions rows have lengths {[len(r) for r in target.directions]}, expected {d} each")
+        if target.r > d:
+            problems.append(f"r = {target.r} directions do not fit in inputs.d = {d}")
+    outputs = getattr(target, "outputs", 1) if name in _MULTI_OUTPUT else 1
+    labels = getattr(target, "labels", "value")
+    if labels == "sign" and outputs != 1:
+        problems.append(f"labels: sign needs 1 output, the target has {outputs}; use labels: onehot")
+    if labels == "onehot" and outputs < 2:
+        problems.append("labels: onehot needs a target with outputs >= 2 (teacher, callable, multi_index)")
+    return problems
+
+
+def _class_problems(classes, binarize: bool, n_classes: int) -> list[str]:
+    if classes is None:
+        return []
+    problems = []
+    flat = [c for g in classes for c in g]
+    if any(len(g) == 0 for g in classes):
+        problems.append("classes has an empty group")
+    if len(classes) < 2:
+        problems.append(f"classes needs at least 2 groups, got {len(classes)}")
+    if binarize and len(classes) != 2:
+        problems.append(f"binarize needs exactly 2 class groups, got {len(classes)}")
+    bad = sorted({c for c in flat if c >= n_classes})
+    if bad:
+        problems.append(f"classes {bad} do not exist: valid classes are 0..{n_classes - 1}")
+    if len(set(flat)) != len(flat):
+        problems.append(f"classes {classes} repeat a class: groups must be disjoint")
+    return problems
+
+
+def _noise_problems(noise: float, kind: str) -> list[str]:
+    if kind != "value" and noise > 1:
+        return [f"noise = {noise} is a label-flip probability for {kind} labels: expected a value in [0, 1]"]
+    return []
 
 
 # Every spec model selected by a ``name`` tag (the error formatter needs them).
-TAGGED_SPECS = [GaussianInputsSpec, HypercubeInputsSpec, ParityTargetSpec, HermiteTargetSpec]
+TAGGED_SPECS = [*INPUT_SPECS, *TARGET_SPECS]

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 import torch
 
-from learnlab.tasks._inputs import INPUTS, Inputs
+from learnlab.tasks._inputs import Inputs
 from learnlab.tasks._spec import TaskSpec
-from learnlab.tasks._targets import TARGETS, Hermite, Parity, Target
+from learnlab.tasks._targets import Target, add_label_noise
 
 __all__ = ["Task", "make_task"]
 
@@ -19,8 +19,10 @@ class Task:
 
     Attributes:
         inputs: the input distribution (``inputs.d`` = input dimension).
-        target: y = target(x), shape (n, outputs).
-        noise: std of Gaussian label noise added to training labels (never to test labels).
+        target: y = target(x), shape (n, outputs); ``target.labels`` says what the noise means.
+        noise: label noise of training labels (never of test labels): the std of Gaussian
+            noise for real-valued targets, the flip probability for +-1 labels, the
+            probability of a uniformly drawn other class for one-hot labels.
         n_train: size of the fixed training sample (offline), or None for online learning.
         n_test: size of the fixed test sample.
     """
@@ -29,7 +31,7 @@ class Task:
     target: Target
     noise: float = 0.0
     n_train: int | None = None
-    n_test: int = 2048
+    n_test: int | None = 2048
 
     @property
     def d(self) -> int:
@@ -60,9 +62,7 @@ class Task:
         x = self.inputs.sample(n, generator, dtype=dtype, device=device)
         y = self.target(x)
         if noise and self.noise > 0:
-            y = y + self.noise * torch.randn(
-                y.shape, generator=generator, dtype=dtype, device=device
-            )
+            y = add_label_noise(y, getattr(self.target, "labels", "value"), self.noise, generator)
         return x, y
 
     def train_sample(self, generator: torch.Generator | None = None, *,
@@ -77,18 +77,26 @@ class Task:
         """The fixed test sample: ``n_test`` noise-free points (x: (n_test, d), y: (n_test, outputs))."""
         return self.sample(self.n_test, generator, noise=False, dtype=dtype, device=device)
 
+    def torch_dataset(self, split: str = "train", *, seed: int = 0, batch_size: int = 256,
+                      batches: int | None = None, dtype: torch.dtype = torch.float32):
+        """A ``torch.utils.data`` dataset of this task; see :func:`learnlab.tasks.torch_dataset`."""
+        from learnlab.tasks._torch_data import torch_dataset
 
-def make_task(section: dict | TaskSpec) -> Task:
-    """Build a :class:`Task` from the ``task`` section of a spec (a dict or a validated spec)."""
+        return torch_dataset(self, split, seed=seed, batch_size=batch_size, batches=batches, dtype=dtype)
+
+
+def make_task(section: dict | TaskSpec | Task) -> Task:
+    """Build a :class:`Task` from the ``task`` section of a spec (a dict or a validated spec).
+
+    A real dataset (``task.dataset``) gives a :class:`~learnlab.tasks.DatasetTask`, a
+    subclass with the same interface; a task object is returned unchanged.
+
+    Raises:
+        pydantic.ValidationError: if the section is invalid (every problem listed).
+    """
+    if isinstance(section, Task):
+        return section
     spec = section if isinstance(section, TaskSpec) else TaskSpec.model_validate(section)
-    inputs = INPUTS[spec.inputs.name](d=spec.inputs.d)
-    target = _make_target(spec.target)
-    return Task(inputs=inputs, target=target, noise=spec.noise, n_train=spec.n_train, n_test=spec.n_test)
+    from learnlab.tasks._build import build_task
 
-
-def _make_target(spec) -> Target:
-    if spec.name == "parity":
-        return Parity(indices=tuple(tuple(s) for s in spec.indices), normalize=spec.normalize)
-    if spec.name == "hermite":
-        return Hermite(monomial=tuple(sorted(spec.monomial.items())))
-    return TARGETS[spec.name](**spec.model_dump(exclude={"name"}))
+    return build_task(spec)

@@ -1,0 +1,71 @@
+"""Spec models of ``task.inputs`` (one per input distribution, tagged by ``name``)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Union
+
+from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt, model_validator
+
+from learnlab._spec_base import Section
+
+__all__ = ["InputsSpec", "INPUT_SPECS", "GaussianInputsSpec", "PowerLawGaussianInputsSpec",
+           "HypercubeInputsSpec", "SphereInputsSpec", "BoxInputsSpec"]
+
+_D = Field(description="input dimension d")
+
+
+class GaussianInputsSpec(Section):
+    """x ~ N(0, diag(spectrum)); N(0, I_d) by default."""
+
+    name: Literal["gaussian"]
+    d: PositiveInt = _D
+    spectrum: list[PositiveFloat] | None = Field(
+        None, description="covariance eigenvalues lambda_0..lambda_{d-1}, x_i = sqrt(lambda_i) z_i (default all 1)")
+
+    @model_validator(mode="after")
+    def _spectrum_has_d_values(self):
+        if self.spectrum is not None and len(self.spectrum) != self.d:
+            raise ValueError(f"spectrum has {len(self.spectrum)} values but d = {self.d}: give one eigenvalue per coordinate")
+        return self
+
+
+class PowerLawGaussianInputsSpec(Section):
+    """x ~ N(0, diag(lambda)), lambda_i proportional to (i + offset)^(-alpha), summing to 1 (seed 002)."""
+
+    name: Literal["power_law_gaussian"]
+    d: PositiveInt = _D
+    alpha: NonNegativeFloat = Field(2.0, description="decay exponent of the covariance spectrum")
+    offset: PositiveFloat = Field(6.0, description="index offset: lambda_i ~ (i + offset)^(-alpha)")
+
+
+class HypercubeInputsSpec(Section):
+    """x uniform on the Boolean hypercube {-1, +1}^d."""
+
+    name: Literal["hypercube"]
+    d: PositiveInt = _D
+
+
+class SphereInputsSpec(Section):
+    """x uniform on the sphere of radius sqrt(d)."""
+
+    name: Literal["sphere"]
+    d: PositiveInt = _D
+
+
+class BoxInputsSpec(Section):
+    """x uniform on [low, high]^d (seed 001: [-1/2, 1/2]); d <= 2 also has an evaluation grid."""
+
+    name: Literal["box"]
+    d: PositiveInt = _D
+    low: float = Field(-0.5, description="lower end of every coordinate")
+    high: float = Field(0.5, description="upper end of every coordinate")
+
+    @model_validator(mode="after")
+    def _low_below_high(self):
+        if not self.low < self.high:
+            raise ValueError(f"box needs low < high, got low = {self.low}, high = {self.high}")
+        return self
+
+
+INPUT_SPECS = [GaussianInputsSpec, PowerLawGaussianInputsSpec, HypercubeInputsSpec, SphereInputsSpec, BoxInputsSpec]
+InputsSpec = Annotated[Union[tuple(INPUT_SPECS)], Field(discriminator="name")]

@@ -1,0 +1,71 @@
+"""Top level (issue 2): ``import learnlab`` is cheap and its public names resolve lazily."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+def _python(code: str) -> str:
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_import_learnlab_does_not_import_torch_or_other_heavy_modules():
+    out = _python(
+        "import json, sys\n"
+        "import learnlab\n"
+        "heavy = ['torch', 'numpy', 'pandas', 'scipy', 'matplotlib', 'ray', 'wandb', 'tensorboard']\n"
+        "print(json.dumps({'version': learnlab.__version__,"
+        " 'loaded': [m for m in heavy if m in sys.modules]}))\n"
+    )
+    info = json.loads(out)
+    assert info["loaded"] == [], f"import learnlab pulled in {info['loaded']}"
+    assert info["version"]
+
+
+def test_public_names_resolve_lazily():
+    out = _python(
+        "import json, sys\n"
+        "import learnlab\n"
+        "before = 'torch' in sys.modules\n"
+        "store = learnlab.open_store\n"
+        "after = 'torch' in sys.modules\n"
+        "from learnlab.experiments import open_store\n"
+        "print(json.dumps({'before': before, 'after': after, 'same': store is open_store,"
+        " 'all': sorted(learnlab.__all__)}))\n"
+    )
+    info = json.loads(out)
+    assert info["before"] is False and info["same"] is True
+    for name in ("open_store", "sweep", "plan", "load_spec", "SpecError", "make_task", "MLP",
+                 "Parameterization", "build_optimizer", "fit", "plot_learning_curves", "__version__"):
+        assert name in info["all"]
+
+
+def test_every_exported_name_resolves():
+    import learnlab
+
+    for name in learnlab.__all__:
+        assert getattr(learnlab, name) is not None, name
+    from learnlab.experiments import SpecError, open_store, sweep
+    from learnlab.models import MLP
+
+    assert learnlab.open_store is open_store and learnlab.sweep is sweep
+    assert learnlab.SpecError is SpecError and learnlab.MLP is MLP
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        learnlab.nope  # noqa: B018
+
+
+@pytest.mark.parametrize("module", ["learnlab.tasks", "learnlab.models", "learnlab.train",
+                                    "learnlab.experiments", "learnlab.analysis", "learnlab.cli"])
+def test_subpackages_declare_their_public_names(module):
+    import importlib
+
+    mod = importlib.import_module(module)
+    assert mod.__all__ and all(isinstance(n, str) for n in mod.__all__)
+    for name in mod.__all__:
+        assert hasattr(mod, name), f"{module}.__all__ names {name!r} but it is missing"
