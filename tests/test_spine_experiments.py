@@ -415,9 +415,6 @@ def test_a_parity_index_set_with_a_repeated_index_is_rejected():
     assert any(path.startswith("task.target") for path, _ in info.value.problems)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "impossible values pass validation: train.lr = .inf (PositiveFloat allows inf) and "
-    "model.width = true (lax int accepts a bool, giving width 1)"))
 @pytest.mark.parametrize("override, key", [("train.lr=.inf", "train.lr"), ("model.width=true", "model.width")])
 def test_infinite_lr_and_boolean_width_are_rejected(override, key):
     with pytest.raises(SpecError) as info:

@@ -169,10 +169,6 @@ def test_stop_at_thresholds_ends_the_run_at_the_crossing_step(resolve):
 
 # ---------------------------------------------------------------------------- stacked members
 
-BMM_REASON = (
-    "torch.bmm with a single output column takes a stack-size dependent BLAS path (gemv for E = 1, gemm "
-    "for E > 1), so a run's numbers depend on which runs it was stacked with; see the report's proposed "
-    "patch to MLP._net (pad a one-column weight to two columns)")
 
 STACK = {
     **BASE,
@@ -203,13 +199,11 @@ def test_stacked_members_do_not_touch_each_other(resolve):
                 assert hs[name][step] == pytest.approx(hr[name][step], rel=1e-9, abs=1e-12)
 
 
-@pytest.mark.xfail(strict=True, reason=BMM_REASON)
 def test_surviving_member_history_equals_its_solo_run_exactly(resolve):
     configs, stacked, solo = _stacked_and_solo(resolve)
     assert stacked[2].metrics == solo[2].metrics
 
 
-@pytest.mark.xfail(strict=True, reason=BMM_REASON)
 def test_a_runs_results_do_not_depend_on_how_the_sweep_grouped_it(tiny_spec, tmp_path):
     """The same spec swept run by run (serial) and stacked (ensemble) must store identical histories:
     otherwise re-running a failed run, or growing a sweep, changes numbers of the same run id."""

@@ -22,6 +22,8 @@ _EXPORTS = {
     "MLP": "learnlab.models",
     "Parameterization": "learnlab.models",
     "build_optimizer": "learnlab.models",
+    "apply_parameterization": "learnlab.models",
+    "coord_check": "learnlab.models",
     "History": "learnlab.train",
     "fit": "learnlab.train",
     "plot_learning_curves": "learnlab.analysis",

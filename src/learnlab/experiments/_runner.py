@@ -16,7 +16,7 @@ from learnlab._seeds import derive_seed
 from learnlab.experiments._expand import run_id
 from learnlab.experiments._spec import RunConfig
 from learnlab.experiments._store import RunResult
-from learnlab.models import MLP, build_optimizer
+from learnlab.models import build_model, build_optimizer
 from learnlab.tasks import make_task
 from learnlab.train import LoopSettings, Member, fit
 from learnlab.train._checkpoint import Checkpointer
@@ -47,7 +47,7 @@ def resolve_device(device: str) -> torch.device:
 # Config keys that may differ between members of one stacked model.
 MEMBER_KEYS = {
     "seed": None,
-    "model": ("param", "init_seed"),
+    "model": ("param", "init_seed", "gamma"),
     "train": ("lr", "momentum", "weight_decay", "thresholds", "threshold_metric", "relative_thresholds",
               "ema", "stop_at_thresholds", "diverge_factor", "checkpoint_every", "save_final", "loggers"),
     "task": ("noise",),
@@ -96,12 +96,8 @@ def build_group(configs: list[dict], ids: list[str] | None = None, device: str |
         init_generators.append(torch.Generator().manual_seed(seed))
         members.append(make_member(task, run.train, lambda role, r=run, i=rid: derive_seed(r.seed, i, role),
                                    dtype=dtype, device=device))
-    m = first.model
-    model = MLP(
-        tasks[0].d, m.width, m.depth, tasks[0].outputs, activation=m.activation, bias=m.bias,
-        param=[r.model.parameterization_arg() for r in runs], base_width=m.base_width,
-        generators=init_generators, dtype=dtype, device=device,
-    )
+    model = build_model([r.model for r in runs], tasks[0].d, tasks[0].outputs,
+                        generators=init_generators, dtype=dtype, device=device)
     t = first.train
     optimizer = build_optimizer(
         model, t.optimizer, lr=[r.train.lr for r in runs], momentum=[r.train.momentum for r in runs],

@@ -77,6 +77,9 @@ def cross_checks(run: RunConfig) -> list[tuple[str, str]]:
         problems.append(("train.epochs", "needs an offline task (set task.n_train); use train.steps online"))
     if online and "train" in run.train.eval_sets:
         problems.append(("train.eval_sets", "eval set 'train' needs an offline task (set task.n_train)"))
+    d = getattr(getattr(run.task, "inputs", None), "d", None)
+    if d is not None:
+        problems += [("model.image_shape", msg) for msg in run.model.problems_with_inputs(d)]
     if "grid" in run.train.eval_sets:
         inputs = getattr(run.task, "inputs", None)
         if inputs is None or getattr(inputs, "name", None) != "box" or inputs.d > 2:

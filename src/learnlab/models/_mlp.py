@@ -11,21 +11,22 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from learnlab.models._param import Parameterization, gain, get_parameterization
+from learnlab.models._param import Parameterization
+from learnlab.models._scaling import SCALING_ATTR, Scaling, Slot
+from learnlab.models._stack import ACTIVATIONS, StackedModel, check_positive, layer_names, stacked_matmul
 
 __all__ = ["MLP", "ACTIVATIONS"]
 
-ACTIVATIONS = {
-    "relu": torch.relu,
-    "tanh": torch.tanh,
-    "gelu": nn.functional.gelu,
-    "silu": nn.functional.silu,
-    "linear": lambda h: h,
-}
 
-
-class MLP(nn.Module):
+class MLP(StackedModel):
     """E stacked MLPs d -> width (x depth) -> outputs, in an abc-parameterization.
+
+    Layer l computes h_l = m_l * (x_{l-1} W_l) + m_l^bias * b_l with W_l = s_l * z_l,
+    z_l ~ N(0, 1) drawn from the member's generator in layer order (so models in
+    different parameterizations built from equal generators share z), m_l and s_l from
+    the parameterization (see :mod:`learnlab.models._scaling`). With ``center`` the
+    output is f_theta(x) - f_theta0(x) (Chizat, Oyallon & Bach 2019): a frozen copy of the
+    initial parameters is kept as buffers ``init_weights_l`` / ``init_biases_l``.
 
     Args:
         d: input dimension.
@@ -34,9 +35,13 @@ class MLP(nn.Module):
         outputs: output dimension.
         activation: one of ``ACTIVATIONS``.
         bias: whether layers have biases (initialised to zero).
-        param: a named row (``"sp"``, ``"mup"``, ...), a :class:`Parameterization`,
-            or one per member.
+        param: a named row (``"sp"``, ``"mup"``, ...), a :class:`Parameterization`, a dict
+            of exponents, or one of these per member.
         base_width: n0, the width at which every parameterization is the standard model.
+        gamma: richness gamma (output multiplier / gamma), one or one per member.
+        gamma_lr: rule for the base lr under gamma (``piecewise``: eta*gamma for gamma >= 1,
+            eta*gamma^2 below; ``gamma``, ``gamma2``, ``none``).
+        center: output f(x) - f_0(x), zero at initialisation.
         generators: one ``torch.Generator`` per member for its initial draw (CPU; the
             draw is moved to ``device`` so it does not depend on the device).
         dtype, device: of the parameters.
@@ -55,79 +60,68 @@ class MLP(nn.Module):
         *,
         activation: str = "relu",
         bias: bool = True,
-        param: str | Parameterization | Sequence[str | Parameterization] = "sp",
+        param: str | Parameterization | dict | Sequence[str | Parameterization | dict] = "sp",
         base_width: int = 1,
+        gamma: float | Sequence[float] = 1.0,
+        gamma_lr: str = "piecewise",
+        center: bool = False,
         generators: Sequence[torch.Generator] | None = None,
         dtype: torch.dtype = torch.float32,
         device: torch.device | str = "cpu",
     ):
-        super().__init__()
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"unknown activation {activation!r}; valid: {', '.join(ACTIVATIONS)}")
-        generators = list(generators) if generators is not None else [torch.Generator().manual_seed(0)]
-        members = len(generators)
-        params = [param] * members if isinstance(param, (str, Parameterization)) else list(param)
-        if len(params) != members:
-            raise ValueError(f"got {len(params)} parameterizations for {members} members")
-        self.params = [get_parameterization(p) for p in params]
+        super().__init__(activation, generators, param, gamma)
+        for key, value in {"d": d, "width": width, "depth": depth, "outputs": outputs}.items():
+            check_positive(key, value)
         self.d, self.width, self.depth, self.outputs = d, width, depth, outputs
-        self.activation, self.base_width, self.members = activation, base_width, members
-        self._phi = ACTIVATIONS[activation]
-
+        self.base_width, self.center = base_width, bool(center)
         dims = [d] + [width] * depth + [outputs]
-        ratio = width / base_width  # n / n0
-        rows = [p.per_layer(depth + 1) for p in self.params]  # rows[e][l] = {a, b, c, c_adam}
+        roles = layer_names(depth + 1)
+        slots = [
+            Slot(f"weights.{l}", f"biases.{l}" if bias else None, roles[l][0], l, dims[l])
+            for l in range(depth + 1)
+        ]
+        scaling = Scaling(self._params, self.ratio_of(width, base_width), depth + 1, slots,
+                          gammas=self._gammas, gamma_lr=gamma_lr, activation=activation)
+        setattr(self, SCALING_ATTR, scaling)
         self.weights = nn.ParameterList()
         self.biases = nn.ParameterList() if bias else None
         for l, (fan_in, fan_out) in enumerate(zip(dims[:-1], dims[1:])):
-            base_fan_in = fan_in if l == 0 else base_width  # fan-in at base width
-            sigma2 = 1.0 if l == 0 else gain(activation)
-            std = torch.tensor([sigma2**0.5 / base_fan_in**0.5 * ratio ** (-r[l]["b"]) for r in rows])
-            draws = torch.stack([torch.randn(fan_in, fan_out, generator=g) for g in generators])
-            w = (draws.to(torch.float64) * std.view(-1, 1, 1).to(torch.float64)).to(dtype)
-            self.weights.append(nn.Parameter(w.to(device)))
-            mult = torch.tensor([ratio ** (-r[l]["a"]) for r in rows], dtype=dtype)
-            self.register_buffer(f"mult_{l}", mult.view(-1, 1, 1).to(device))
+            slot = slots[l]
+            w = self.draw((fan_in, fan_out), scaling.init_std(slot), dtype, device)
+            self.weights.append(nn.Parameter(w))
+            self.register_buffer(f"mult_{l}", self.member_buffer(scaling.weight_multiplier(slot), 3, dtype, device))
             if bias:
-                bias_row = 0 if l < depth else None  # hidden biases: input exponents; output: 0
-                bmult = torch.tensor(
-                    [ratio ** (-r[bias_row]["a"]) if bias_row is not None else 1.0 for r in rows],
-                    dtype=dtype,
-                )
-                self.register_buffer(f"bias_mult_{l}", bmult.view(-1, 1, 1).to(device))
-                self.biases.append(nn.Parameter(torch.zeros(members, 1, fan_out, dtype=dtype, device=device)))
+                self.register_buffer(f"bias_mult_{l}",
+                                     self.member_buffer(scaling.bias_multiplier(slot), 3, dtype, device))
+                self.biases.append(nn.Parameter(torch.zeros(self.members, 1, fan_out, dtype=dtype, device=device)))
+        self.finish_init()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        squeeze = x.dim() == 2
-        if squeeze:
-            if self.members != 1:
-                raise ValueError(f"x must be (members={self.members}, batch, d); got {tuple(x.shape)}")
-            x = x.unsqueeze(0)
+    def _net(self, x: torch.Tensor, weights, biases, record: dict | None) -> torch.Tensor:
+        """The stacked forward pass with given weights/biases; records each layer's output."""
         h = x
-        last = len(self.weights) - 1
-        for l, w in enumerate(self.weights):
-            h = torch.bmm(h, w) * getattr(self, f"mult_{l}")
-            if self.biases is not None:
-                h = h + self.biases[l] * getattr(self, f"bias_mult_{l}")
+        last = len(weights) - 1
+        names = layer_names(last + 1)
+        for l, w in enumerate(weights):
+            h = stacked_matmul(h, w) * getattr(self, f"mult_{l}")
+            if biases is not None:
+                h = h + biases[l] * getattr(self, f"bias_mult_{l}")
+            if record is not None:
+                record[names[l][1]] = h
             if l < last:
                 h = self._phi(h)
-        return h.squeeze(0) if squeeze else h
+        return h
 
-    def lr_exponents(self, optimizer: str) -> list[tuple[nn.Parameter, str, torch.Tensor]]:
-        """(parameter, name, c per member) for every parameter, for the optimizer builder."""
-        key = "c_adam" if optimizer in ("adam", "adamw") else "c"
-        depth = self.depth
-        rows = [p.per_layer(depth + 1) for p in self.params]
-        out = []
-        for l, w in enumerate(self.weights):
-            out.append((w, f"weights.{l}", torch.tensor([r[l][key] for r in rows], dtype=torch.float64)))
-            if self.biases is not None:
-                c = [r[0][key] if l < depth else 0.0 for r in rows]
-                out.append((self.biases[l], f"biases.{l}", torch.tensor(c, dtype=torch.float64)))
-        return out
+    def _stack_input(self, x: torch.Tensor) -> tuple[torch.Tensor, bool]:
+        if x.dim() == 2:
+            if self.members != 1:
+                raise ValueError(f"x must be (members={self.members}, batch, d); got {tuple(x.shape)}")
+            return x.unsqueeze(0), True
+        if x.dim() != 3:
+            raise ValueError(f"x must be (members, batch, d) or (batch, d); got {tuple(x.shape)}")
+        return x, False
 
     def extra_repr(self) -> str:
         names = sorted({p.name for p in self.params})
         return (f"members={self.members}, d={self.d}, width={self.width}, depth={self.depth}, "
                 f"outputs={self.outputs}, activation={self.activation}, param={','.join(names)}, "
-                f"base_width={self.base_width}")
+                f"base_width={self.base_width}, center={self.center}")

@@ -4,19 +4,18 @@ Every hyperparameter of a param group is a float or a tensor of shape (E,) that 
 broadcast over dim 0 of each parameter (the member axis of a stacked model). With
 floats, the updates are torch.optim.SGD's and torch.optim.Adam/AdamW's (tested
 against them), so a single run and an ensemble member follow the same math.
+
+A group may also carry a learning-rate warm-up as data (ipllr's large initial
+learning rates, Hajjar et al. 2021): ``lr_warmup`` (E,) and ``n_warmup`` (E,); the
+update k (0-based, counted per parameter in ``state["step"]``) uses
+``lr * (lr_warmup if k < n_warmup else 1)``. ``build_optimizer`` fills them in.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 
-from learnlab.models._param import ADAM_LIKE
-
-__all__ = ["SGD", "Adam", "OPTIMIZERS", "build_optimizer", "select_members"]
-
-OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw")
+__all__ = ["SGD", "Adam", "select_members", "scheduled_lr"]
 
 
 def _per_member(value, p: torch.Tensor):
@@ -28,6 +27,16 @@ def _per_member(value, p: torch.Tensor):
 
 def _nonzero(value) -> bool:
     return bool((value != 0).any()) if isinstance(value, torch.Tensor) else value != 0
+
+
+def scheduled_lr(group: dict, k: int):
+    """The group's learning rate for update ``k`` (0-based): ``lr``, times ``lr_warmup`` while k < n_warmup."""
+    lr = group["lr"]
+    n_warmup = group.get("n_warmup")
+    if n_warmup is None or not bool((n_warmup > k).any()):
+        return lr
+    warm = group["lr_warmup"]
+    return lr * torch.where(n_warmup > k, warm, torch.ones_like(warm))
 
 
 class SGD(torch.optim.Optimizer):
@@ -43,18 +52,20 @@ class SGD(torch.optim.Optimizer):
                 if p.grad is None:
                     continue
                 g = p.grad
+                state = self.state[p]
                 if _nonzero(group["weight_decay"]):
                     g = g + _per_member(group["weight_decay"], p) * p
                 if _nonzero(group["momentum"]):
                     mom = _per_member(group["momentum"], p)
-                    state = self.state[p]
                     buf = state.get("momentum_buffer")
                     if buf is None:
                         buf = state["momentum_buffer"] = g.clone()
                     else:
                         buf.mul_(mom).add_(g)
                     g = g + mom * buf if group["nesterov"] else buf
-                lr = group["lr"]
+                k = state.get("step", 0)
+                lr = scheduled_lr(group, k)
+                state["step"] = k + 1
                 if isinstance(lr, torch.Tensor):
                     p.sub_(_per_member(lr, p) * g)
                 else:
@@ -75,18 +86,18 @@ class Adam(torch.optim.Optimizer):
                 if p.grad is None:
                     continue
                 g = p.grad
-                lr = _per_member(group["lr"], p)
+                state = self.state[p]
+                if not state:
+                    state["step"] = 0
+                    state["exp_avg"] = torch.zeros_like(p)
+                    state["exp_avg_sq"] = torch.zeros_like(p)
+                lr = _per_member(scheduled_lr(group, state["step"]), p)
                 wd = group["weight_decay"]
                 if _nonzero(wd):
                     if group["decoupled"]:
                         p.mul_(1 - lr * _per_member(wd, p))
                     else:
                         g = g + _per_member(wd, p) * p
-                state = self.state[p]
-                if not state:
-                    state["step"] = 0
-                    state["exp_avg"] = torch.zeros_like(p)
-                    state["exp_avg_sq"] = torch.zeros_like(p)
                 state["step"] += 1
                 t = state["step"]
                 m, v = state["exp_avg"], state["exp_avg_sq"]
@@ -102,55 +113,14 @@ class Adam(torch.optim.Optimizer):
                 p.sub_((lr / bias1) * m / denom)
 
 
-def build_optimizer(
-    model,
-    optimizer: str = "sgd",
-    lr: float | Sequence[float] = 0.1,
-    *,
-    momentum: float | Sequence[float] = 0.9,
-    betas: tuple[float, float] = (0.9, 0.999),
-    eps: float = 1e-8,
-    weight_decay: float | Sequence[float] = 0.0,
-) -> torch.optim.Optimizer:
-    """One param group per parameter tensor, each with lr * (n / n0)^(-c_l) per member.
-
-    Args:
-        model: a stacked learnlab model (``MLP``) exposing ``lr_exponents``.
-        optimizer: one of ``OPTIMIZERS``; ``sgd`` ignores ``momentum``.
-        lr: base learning rate eta, one float or one per member.
-        momentum, weight_decay: floats or one per member.
-
-    Returns:
-        An optimizer whose groups carry ``name`` (e.g. ``weights.1``) and per-member ``lr`` (E,).
-    """
-    if optimizer not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {optimizer!r}; valid: {', '.join(OPTIMIZERS)}")
-    members = model.members
-    eta = _member_tensor(lr, members, "lr")
-    ratio = model.width / model.base_width
-    groups = [
-        {"params": [p], "name": name, "lr": eta * ratio ** (-c)}
-        for p, name, c in model.lr_exponents(optimizer)
-    ]
-    wd = _member_tensor(weight_decay, members, "weight_decay")
-    if optimizer in ADAM_LIKE:
-        return Adam(groups, lr=eta, betas=betas, eps=eps, weight_decay=wd, decoupled=optimizer == "adamw")
-    mom = 0.0 if optimizer == "sgd" else _member_tensor(momentum, members, "momentum")
-    return SGD(groups, lr=eta, momentum=mom, nesterov=optimizer == "nesterov", weight_decay=wd)
-
-
-def _member_tensor(value, members: int, key: str) -> torch.Tensor:
-    t = torch.as_tensor(value, dtype=torch.float64).flatten()
-    if t.numel() == 1:
-        return t.expand(members).clone()
-    if t.numel() != members:
-        raise ValueError(f"{key}: got {t.numel()} values for {members} members")
-    return t
-
-
 @torch.no_grad()
 def select_members(model, optimizer: torch.optim.Optimizer, keep: torch.Tensor) -> None:
-    """Keep only members ``keep`` (indices) of a stacked model and its optimizer, in place."""
+    """Keep only members ``keep`` (indices) of a stacked model and its optimizer, in place.
+
+    Every parameter, buffer (multipliers, centering's initial parameters), optimizer
+    state tensor and (E,) group hyperparameter is indexed along dim 0; the model's
+    :class:`~learnlab.models.Scaling` keeps the members' parameterizations.
+    """
     keep_dev = {}
     for p in model.parameters():
         idx = keep_dev.setdefault(p.device, keep.to(p.device))
@@ -165,4 +135,8 @@ def select_members(model, optimizer: torch.optim.Optimizer, keep: torch.Tensor) 
             if isinstance(value, torch.Tensor) and value.dim() == 1:
                 group[key] = value.index_select(0, keep.to(value.device))
     model.members = int(keep.numel())
-    model.params = [model.params[i] for i in keep.tolist()]
+    from learnlab.models._scaling import SCALING_ATTR
+
+    scaling = getattr(model, SCALING_ATTR, None)
+    if scaling is not None:
+        setattr(model, SCALING_ATTR, scaling.select(keep.tolist()))

@@ -2,37 +2,76 @@
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
-from pydantic import Field, PositiveInt, ValidationInfo, field_validator
+from pydantic import Field, NonNegativeInt, PositiveInt, ValidationInfo, field_validator, model_validator
 
 from learnlab._spec_base import Section
-from learnlab.models._mlp import ACTIVATIONS
 from learnlab.models._param import PARAMETERIZATIONS
+from learnlab.models._stack import ACTIVATIONS
 
-__all__ = ["ModelSpec", "ParamSpec"]
+__all__ = ["ModelSpec", "ParamSpec", "MODEL_NAMES"]
+
+MODEL_NAMES = ("mlp", "cnn")
+_EXPONENT_KEYS = ("a", "b", "c", "c_adam", "warmup_c", "warmup_c_adam")
+
+
+def _unknown_row(name: str) -> str:
+    return f"unknown parameterization {name!r}; valid: {', '.join(sorted(PARAMETERIZATIONS))}"
 
 
 class ParamSpec(Section):
-    """Custom exponents: ``(input, hidden, output)`` or one per weight matrix (depth + 1)."""
+    """Custom exponents, ``(input, hidden, output)`` or one per weight matrix (depth + 1).
 
-    a: list[float] = Field(min_length=1)
-    b: list[float] = Field(min_length=1)
-    c: list[float] = Field(min_length=1)
-    c_adam: list[float] | None = None
+    Either ``a``, ``b`` and ``c`` (then ``c_adam`` defaults to ``c``), or ``like: <row>``
+    with any keys to override (``{like: ipllr, n_warmup: 3}``).
+    """
+
+    like: str | None = None
+    a: list[float] | None = Field(None, min_length=1)
+    b: list[float] | None = Field(None, min_length=1)
+    c: list[float] | None = Field(None, min_length=1)
+    c_adam: list[float] | None = Field(None, min_length=1)
+    warmup_c: list[float] | None = Field(None, min_length=1)  # lr exponents of the first n_warmup steps
+    warmup_c_adam: list[float] | None = Field(None, min_length=1)
+    warmup_c_depth: float | None = None  # warm-up exponents + warmup_c_depth * depth
+    n_warmup: NonNegativeInt | None = None
+
+    @model_validator(mode="after")
+    def _complete(self):
+        if self.like is not None and self.like not in PARAMETERIZATIONS:
+            raise ValueError(_unknown_row(self.like))
+        missing = [k for k in ("a", "b", "c") if getattr(self, k) is None]
+        if self.like is None and missing:
+            raise ValueError(f"custom exponents need {', '.join(missing)} (or like: <row> to start from "
+                             f"one of {', '.join(sorted(PARAMETERIZATIONS))})")
+        return self
 
 
 class ModelSpec(Section):
-    """Who learns: an MLP in a parameterization."""
+    """Who learns: an MLP or a small CNN in a parameterization (see docs/parameterizations.md)."""
 
-    name: Literal["mlp"] = "mlp"
+    name: Literal["mlp", "cnn"] = "mlp"
     width: PositiveInt = 256
-    depth: PositiveInt = 2  # number of hidden layers
+    depth: PositiveInt = 2  # number of hidden layers (cnn: convolutions)
     activation: str = "relu"
     bias: bool = True
     param: str | ParamSpec = "sp"
-    base_width: PositiveInt = 1
+    base_width: int = 1  # n0: at width = base_width every parameterization is the standard model
+    gamma: float = 1.0  # richness: output multiplier / gamma
+    gamma_lr: Literal["piecewise", "gamma", "gamma2", "none"] = "piecewise"  # base lr rule under gamma
+    center: bool = False  # f(x) - f_0(x): zero output at initialisation
     init_seed: int | None = None  # same initial draw across runs that share it
+    kernel_size: PositiveInt = 3  # cnn
+    image_shape: list[PositiveInt] | None = None  # cnn: [channels, height, width], d = their product
+
+    @field_validator("width", "depth", "base_width", "kernel_size", "init_seed", mode="before")
+    @classmethod
+    def _not_a_boolean(cls, value):
+        if isinstance(value, bool):  # pydantic's lax int would read true as 1
+            raise ValueError(f"expected an integer, got the boolean {str(value).lower()}")
+        return value
 
     @field_validator("activation")
     @classmethod
@@ -45,22 +84,54 @@ class ModelSpec(Section):
     @classmethod
     def _known_param(cls, value, info: ValidationInfo):
         if isinstance(value, str) and value not in PARAMETERIZATIONS:
-            raise ValueError(
-                f"unknown parameterization {value!r}; valid: {', '.join(sorted(PARAMETERIZATIONS))}"
-            )
-        if isinstance(value, ParamSpec):
-            lengths = {len(value.a), len(value.b), len(value.c)}
-            if len(lengths) != 1:
-                raise ValueError(f"a, b, c must have the same length; got {sorted(lengths)}")
-            depth = info.data.get("depth")
-            n = lengths.pop()
-            if depth is not None and n not in (3, depth + 1):
+            raise ValueError(_unknown_row(value) + " or custom exponents {a: [...], b: [...], c: [...]}")
+        depth = info.data.get("depth")
+        if isinstance(value, ParamSpec) and depth is not None:
+            bad = {k: len(getattr(value, k)) for k in _EXPONENT_KEYS
+                   if getattr(value, k) is not None and len(getattr(value, k)) not in (3, depth + 1)}
+            if bad:
                 raise ValueError(
-                    f"exponents have {n} entries; expected 3 (input, hidden, output) "
-                    f"or depth + 1 = {depth + 1} (one per weight matrix)"
+                    f"exponent lists {bad} (key: entries) have the wrong length: expected 3 (input, hidden, "
+                    f"output) or depth + 1 = {depth + 1} (one per weight matrix)"
                 )
         return value
+
+    @field_validator("base_width")
+    @classmethod
+    def _base_width_at_least_one(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError(f"base_width must be >= 1 (the width at which every parameterization is the "
+                             f"standard model; 1 gives Yang & Hu's exponents); got {value}")
+        return value
+
+    @field_validator("gamma")
+    @classmethod
+    def _gamma_positive(cls, value: float) -> float:
+        if not value > 0 or not math.isfinite(value):
+            raise ValueError(f"gamma must be a finite number > 0 (the output multiplier is divided by gamma; "
+                             f"1 = no change); got {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _cnn_shape(self):
+        if self.name != "cnn" and self.image_shape is not None:
+            raise ValueError(f"image_shape is only used by model.name cnn (got name {self.name!r}); remove it "
+                             "or set name: cnn")
+        if self.name == "cnn":
+            if self.image_shape is None or len(self.image_shape) != 3:
+                raise ValueError("model.name cnn needs image_shape: [channels, height, width] "
+                                 f"(their product = the task's d); got {self.image_shape}")
+            if self.kernel_size % 2 == 0:
+                raise ValueError(f"kernel_size must be odd (for 'same' padding); got {self.kernel_size}")
+        return self
 
     def parameterization_arg(self):
         """What :class:`MLP` takes for ``param``: a name or a dict of exponents."""
         return self.param if isinstance(self.param, str) else self.param.model_dump()
+
+    def problems_with_inputs(self, d: int) -> list[str]:
+        """Problems of this model with a task of input dimension ``d`` (cnn: d = C * H * W)."""
+        if self.name == "cnn" and self.image_shape is not None and math.prod(self.image_shape) != d:
+            return [f"image_shape {self.image_shape} has {math.prod(self.image_shape)} values per input but "
+                    f"the task's inputs have d = {d}"]
+        return []

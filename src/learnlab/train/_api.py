@@ -98,7 +98,7 @@ def train(
 
 
 def _build_optimizer(model, spec: TrainSpec, stacked: bool):
-    if stacked:
+    if stacked or hasattr(model, "learnlab_scaling"):  # learnlab models and apply_parameterization
         from learnlab.models import build_optimizer
 
         return build_optimizer(model, spec.optimizer, lr=spec.lr, momentum=spec.momentum, betas=spec.betas,

@@ -1,0 +1,127 @@
+"""``learnlab coord-check``: mean |activation| per layer across widths for a spec's model."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from learnlab.cli._app import app, bad_input, console
+
+
+def _parse_widths(text: str) -> list[int]:
+    try:
+        widths = [int(w) for w in text.split(",") if w.strip()]
+    except ValueError:
+        bad_input(f"--widths must be comma-separated integers like 256,512,1024; got {text!r}")
+    if len(widths) < 2 or min(widths) < 1:
+        bad_input(f"--widths needs at least two integers >= 1 (a slope needs two widths); got {text!r}")
+    return sorted(set(widths))
+
+
+def _configs(spec: Path, overrides: list[str], widths: list[int]) -> list[dict]:
+    """The spec's first run at each width, validated; bad input exits with code 2."""
+    from pydantic import ValidationError
+
+    from learnlab.experiments import RunConfig, SpecError, plan
+    from learnlab.experiments._errors import problems_from_validation
+    from learnlab.experiments._spec import read_spec_file
+
+    try:
+        raw = read_spec_file(spec)
+        raw.pop("sweep", None)  # one run: the spec's own values and the overrides, not a sweep's first point
+        base = plan(raw, overrides).runs[0].config
+    except SpecError as exc:
+        bad_input(str(SpecError(exc.problems, source=str(spec))))
+    configs, problems = [], []
+    for width in widths:
+        config = copy.deepcopy(base)
+        config["model"]["width"] = width
+        try:
+            RunConfig.model_validate(config)
+        except ValidationError as err:
+            problems += [(p, f"{m} [width {width}]") for p, m in problems_from_validation(err, RunConfig)]
+        configs.append(config)
+    if problems:
+        bad_input(str(SpecError(problems, source=str(spec))))
+    return configs
+
+
+def _factory(configs: dict[int, dict], d: int, outputs: int, dtype):
+    import torch
+
+    from learnlab.experiments import derive_seed
+    from learnlab.models import ModelSpec, build_model
+
+    def make(width: int, seed: int):
+        config = configs[width]
+        section = ModelSpec.model_validate(config["model"])
+        init = section.init_seed if section.init_seed is not None else config["seed"]
+        generator = torch.Generator().manual_seed(derive_seed(init, f"coord-check/{width}", f"init/{seed}"))
+        return build_model(section, d, outputs, generators=[generator], dtype=dtype)
+
+    return make
+
+
+@app.command("coord-check")
+def coord_check_command(
+    spec: Annotated[Path, typer.Argument(help="YAML spec; its model and train sections are used (no sweep).")],
+    overrides: Annotated[Optional[list[str]], typer.Argument(help="key=value overrides with dotted keys.")] = None,
+    widths: Annotated[str, typer.Option(help="Comma-separated widths.")] = "256,512,1024,2048",
+    steps: Annotated[int, typer.Option(min=0, help="Optimizer steps on one fixed batch.")] = 3,
+    seeds: Annotated[int, typer.Option(min=1, help="Models per width (l1 is averaged).")] = 3,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("runs/coord_check"),
+) -> None:
+    """Coordinate check: write OUT/coord_check.csv (width, layer, step, l1) and OUT/coord_check.png.
+
+    l1 = mean |output| of every layer, at initialisation and after each of STEPS steps on one
+    batch of train.batch_size points, for models built from the spec's model and train sections
+    (its sweep is ignored; use overrides) at each width. Slopes ~0 (log l1 vs log width) mean
+    the parameterization keeps every layer's coordinates O(1) (muP); growing ones blow up (SP).
+    """
+    import torch
+
+    from learnlab.experiments import SpecError
+    from learnlab.experiments._runner import DTYPES
+    from learnlab.models import ModelSpec, coord_check, coord_slopes, plot_coord_check
+    from learnlab.tasks import make_task
+    from learnlab.train import get_loss
+
+    width_list = _parse_widths(widths)
+    configs = _configs(spec, overrides or [], width_list)
+    first = configs[0]
+    train, dtype = first["train"], DTYPES[first["train"]["dtype"]]
+    task = make_task(first["task"])
+    problems = ModelSpec.model_validate(first["model"]).problems_with_inputs(task.d)
+    if problems:
+        bad_input(str(SpecError([("model.image_shape", p) for p in problems], source=str(spec))))
+    x, y = task.sample(train["batch_size"], torch.Generator().manual_seed(first["seed"]), dtype=dtype)
+    loss_fn = get_loss(train["loss"])
+    frame = coord_check(
+        _factory(dict(zip(width_list, configs)), task.d, task.outputs, dtype), width_list,
+        x.unsqueeze(0), y.unsqueeze(0), steps=steps, seeds=range(seeds), optimizer=train["optimizer"],
+        lr=train["lr"], momentum=train["momentum"], betas=tuple(train["betas"]), eps=train["eps"],
+        weight_decay=train["weight_decay"], loss=lambda o, t: loss_fn(o, t).sum(),
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    frame[["width", "layer", "step", "l1"]].to_csv(out / "coord_check.csv", index=False)
+    model = first["model"]
+    title = f"{model['param'] if isinstance(model['param'], str) else 'custom'}, {train['optimizer']}, lr={train['lr']}"
+    plot_coord_check(frame, out / "coord_check.png", title=title)
+    _print_slopes(coord_slopes(frame))
+    console.print(f"table:  {out / 'coord_check.csv'}\nfigure: {out / 'coord_check.png'}")
+
+
+def _print_slopes(slopes) -> None:
+    table = Table(title="slope of log l1 vs log width (0 = width-independent)")
+    steps = sorted(slopes["step"].unique())
+    table.add_column("layer")
+    for step in steps:
+        table.add_column(f"step {step}", justify="right")
+    for layer, rows in slopes.groupby("layer", sort=False):
+        by_step = dict(zip(rows["step"], rows["slope"]))
+        table.add_row(layer, *(f"{by_step.get(s, float('nan')):+.2f}" for s in steps))
+    console.print(table)

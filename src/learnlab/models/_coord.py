@@ -1,0 +1,166 @@
+"""Coordinate check: does every layer's typical activation size stay O(1) as width grows?
+
+For each width and seed, a fresh model takes ``steps`` optimizer steps on one fixed
+batch; before step 1 and after each step the mean absolute value of every layer's
+output, l1 = mean |h_l|, is recorded (Yang et al. 2022, Tensor Programs V, Fig. 5;
+the ``mup`` package's ``coord_check``). In muP the log-log slope of l1 against width is
+~0 for every layer and step >= 1; in SP with a fixed learning rate the output (and
+hidden layers) grow with width after the first step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from learnlab.models._apply import LAYER_TYPES
+from learnlab.models._build import build_optimizer
+from learnlab.models._scaling import SCALING_ATTR
+
+__all__ = ["coord_check", "coord_slopes", "plot_coord_check"]
+
+
+def _mse(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Mean squared error; for a stack (E, batch, k) the sum over members of each member's mean."""
+    err = (out - y).pow(2)
+    return err.mean(dim=(1, 2)).sum() if err.dim() == 3 else err.mean()
+
+
+def _activations(model: torch.nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """(output, {layer name: output of the layer}) for native models and any module."""
+    if hasattr(model, "activations"):
+        return model.activations(x)
+    scaling = getattr(model, SCALING_ATTR, None)
+    if scaling is not None:
+        names = [s.weight.rpartition(".")[0] for s in scaling.slots]
+        layers = [(n, model.get_submodule(n)) for n in names]
+    else:
+        layers = [(n, m) for n, m in model.named_modules() if isinstance(m, LAYER_TYPES)]
+    record: dict[str, torch.Tensor] = {}
+
+    def hook(name):
+        return lambda module, inputs, output: record.setdefault(name, output)
+
+    handles = [m.register_forward_hook(hook(n)) for n, m in layers]
+    try:
+        out = model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return out, record
+
+
+def coord_check(
+    make_model: Callable[[int, int], torch.nn.Module],
+    widths: Sequence[int],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    steps: int = 3,
+    seeds: Iterable[int] = (0, 1, 2),
+    optimizer: str | Callable[[torch.nn.Module], torch.optim.Optimizer] = "sgd",
+    lr: float = 0.1,
+    loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    **optimizer_kwargs,
+):
+    """Mean |activation| of every layer across widths and the first training steps.
+
+    Args:
+        make_model: ``make_model(width, seed)`` -> a parameterized model (``MLP``, ``CNN``
+            or a module after ``apply_parameterization``; any module works with a callable
+            ``optimizer``).
+        widths: the widths n.
+        x, y: the fixed batch, e.g. x (batch, d), y (batch, outputs).
+        steps: optimizer steps; l1 is recorded at step 0 (initialisation) .. ``steps``.
+        seeds: models per width; l1 is averaged over them.
+        optimizer: a name for ``build_optimizer`` (the parameterization's lr rule), or
+            ``optimizer(model) -> torch optimizer``.
+        lr: base learning rate eta (with a name).
+        loss: ``loss(output, y)`` -> scalar (default: mean squared error).
+        optimizer_kwargs: passed to ``build_optimizer`` (momentum, betas, ...).
+
+    Returns:
+        A pandas DataFrame with columns ``width, layer, step, l1`` (mean over seeds),
+        layers in forward order.
+
+    Raises:
+        ValueError: no widths, widths < 1, steps < 0 or no seeds.
+    """
+    import pandas as pd
+
+    widths, seeds = [int(w) for w in widths], list(seeds)
+    if not widths or min(widths) < 1:
+        raise ValueError(f"widths must be a non-empty list of integers >= 1; got {widths}")
+    if steps < 0 or not seeds:
+        raise ValueError(f"need steps >= 0 and at least one seed; got steps={steps}, seeds={seeds}")
+    loss = loss or _mse
+    rows = []
+    for width in widths:
+        for seed in seeds:
+            model = make_model(width, seed)
+            opt = optimizer(model) if callable(optimizer) else build_optimizer(
+                model, optimizer, lr, **optimizer_kwargs)
+            for step in range(steps + 1):
+                out, acts = _activations(model, x)
+                rows += [(width, seed, name, step, h.detach().abs().mean().item()) for name, h in acts.items()]
+                if step == steps:
+                    break
+                opt.zero_grad(set_to_none=True)
+                loss(out, y).backward()
+                opt.step()
+    frame = pd.DataFrame(rows, columns=["width", "seed", "layer", "step", "l1"])
+    order = list(dict.fromkeys(frame["layer"]))
+    mean = frame.groupby(["width", "layer", "step"], sort=False)["l1"].mean().reset_index()
+    mean["layer"] = pd.Categorical(mean["layer"], categories=order, ordered=True)
+    mean = mean.sort_values(["step", "layer", "width"]).reset_index(drop=True)
+    mean["layer"] = mean["layer"].astype(str)
+    return mean
+
+
+def coord_slopes(frame):
+    """Least-squares slope of log l1 against log width per (layer, step): DataFrame layer, step, slope.
+
+    ~0 means the layer's coordinates are width-independent; +1 that they grow like n.
+    """
+    import pandas as pd
+
+    rows = []
+    for (layer, step), group in frame.groupby(["layer", "step"], sort=False):
+        ok = group[group["l1"] > 0]
+        slope = np.polyfit(np.log(ok["width"]), np.log(ok["l1"]), 1)[0] if len(ok) >= 2 else float("nan")
+        rows.append((layer, step, float(slope)))
+    return pd.DataFrame(rows, columns=["layer", "step", "slope"])
+
+
+def plot_coord_check(frame, path: str | Path, title: str | None = None):
+    """One log-log panel per step, one line per layer: l1 against width. Saves a PNG; returns the Figure."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
+
+    steps = sorted(frame["step"].unique())
+    fig, axes = plt.subplots(1, len(steps), figsize=(3.2 * len(steps), 3.2), sharey=True, squeeze=False)
+    for ax, step in zip(axes[0], steps):
+        for layer, rows in frame[frame["step"] == step].groupby("layer", sort=False):
+            rows = rows[rows["l1"] > 0]
+            ax.plot(rows["width"], rows["l1"], marker="o", label=layer)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        widths = sorted(frame["width"].unique())
+        ax.set_xticks(widths, [str(w) for w in widths])
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_title(f"step {step}")
+        ax.set_xlabel("width")
+    axes[0][0].set_ylabel("mean |activation|")
+    axes[0][-1].legend(fontsize=7)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return fig

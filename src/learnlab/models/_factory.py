@@ -1,0 +1,66 @@
+"""Build the model a spec's ``model`` section names: one stacked model for a group of runs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from learnlab.models._cnn import CNN
+from learnlab.models._mlp import MLP
+from learnlab.models._spec import ModelSpec
+
+__all__ = ["build_model", "MODELS", "PER_MEMBER_KEYS"]
+
+MODELS = {"mlp": MLP, "cnn": CNN}
+PER_MEMBER_KEYS = ("param", "gamma", "init_seed")  # may differ between the members of one stack
+
+
+def build_model(
+    model: ModelSpec | dict | Sequence[ModelSpec | dict],
+    d: int,
+    outputs: int,
+    *,
+    generators: Sequence[torch.Generator] | None = None,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str = "cpu",
+) -> MLP | CNN:
+    """The stacked model of one ``model`` section per member (or one section for all).
+
+    Args:
+        model: the spec section(s); all keys but ``PER_MEMBER_KEYS`` must agree.
+        d, outputs: the task's input and output dimensions.
+        generators: one per member for the initial draw (default: seed 0, one member).
+        dtype, device: of the parameters.
+
+    Raises:
+        ValueError: sections that differ in a shape key, or a cnn whose image_shape does
+            not match d.
+    """
+    specs = [model] if isinstance(model, (ModelSpec, dict)) else list(model)
+    specs = [s if isinstance(s, ModelSpec) else ModelSpec.model_validate(s) for s in specs]
+    if generators is None:
+        generators = [torch.Generator().manual_seed(0) for _ in specs]
+    if len(specs) == 1 and len(generators) > 1:
+        specs = specs * len(generators)
+    if len(specs) != len(generators):
+        raise ValueError(f"got {len(specs)} model sections for {len(generators)} generators")
+    first = specs[0]
+    shared = first.model_dump(exclude=set(PER_MEMBER_KEYS))
+    for i, spec in enumerate(specs[1:], start=1):
+        other = spec.model_dump(exclude=set(PER_MEMBER_KEYS))
+        diff = sorted(k for k in shared if shared[k] != other[k])
+        if diff:
+            raise ValueError(f"members 0 and {i} differ in {diff}; only {list(PER_MEMBER_KEYS)} may differ "
+                             "within one stacked model")
+    problems = first.problems_with_inputs(d)
+    if problems:
+        raise ValueError("; ".join(problems))
+    kwargs = dict(
+        activation=first.activation, bias=first.bias, param=[s.parameterization_arg() for s in specs],
+        base_width=first.base_width, gamma=[s.gamma for s in specs], gamma_lr=first.gamma_lr,
+        center=first.center, generators=generators, dtype=dtype, device=device,
+    )
+    if first.name == "cnn":
+        return CNN(first.image_shape, first.width, first.depth, outputs, kernel_size=first.kernel_size, **kwargs)
+    return MLP(d, first.width, first.depth, outputs, **kwargs)

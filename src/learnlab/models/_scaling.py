@@ -1,0 +1,209 @@
+"""One code path from a parameterization to a model's multipliers, init stds and learning rates.
+
+Every parameterized model (``MLP``, ``CNN``, or a user module after
+``apply_parameterization``) carries a :class:`Scaling` as attribute ``learnlab_scaling``:
+its members' parameterizations, the width ratio n / n0, richness gamma, and one
+:class:`Slot` per weight tensor saying which abc layer it reads. Everything width-
+dependent is computed here from the formulas of :mod:`learnlab.models._param`:
+
+    multiplier   m_l = (n / n0)^(-a_l)            (/ gamma for the output layer)
+    init std     s_l = sigma_l / sqrt(fan_in_l^0) * (n / n0)^(-b_l),
+                 fan_in_l^0 = fan_in_l for the input layer, fan_in_l / (n / n0) otherwise
+    lr factor    g(gamma) * (n / n0)^(-c_l)       (times (n / n0)^(-(c^warm_l - c_l)) while warming up)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+
+import torch
+
+from learnlab.models._param import Parameterization, gain, gamma_lr_factor, lr_key
+
+__all__ = ["Slot", "Scaling", "SCALING_ATTR", "scaling_of", "lr_table", "lr_factors", "LrEntry"]
+
+SCALING_ATTR = "learnlab_scaling"
+ROLES = ("input", "hidden", "output")
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One weight tensor of a parameterized model.
+
+    Attributes:
+        weight: parameter name in the model (``weights.1``, ``fc1.weight``).
+        bias: name of its bias, or None.
+        role: ``input``, ``hidden`` or ``output``.
+        layer: column of the expanded exponents (0 .. n_layers - 1).
+        fan_in: fan-in at this width (in_channels * k * k for a convolution).
+    """
+
+    weight: str
+    bias: str | None
+    role: str
+    layer: int
+    fan_in: int
+
+
+@dataclass(frozen=True)
+class LrEntry:
+    """Learning-rate data of one parameter tensor, each per member (E,), float64.
+
+    ``factor`` multiplies the base lr eta; while the optimizer's step count is below
+    ``n_warmup`` the lr is additionally multiplied by ``warmup``.
+    """
+
+    param: torch.nn.Parameter
+    name: str
+    factor: torch.Tensor
+    warmup: torch.Tensor
+    n_warmup: torch.Tensor
+
+
+@dataclass
+class Scaling:
+    """What a parameterized model needs to know about its width scaling (picklable, no tensors).
+
+    Attributes:
+        params: one :class:`Parameterization` per member of the stack.
+        ratio: n / n0.
+        n_layers: number of abc layers (depth + 1).
+        slots: one per weight tensor.
+        gammas: richness gamma per member.
+        gamma_lr: rule for the base learning rate (see ``gamma_lr_factor``).
+        activation: sets sigma^2 of the layers reading phi(h).
+    """
+
+    params: list[Parameterization]
+    ratio: float
+    n_layers: int
+    slots: list[Slot]
+    gammas: list[float] = field(default_factory=list)
+    gamma_lr: str = "piecewise"
+    activation: str = "relu"
+
+    def __post_init__(self):
+        if not self.gammas:
+            self.gammas = [1.0] * len(self.params)
+        for p in self.params:
+            p.check(self.n_layers)
+        for g in self.gammas:
+            gamma_lr_factor(g, self.gamma_lr)  # validates gamma > 0 and the rule
+
+    @property
+    def members(self) -> int:
+        return len(self.params)
+
+    def exponent(self, key: str, layer: int) -> torch.Tensor:
+        """Exponent ``key`` of ``layer`` per member, (E,) float64 (0 where a warm-up key is absent)."""
+        vals = []
+        for p in self.params:
+            ex = p.exponents(key, self.n_layers)
+            vals.append(0.0 if ex is None else ex[layer])
+        return torch.tensor(vals, dtype=torch.float64)
+
+    def _pow(self, key: str, layer: int) -> torch.Tensor:
+        return torch.full((self.members,), float(self.ratio), dtype=torch.float64) ** (-self.exponent(key, layer))
+
+    def _gamma(self) -> torch.Tensor:
+        return torch.tensor(self.gammas, dtype=torch.float64)
+
+    def weight_multiplier(self, slot: Slot) -> torch.Tensor:
+        """m_l = (n / n0)^(-a_l), divided by gamma for the output layer; (E,)."""
+        m = self._pow("a", slot.layer)
+        return m / self._gamma() if slot.role == "output" else m
+
+    def bias_multiplier(self, slot: Slot) -> torch.Tensor:
+        """(n / n0)^(-a_0) for non-output biases, 1 / gamma for the output bias; (E,)."""
+        return 1.0 / self._gamma() if slot.role == "output" else self._pow("a", 0)
+
+    def init_std(self, slot: Slot) -> torch.Tensor:
+        """s_l = sigma_l / sqrt(fan_in_l^0) * (n / n0)^(-b_l); (E,)."""
+        sigma2 = 1.0 if slot.role == "input" else gain(self.activation)
+        base_fan_in = slot.fan_in if slot.role == "input" else slot.fan_in / self.ratio
+        return (sigma2 / base_fan_in) ** 0.5 * self._pow("b", slot.layer)
+
+    def lr_entries(self, optimizer: str) -> list[tuple[str, torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """(name, factor, warm-up factor, warm-up steps) per parameter, each (E,), float64."""
+        key = lr_key(optimizer)
+        base = torch.tensor([gamma_lr_factor(g, self.gamma_lr) for g in self.gammas], dtype=torch.float64)
+        n_warm = torch.tensor([p.n_warmup if getattr(p, "warmup_" + key) is not None else 0
+                               for p in self.params], dtype=torch.float64)
+        zeros, ones = torch.zeros(self.members, dtype=torch.float64), torch.ones(self.members, dtype=torch.float64)
+        out = []
+        for slot in self.slots:
+            layers = [(slot.weight, slot.layer)]
+            if slot.bias is not None:
+                layers.append((slot.bias, None if slot.role == "output" else 0))
+            for name, layer in layers:
+                if layer is None:  # output bias: width-independent
+                    out.append((name, base.clone(), ones, zeros))
+                    continue
+                c = self.exponent(key, layer)
+                warm = self._warm_exponent(key, layer, c)
+                ratio = torch.full_like(c, float(self.ratio))
+                out.append((name, base * ratio ** (-c), ratio ** (-(warm - c)), n_warm))
+        return out
+
+    def _warm_exponent(self, key: str, layer: int, c: torch.Tensor) -> torch.Tensor:
+        warm = c.clone()
+        for e, p in enumerate(self.params):
+            ex = p.exponents("warmup_" + key, self.n_layers)
+            if ex is not None:
+                warm[e] = ex[layer]
+        return warm
+
+    def select(self, keep: Sequence[int]) -> Scaling:
+        """The scaling of members ``keep`` only."""
+        return replace(self, params=[self.params[i] for i in keep], gammas=[self.gammas[i] for i in keep])
+
+
+def scaling_of(model: torch.nn.Module) -> Scaling:
+    """The :class:`Scaling` of a parameterized model; a clear error for a plain module."""
+    scaling = getattr(model, SCALING_ATTR, None)
+    if not isinstance(scaling, Scaling):
+        raise TypeError(
+            f"{type(model).__name__} is not parameterized: build a learnlab MLP/CNN or call "
+            "learnlab.apply_parameterization(model, 'mup', ...) first"
+        )
+    return scaling
+
+
+def lr_table(model: torch.nn.Module, optimizer: str) -> list[LrEntry]:
+    """Learning-rate data for every trainable parameter of ``model``, in ``model.parameters()`` order.
+
+    Parameters the parameterization does not cover (modules left in PyTorch's
+    parameterization by ``apply_parameterization(..., layers={name: "ignore"})``) get
+    factor 1 and no warm-up.
+    """
+    scaling = scaling_of(model)
+    by_name = {name: (f, w, n) for name, f, w, n in scaling.lr_entries(optimizer)}
+    ones = torch.ones(scaling.members, dtype=torch.float64)
+    out = []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        f, w, n = by_name.get(name, (ones, ones, torch.zeros_like(ones)))
+        out.append(LrEntry(p, name, f, w, n))
+    return out
+
+
+def lr_factors(model: torch.nn.Module, optimizer: str, step: int) -> list[torch.Tensor] | None:
+    """Per-parameter-group factors (E,) on the built learning rates at step ``step``, or None.
+
+    ``step`` counts updates already applied (0 = the first update). The groups are
+    those of ``build_optimizer(model, optimizer, ...)``, in order. None means every
+    factor is 1 (no warm-up, or it is over). learnlab's SGD/Adam apply these factors
+    themselves; call this only to drive another optimizer through an ipllr warm-up::
+
+        for t in range(steps):
+            factors = lr_factors(model, "sgd", t)
+            for group, base, f in zip(opt.param_groups, base_lrs, factors or repeat(1.0)):
+                group["lr"] = base * float(f)  # E = 1
+            ...
+    """
+    entries = lr_table(model, optimizer)
+    if all(bool((e.n_warmup <= step).all()) for e in entries):
+        return None
+    return [torch.where(step < e.n_warmup, e.warmup, torch.ones_like(e.warmup)) for e in entries]

@@ -1,0 +1,167 @@
+"""What stacked learnlab models share: members, initial draws, multipliers, centering.
+
+A stacked model holds E members along dim 0 of every parameter and buffer (so
+``select_members`` can drop members of any of them). Subclasses build their weights
+with :meth:`StackedModel.draw`, register multiplier buffers with
+:meth:`StackedModel.member_buffer`, and implement ``_net(x, weights, biases, record)``
+and ``_stack_input(x)``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from learnlab.models._param import Parameterization, get_parameterization, lr_key
+from learnlab.models._scaling import SCALING_ATTR
+
+__all__ = ["StackedModel", "layer_names", "check_positive", "stacked_matmul", "ACTIVATIONS"]
+
+
+def _identity(h: torch.Tensor) -> torch.Tensor:
+    return h
+
+
+ACTIVATIONS = {  # module-level functions, so models pickle
+    "relu": torch.relu,
+    "tanh": torch.tanh,
+    "gelu": nn.functional.gelu,
+    "silu": nn.functional.silu,
+    "linear": _identity,
+}
+
+
+def stacked_matmul(h: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """h (E, n, k) @ w (E, k, m), bit for bit the same for every stack size E.
+
+    torch.bmm with a single output column (m = 1) takes another BLAS path for E = 1 (gemv)
+    than for E > 1 (batched gemm), so a member's outputs, gradients and whole history would
+    depend on how many runs it is stacked with. A zero second column sends every E through
+    gemm; the extra column is exact zeros and is dropped.
+    """
+    if w.shape[-1] == 1:
+        return torch.bmm(h, torch.cat([w, torch.zeros_like(w)], dim=-1))[..., :1]
+    return torch.bmm(h, w)
+
+
+def check_positive(key: str, value: int) -> None:
+    """Raise ValueError unless ``value`` is an int >= 1."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{key} must be a positive integer; got {value!r}")
+
+
+def layer_names(n_layers: int) -> list[tuple[str, str]]:
+    """(role, name) of each layer: ``input``, ``hidden.1`` ... ``hidden.{L-1}``, ``output``."""
+    return [("input", "input")] + [("hidden", f"hidden.{l}") for l in range(1, n_layers - 1)] + [
+        ("output", "output")]
+
+
+class StackedModel(nn.Module):
+    """Base of E stacked members in an abc-parameterization (see ``MLP``, ``CNN``)."""
+
+    weights: nn.ParameterList
+    biases: nn.ParameterList | None
+    center: bool
+
+    def __init__(self, activation: str, generators, param, gamma):
+        super().__init__()
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {activation!r}; valid: {', '.join(ACTIVATIONS)}")
+        self.activation, self._phi = activation, ACTIVATIONS[activation]
+        generators = list(generators) if generators is not None else [torch.Generator().manual_seed(0)]
+        self.members = len(generators)
+        self._params = [get_parameterization(p) for p in self._per_member(param, "param")]
+        gammas = self._per_member(gamma, "gamma")
+        self._gammas = [float(g) for g in gammas]
+        self._generators = generators
+
+    def _per_member(self, value, key: str) -> list:
+        single = isinstance(value, (str, Parameterization, dict, int, float))
+        values = [value] * self.members if single else list(value)
+        if len(values) != self.members:
+            raise ValueError(f"got {len(values)} values of {key} for {self.members} members; "
+                             f"give one, or one per member")
+        return values
+
+    @property
+    def params(self) -> list[Parameterization]:
+        """The members' parameterizations."""
+        return getattr(self, SCALING_ATTR).params
+
+    @staticmethod
+    def ratio_of(width: int, base_width: int) -> float:
+        """n / n0, after checking base_width >= 1."""
+        if not isinstance(base_width, int) or base_width < 1:
+            raise ValueError(
+                f"base_width must be an integer >= 1 (the width at which every parameterization is "
+                f"the standard model); got {base_width!r}"
+            )
+        return width / base_width
+
+    def draw(self, shape: tuple[int, ...], std: torch.Tensor, dtype, device) -> torch.Tensor:
+        """W = std_e * z_e with z_e ~ N(0, 1) of ``shape`` from member e's generator; (E, *shape)."""
+        draws = [torch.randn(*shape, generator=g) for g in self._generators]  # float32, on the CPU
+        z = draws[0].unsqueeze(0) if len(draws) == 1 else torch.stack(draws)
+        z = z.to(dtype) if dtype != z.dtype else z
+        return z.mul_(std.to(dtype).view(-1, *([1] * len(shape)))).to(device)
+
+    def member_buffer(self, values: torch.Tensor, ndim: int, dtype, device) -> torch.Tensor:
+        """(E,) values as an (E, 1, ..., 1) tensor of ``ndim`` dims."""
+        return values.to(dtype).view(-1, *([1] * (ndim - 1))).to(device)
+
+    def finish_init(self) -> None:
+        """Forget the construction-time state; snapshot the initial parameters if centered."""
+        del self._generators, self._params, self._gammas  # the Scaling holds params and gammas
+        if self.center:
+            for l, w in enumerate(self.weights):
+                self.register_buffer(f"init_weights_{l}", w.detach().clone())
+            for l, b in enumerate(self.biases or []):
+                self.register_buffer(f"init_biases_{l}", b.detach().clone())
+
+    def _initial(self):
+        weights = [getattr(self, f"init_weights_{l}") for l in range(len(self.weights))]
+        biases = None if self.biases is None else [
+            getattr(self, f"init_biases_{l}") for l in range(len(self.biases))]
+        return weights, biases
+
+    def _outputs(self, x: torch.Tensor, record: dict | None) -> torch.Tensor:
+        out = self._net(x, self.weights, self.biases, record)
+        if self.center:  # f(x) - f_0(x): the snapshot is buffers, so no gradient flows into it
+            out = out - self._net(x, *self._initial(), None)
+            if record is not None:
+                record["output"] = out
+        return out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x, squeeze = self._stack_input(x)
+        out = self._outputs(x, None)
+        return out.squeeze(0) if squeeze else out
+
+    def activations(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The output and every layer's output h_l (after its multiplier and bias), by layer name.
+
+        Names are ``input``, ``hidden.1`` ... and ``output`` (centered if ``center``).
+        """
+        x, squeeze = self._stack_input(x)
+        record: dict[str, torch.Tensor] = {}
+        out = self._outputs(x, record)
+        return (out.squeeze(0) if squeeze else out), record
+
+    def lr_exponents(self, optimizer: str) -> list[tuple[nn.Parameter, str, torch.Tensor]]:
+        """(parameter, name, c per member) for every parameter (kept for callers of the spine API;
+        ``learnlab.models.lr_table`` has the full learning-rate data)."""
+        scaling, key = getattr(self, SCALING_ATTR), lr_key(optimizer)
+        out = []
+        for slot in scaling.slots:
+            out.append((self.get_parameter(slot.weight), slot.weight, scaling.exponent(key, slot.layer)))
+            if slot.bias is not None:
+                output = slot.role == "output"
+                c = torch.zeros(self.members, dtype=torch.float64) if output else scaling.exponent(key, 0)
+                out.append((self.get_parameter(slot.bias), slot.bias, c))
+        return out
+
+    def _net(self, x, weights, biases, record):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _stack_input(self, x):  # pragma: no cover - abstract
+        raise NotImplementedError
