@@ -7,6 +7,12 @@ only when a name that needs it is used).
 from __future__ import annotations
 
 import importlib
+import os
+
+# OpenMP threads that spin while waiting make small-model training up to ~15x slower
+# when the cores are shared (other processes, a process pool): let them sleep instead.
+# Only effective if torch is not imported yet; an explicit setting is respected.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 __version__ = "0.1.0"
 
