@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from pydantic import BaseModel, ValidationError
 
 __all__ = ["SpecError", "problems_from_validation"]
@@ -28,29 +30,49 @@ class SpecError(ValueError):
 
 
 def problems_from_validation(err: ValidationError, model: type[BaseModel], prefix: str = "") -> list[tuple[str, str]]:
-    """Turn a pydantic error into (dotted key path, readable message) pairs."""
-    out = []
+    """Turn a pydantic error into (dotted key path, readable message) pairs.
+
+    The alternatives of a union (``seeds: int | list[int]``) fail one by one; their
+    messages are joined into one problem per key ("... or ...").
+    """
+    out: list[tuple[str, str]] = []
+    alternatives: dict[str, list[str]] = {}
     for e in err.errors():
         loc = [str(p) for p in e["loc"] if not _is_union_tag(p)]
+        in_union = len(loc) != len(e["loc"]) and not any(str(p) in _TAGS for p in e["loc"])
         path = ".".join(([prefix] if prefix else []) + loc)
-        if e["type"] == "extra_forbidden":
-            valid = _valid_keys(model, e["loc"][:-1])
-            hint = f" (valid keys here: {', '.join(valid)})" if valid else ""
-            msg = f"unknown key{hint}"
-        elif e["type"] == "missing":
-            msg = "required key is missing"
+        msg = _message(e, model)
+        if in_union:
+            if path not in alternatives:
+                alternatives[path] = []
+                out.append((path, ""))
+            alternatives[path].append(msg)
         else:
-            msg = e["msg"].removeprefix("Value error, ")
-            if "input" in e and not isinstance(e["input"], dict) and e["type"] not in ("union_tag_invalid",):
-                shown = repr(e["input"])
-                msg += f" (got {shown if len(shown) <= 80 else shown[:77] + '...'})"
-        out.append((path, msg))
-    return out
+            out.append((path, msg))
+    return [(path, msg or " or ".join(dict.fromkeys(alternatives[path]))) for path, msg in out]
+
+
+def _message(e: dict, model: type[BaseModel]) -> str:
+    if e["type"] == "extra_forbidden":
+        valid = _valid_keys(model, e["loc"][:-1])
+        hint = f" (valid keys here: {', '.join(valid)})" if valid else ""
+        return f"unknown key{hint}"
+    if e["type"] == "missing":
+        return "required key is missing"
+    msg = e["msg"].removeprefix("Value error, ")
+    if "input" in e and not isinstance(e["input"], dict) and e["type"] not in ("union_tag_invalid",):
+        shown = repr(e["input"])
+        msg += f" (got {shown if len(shown) <= 80 else shown[:77] + '...'})"
+    return msg
+
+
+_TYPE_PARTS = re.compile(r"^(str|int|float|bool|none|list|dict|tuple)$|[\[\]-]")
 
 
 def _is_union_tag(part) -> bool:
-    # pydantic puts the discriminator value (e.g. 'parity') into the location
-    return isinstance(part, str) and part in _TAGS
+    """Location parts pydantic adds that are not keys: discriminator values ('parity') and
+    union member names ('str', 'constrained-int', 'function-after[...]', 'list[int]')."""
+    return isinstance(part, str) and (part in _TAGS or bool(_TYPE_PARTS.search(part)))
 
 
 _TAGS: set[str] = set()

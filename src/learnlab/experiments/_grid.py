@@ -10,9 +10,11 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 
 __all__ = ["grid"]
 
+MEMBER = "_member"  # the dimension reduced over: runs sharing a cell
 META_COLUMNS = ("run_id", "status", "name", "error", "step", "started", "finished")
 
 
@@ -58,10 +60,13 @@ def grid(store, metric: str, axes: list[str], reduce: str | None = None):
     if metric not in frame.columns:  # nothing has finished yet: every cell is missing
         frame[metric] = math.nan
     values = frame[metric].astype(float).where(frame["status"] == "finished")
-    series = values.set_axis(frame.set_index(axes + others).index)
-    array = xr.DataArray.from_series(series).sortby(axes + others)
-    if reduce is not None and others:
-        array = getattr(array, reduce)(dim=others)
+    index = frame[axes].copy()
+    if others:  # the runs sharing a cell are its members 0, 1, ... (not a product over `others`)
+        index[MEMBER] = frame.groupby(axes, dropna=False, sort=False).cumcount()
+    series = values.set_axis(pd.MultiIndex.from_frame(index))
+    array = xr.DataArray.from_series(series).sortby(axes)
+    if others:
+        array = getattr(array, reduce)(dim=MEMBER)
     array.name = metric
     return array
 

@@ -10,6 +10,7 @@ failed, so the sweep goes on.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import shutil
@@ -17,10 +18,11 @@ import socket
 import tempfile
 from collections.abc import Iterator
 
+from learnlab._callables import install, payload, refs_in
 from learnlab.experiments._runner import run_group
 from learnlab.experiments._store import RunResult
 
-__all__ = ["RayExecutor", "check_reachable", "batch_groups"]
+__all__ = ["RayExecutor", "batch_groups", "check_reachable"]
 
 TASKS_PER_CPU = 4  # enough tasks to balance load, few enough that per-task overhead stays small
 CONNECT_TIMEOUT_S = 3.0
@@ -37,30 +39,49 @@ def _import_ray():
 
 
 def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
-    """Fail fast if a ``host:port`` or ``ray://host:port`` Ray address does not answer.
+    """Fail fast unless a Ray cluster answers at ``host:port`` (or ``ray://host:port``).
 
+    A TCP connect, then for a head's ``host:port`` one GCS request (``GetClusterId``),
+    each within ``timeout`` seconds: ``ray.init`` itself retries for ~20 s and more.
     ``auto`` and ``local`` are left to ``ray.init``.
 
     Raises:
-        ValueError: naming the address, if it is malformed or nothing listens there
-            within ``timeout`` seconds.
+        ImportError: if Ray is not installed.
+        ValueError: naming the address, if it is malformed or no Ray cluster answers.
     """
+    _import_ray()
     if address in ("auto", "local"):
         return
-    hostport = address.removeprefix("ray://")
-    host, sep, port = hostport.rpartition(":")
+    client = address.startswith("ray://")
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
     if not sep or not host or not port.isdigit():
-        raise ValueError(
-            f"Ray address {address!r} is not of the form host:port, ray://host:port or auto"
-        )
+        raise ValueError(f"Ray address {address!r} is not of the form host:port, ray://host:port or auto")
+    hint = "start one with `ray start --head` or check --ray-address"
     try:
         with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
             pass
     except OSError as exc:
-        raise ValueError(
-            f"cannot reach a Ray cluster at {address!r} ({exc}); start one with "
-            f"`ray start --head` or check --ray-address"
-        ) from None
+        raise ValueError(f"cannot reach a Ray cluster at {address!r} ({exc}); {hint}") from None
+    if not client:
+        problem = _gcs_problem(f"{host}:{port}", timeout)
+        if problem:
+            raise ValueError(f"no Ray cluster answers at {address!r} ({problem}); {hint}")
+
+
+def _gcs_problem(address: str, timeout: float) -> str | None:
+    """Why the Ray head (GCS) at ``address`` does not answer, or None if it does."""
+    import grpc
+    from ray.core.generated import gcs_service_pb2, gcs_service_pb2_grpc
+
+    with grpc.insecure_channel(address, options=[("grpc.enable_http_proxy", 0)]) as channel:
+        stub = gcs_service_pb2_grpc.NodeInfoGcsServiceStub(channel)
+        try:
+            stub.GetClusterId(gcs_service_pb2.GetClusterIdRequest(), timeout=timeout)
+        except grpc.RpcError as exc:
+            if exc.code() == grpc.StatusCode.UNAUTHENTICATED:  # a Ray head with token auth
+                return None
+            return f"{exc.code().name}: {exc.details()}"
+    return None
 
 
 def batch_groups(groups: list[list[dict]], runs_per_task: int) -> list[list[list[dict]]]:
@@ -77,12 +98,18 @@ def batch_groups(groups: list[list[dict]], runs_per_task: int) -> list[list[list
     return tasks
 
 
-def _run_task(groups: list[list[dict]], threads: int) -> list[list[RunResult]]:
-    """Body of one Ray task: train its groups one after another with ``threads`` torch threads."""
+def _run_task(groups: list[list[dict]], threads: int, out: str | None,
+              callables: dict[str, bytes] | None, device: str | None = None) -> list[list[RunResult]]:
+    """Body of one Ray task: train its groups one after another with ``threads`` torch threads.
+
+    ``callables`` are the cloudpickled functions the configs name (``callable:`` references
+    to notebook or ``__main__`` code), registered in this worker before anything is built.
+    """
     import torch
 
     torch.set_num_threads(threads)
-    return [run_group(group) for group in groups]
+    install(callables)
+    return [run_group(group, out, None, device) for group in groups]
 
 
 class RayExecutor:
@@ -96,10 +123,15 @@ class RayExecutor:
             (session files in a temporary folder, removed at the end; token
             authentication off unless ``RAY_AUTH_MODE`` says otherwise).
         num_cpus: CPUs each task reserves; also its torch threads.
-        num_gpus: GPUs each task reserves (Ray sets ``CUDA_VISIBLE_DEVICES`` for it).
+        num_gpus: GPUs each task reserves (Ray sets ``CUDA_VISIBLE_DEVICES`` for it);
+            when 0 and some run has ``train.device: cuda``, each task reserves one (and
+            when all do, runs use the task's own GPU whatever ``cuda:N`` they name).
         runs_per_task: runs batched into one task (default: about
             ``TASKS_PER_CPU`` tasks per CPU slot of the cluster).
         max_retries: times Ray re-runs a task whose worker or node died.
+        out: the sweep's output folder, for checkpoints and artifacts (on a cluster,
+            a path every node can write, e.g. a shared file system).
+        devices: only ``["cpu"]`` (run everything on CPU); Ray itself places GPU tasks.
 
     Raises:
         ImportError: if Ray is not installed.
@@ -107,8 +139,15 @@ class RayExecutor:
     """
 
     def __init__(self, workers: int | None = None, address: str | None = None, num_cpus: float = 1,
-                 num_gpus: float = 0, runs_per_task: int | None = None, max_retries: int = 3, **_):
+                 num_gpus: float = 0, runs_per_task: int | None = None, max_retries: int = 3,
+                 out=None, devices: list[str] | None = None, **_):
         self._ray = _import_ray()
+        if devices and set(devices) != {"cpu"}:
+            raise ValueError(
+                f"devices {devices} name this machine's GPUs, but Ray places tasks itself: set "
+                "train.device: cuda (each task then reserves num_gpus=1 and sees its GPU as cuda:0)"
+            )
+        self.device = "cpu" if devices else None
         if num_cpus <= 0 or num_gpus < 0:
             raise ValueError(f"num_cpus must be > 0 and num_gpus >= 0; got {num_cpus}, {num_gpus}")
         if runs_per_task is not None and runs_per_task < 1:
@@ -118,6 +157,7 @@ class RayExecutor:
         self.workers, self.address = workers, address
         self.num_cpus, self.num_gpus = num_cpus, num_gpus
         self.runs_per_task, self.max_retries = runs_per_task, max_retries
+        self.out = None if out is None else str(out)
 
     def run(self, groups: list[list[dict]]) -> Iterator[list[RunResult]]:
         if not groups:
@@ -127,18 +167,24 @@ class RayExecutor:
         session_dir = self._connect() if owned else None
         pending: dict = {}
         try:
+            cuda = [_on_cuda(c) for g in groups for c in g] if self.device is None else [False]
+            num_gpus = self.num_gpus or (1 if any(cuda) else 0)
+            device = "cuda" if all(cuda) else self.device  # a task sees only its GPUs: cuda:N is its cuda:0
             remote = ray.remote(_run_task).options(
-                num_cpus=self.num_cpus, num_gpus=self.num_gpus,
-                max_retries=self.max_retries, retry_exceptions=False,
+                num_cpus=self.num_cpus, num_gpus=num_gpus, max_retries=self.max_retries, retry_exceptions=False,
             )
+            if session_dir:
+                self._check_fits(num_gpus)
             threads = max(1, int(self.num_cpus))
+            shipped = payload(set().union(*(refs_in(c) for g in groups for c in g)))
+            callables = ray.put(shipped) if shipped else None  # once into the object store
             for task in batch_groups(groups, self._runs_per_task(groups)):
-                pending[remote.remote(task, threads)] = task
-            while pending:
-                done, _ = ray.wait(list(pending), num_returns=1)
+                pending[remote.remote(task, threads, self.out, callables, device)] = task
+            waiting = list(pending)
+            while waiting:
+                done, waiting = ray.wait(waiting, num_returns=1)
                 for ref in done:
-                    task = pending.pop(ref)
-                    yield from self._collect(ref, task)
+                    yield from self._collect(ref, pending.pop(ref))
         finally:
             _cancel(ray, pending)
             if owned:
@@ -150,17 +196,25 @@ class RayExecutor:
         """``ray.init`` a new local instance (returns its session folder) or join ``address``."""
         ray = self._ray
         if self.address not in (None, "local"):
-            ray.init(address=self.address, log_to_driver=False)
+            ray.init(address=self.address, log_to_driver=False, logging_level=logging.WARNING)
             return None
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # else 2.60 writes a token under ~
         session_dir = tempfile.mkdtemp(prefix="learnlab-ray-")
         try:
-            ray.init(address="local", num_cpus=self.workers or os.cpu_count() or 1,
-                     include_dashboard=False, log_to_driver=False, _temp_dir=session_dir)
+            ray.init(address="local", num_cpus=self.workers or os.cpu_count() or 1, include_dashboard=False,
+                     log_to_driver=False, logging_level=logging.WARNING, _temp_dir=session_dir)
         except BaseException:
             shutil.rmtree(session_dir, ignore_errors=True)
             raise
         return session_dir
+
+    def _check_fits(self, num_gpus: float) -> None:
+        """On a local instance (fixed resources) a task that can never be placed is an error, not a hang."""
+        have = self._ray.cluster_resources()
+        for name, need in (("CPU", self.num_cpus), ("GPU", num_gpus)):
+            if need > have.get(name, 0):
+                raise ValueError(f"each Ray task asks for {name.lower()}s = {need}, but the local Ray "
+                                 f"instance has {have.get(name, 0):g}; lower num_{name.lower()}s or join a cluster")
 
     def _runs_per_task(self, groups: list[list[dict]]) -> int:
         if self.runs_per_task is not None:
@@ -179,6 +233,10 @@ class RayExecutor:
             reason = f"ray task failed after {self.max_retries} retries: {type(exc).__name__}: {exc}"
             results = [_failed(group, reason) for group in task]
         yield from results
+
+
+def _on_cuda(config: dict) -> bool:
+    return str(config["train"].get("device", "cpu")).startswith("cuda")
 
 
 def _cancel(ray, refs) -> None:

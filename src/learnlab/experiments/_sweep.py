@@ -12,7 +12,7 @@ from learnlab.experiments._expand import Run, expand
 from learnlab.experiments._groups import DEFAULT_MAX_MEMBERS, DEFAULT_MEMORY_BUDGET, form_groups
 from learnlab.experiments._runner import resolve_device
 from learnlab.experiments._spec import Spec, load_spec
-from learnlab.experiments._store import DONE_STATUSES, RunResult, Store
+from learnlab.experiments._store import DONE_STATUSES, RunResult, Store, _db_path
 
 __all__ = ["plan", "sweep", "Plan", "schedule"]
 
@@ -24,13 +24,18 @@ class Plan:
         self.spec, self.runs, self.source = spec, runs, source
 
 
-def plan(spec: str | Path | dict | Spec, overrides: list[str] | None = None) -> Plan:
-    """Validate a spec (file, dict or Spec) with overrides and expand it; SpecError on any problem."""
+def plan(spec: str | Path | dict | Spec, overrides: list[str] | None = None, *,
+         check_devices: bool = True) -> Plan:
+    """Validate a spec (file, dict or Spec) with overrides and expand it; SpecError on any problem.
+
+    ``check_devices`` checks that every ``train.device`` exists on this machine (not
+    wanted when a Ray cluster, with devices of its own, runs the sweep).
+    """
     source = None if isinstance(spec, (dict, Spec)) else str(spec)
     validated, raw = load_spec(spec, overrides)
     runs = expand(validated, raw, source=source)
     problems = []
-    for dev in sorted({r.config["train"]["device"] for r in runs}):
+    for dev in sorted({r.config["train"]["device"] for r in runs}) if check_devices else []:
         try:
             resolve_device(dev)
         except ValueError as exc:
@@ -109,16 +114,19 @@ def sweep(
     Raises:
         SpecError: before anything is written, if the spec is invalid.
     """
-    p = plan(spec, overrides)
+    p = plan(spec, overrides, check_devices=executor != "ray")  # a Ray cluster has its own devices
     for dev in executor_options.get("devices") or []:
         resolve_device(dev)  # ValueError before anything is written
-    store = Store(out, create=True)
-    store.add_runs((r.run_id, p.spec.name, r.config) for r in p.runs)
-    status = store.statuses()
+    existing = Store(out) if _db_path(out).is_file() else None
+    status = existing.statuses() if existing is not None else {}
+    if existing is not None:
+        existing.close()
     todo = [r for r in p.runs if status.get(r.run_id) not in DONE_STATUSES]
     plan_ = schedule([r.config for r in todo], executor, workers=workers, max_members=max_members,
                      memory_budget=memory_budget)
-    ex = make_executor(plan_.executor, workers, out=Path(out), **executor_options)
+    ex = make_executor(plan_.executor, workers, out=Path(out), **executor_options)  # fails before writing
+    store = Store(out, create=True)
+    store.add_runs((r.run_id, p.spec.name, r.config) for r in p.runs)
     total, done = len(todo), 0
     outstanding = {r.run_id for r in todo}
     try:
