@@ -102,9 +102,11 @@ class MLP(StackedModel):
         last = len(weights) - 1
         names = layer_names(last + 1)
         for l, w in enumerate(weights):
-            h = stacked_matmul(h, w) * getattr(self, f"mult_{l}")
-            if biases is not None:
-                h = h + biases[l] * getattr(self, f"bias_mult_{l}")
+            if biases is not None:  # b * m_b + (h W) * m in one pass
+                h = torch.addcmul(biases[l] * getattr(self, f"bias_mult_{l}"), stacked_matmul(h, w),
+                                  getattr(self, f"mult_{l}"))
+            else:
+                h = stacked_matmul(h, w) * getattr(self, f"mult_{l}")
             if record is not None:
                 record[names[l][1]] = h
             if l < last:

@@ -9,6 +9,9 @@ A group may also carry a learning-rate warm-up as data (ipllr's large initial
 learning rates, Hajjar et al. 2021): ``lr_warmup`` (E,) and ``n_warmup`` (E,); the
 update k (0-based, counted per parameter in ``state["step"]``) uses
 ``lr * (lr_warmup if k < n_warmup else 1)``. ``build_optimizer`` fills them in.
+
+Hyperparameter tensors are treated as immutable (their broadcast views are cached):
+to change one, assign a new tensor to the group, as schedulers do; never edit in place.
 """
 
 from __future__ import annotations
@@ -18,15 +21,33 @@ import torch
 __all__ = ["SGD", "Adam", "select_members", "scheduled_lr"]
 
 
+_CACHE: dict = {}  # id(hyperparameter tensor) -> (tensor, derived values): no conversion per step
+
+
+def _cached(value: torch.Tensor, key, make):
+    entry = _CACHE.get(id(value))
+    if entry is None or entry[0] is not value:  # the tensor is kept alive, so its id is not reused
+        if len(_CACHE) > 4096:
+            _CACHE.clear()
+        entry = _CACHE[id(value)] = (value, {})
+    derived = entry[1]
+    if key not in derived:
+        derived[key] = make()
+    return derived[key]
+
+
 def _per_member(value, p: torch.Tensor):
     """A float stays a float; an (E,) tensor becomes (E, 1, ..., 1) to broadcast over p."""
     if isinstance(value, torch.Tensor):
-        return value.to(dtype=p.dtype, device=p.device).view(-1, *([1] * (p.dim() - 1)))
+        return _cached(value, (p.dtype, p.device, p.dim()),
+                       lambda: value.to(dtype=p.dtype, device=p.device).view(-1, *([1] * (p.dim() - 1))))
     return value
 
 
 def _nonzero(value) -> bool:
-    return bool((value != 0).any()) if isinstance(value, torch.Tensor) else value != 0
+    if isinstance(value, torch.Tensor):
+        return _cached(value, "nonzero", lambda: bool((value != 0).any()))
+    return value != 0
 
 
 def scheduled_lr(group: dict, k: int):
@@ -67,7 +88,7 @@ class SGD(torch.optim.Optimizer):
                 lr = scheduled_lr(group, k)
                 state["step"] = k + 1
                 if isinstance(lr, torch.Tensor):
-                    p.sub_(_per_member(lr, p) * g)
+                    p.addcmul_(g, _per_member(lr, p), value=-1)
                 else:
                     p.add_(g, alpha=-lr)
 
