@@ -171,6 +171,10 @@ def _save_outputs(built: Built, out: Path | None) -> dict[str, str]:
     if out is None:
         return paths
     for rid, member in zip(built.ids, built.members):
+        if member.final_state is not None:  # train.save_final: this member's slice of the state_dict
+            path = out / "checkpoints" / f"{rid}.pt"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            torch.save(member.final_state, path)
         if member.artifacts:
             path = out / "artifacts" / f"{rid}.pt"
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -19,6 +19,7 @@ class History:
         step: the last step reached (number of optimizer updates done).
         reason: why the run diverged, else None.
         thresholds: threshold -> first step the train-loss EMA fell below it, or None.
+        artifacts: tensors from probes, name -> [(step, tensor)] (saved per run by sweeps).
     """
 
     metrics: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
@@ -27,6 +28,7 @@ class History:
     reason: str | None = None
     thresholds: dict[float, int | None] = field(default_factory=dict)
     sinks: list = field(default_factory=list, repr=False)  # loggers: sink.log(step, name, value)
+    artifacts: dict[str, list] = field(default_factory=dict, repr=False)  # probe tensors: name -> [(step, tensor)]
 
     def log(self, step: int, name: str, value: float) -> None:
         self.metrics.setdefault(name, []).append((int(step), float(value)))

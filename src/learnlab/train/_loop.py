@@ -60,6 +60,7 @@ class Member:
     history: History = field(default_factory=History)
     artifacts: dict[str, list] = field(default_factory=dict)
     loss0: float | None = None
+    final_state: dict | None = None  # its slice of the model's state_dict when it ended (keep_final)
 
 
 @dataclass
@@ -76,6 +77,7 @@ class LoopSettings:
     probes: Sequence = ()
     stacked: bool = True
     lr_hook: Callable | None = None  # (step) -> per-group factors or None (e.g. IP-LLR warmup)
+    keep_final: bool = False  # keep each member's final parameters and buffers (member.final_state)
 
 
 def fit(model, optimizer, members: list[Member], settings: LoopSettings, *,
@@ -123,6 +125,7 @@ class _Loop:
         stopped = [r for r in ended if self.members[self.active[r]].history.status == "finished"]
         if stopped and t % s.eval_every != 0:
             self._evaluate(t, rows=stopped)
+        self._keep_final(sorted(set(ended)))  # theta_t, before the update they will not take
         self.optimizer.zero_grad(set_to_none=True)
         losses.sum().backward()
         if s.clip_grad_norm is not None:
@@ -220,12 +223,24 @@ class _Loop:
                          else lr for lr in self.base_lrs]
         return True
 
+    def _keep_final(self, rows) -> None:
+        """Snapshot the state of the members in ``rows`` (stacked: their slice of every tensor)."""
+        if not self.s.keep_final:
+            return
+        state = self.model.state_dict()
+        for row in rows:
+            self.members[self.active[row]].final_state = {
+                name: (t[row:row + 1] if self.s.stacked and t.dim() > 0 else t).detach().clone()
+                for name, t in state.items()}
+
     def finish(self) -> list:
+        self._keep_final(range(len(self.active)))
         for i in self.active:
             self.members[i].history.status = "finished"
             self.members[i].history.step = self.s.steps
         for m in self.members:
             m.history.thresholds = dict(m.tracker.steps)
+            m.history.artifacts = m.artifacts
         return [m.history for m in self.members]
 
     # ---- checkpoints ---------------------------------------------------------------

@@ -53,5 +53,5 @@ def loop_settings(recipe: TrainSpec, n_train: int | None, *, loss=None, probes=(
         metrics=tuple(recipe.metrics), loss_fn=loss if loss is not None else get_loss(recipe.loss),
         schedule=schedule if schedule.name != "constant" or schedule.warmup else None,
         clip_grad_norm=recipe.clip_grad_norm, probes=[*make_probes(recipe.probes), *probes],
-        stacked=stacked, lr_hook=lr_hook,
+        stacked=stacked, lr_hook=lr_hook, keep_final=recipe.save_final,
     )

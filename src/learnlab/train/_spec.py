@@ -96,8 +96,22 @@ class TrainSpec(Section):
     @field_validator("loss")
     @classmethod
     def _known_loss(cls, value: str) -> str:
-        if value not in LOSSES and ":" not in value:
+        if value in LOSSES:
+            return value
+        if ":" not in value:
             raise ValueError(f"unknown loss {value!r}; valid: {', '.join(LOSSES)} or 'package.module:attr'")
+        from learnlab._imports import resolve
+
+        if not callable(resolve(value)):  # an import failure raises with its reason
+            raise ValueError(f"loss {value!r} is not callable")
+        return value
+
+    @field_validator("probes")
+    @classmethod
+    def _probes_build(cls, value: list[ProbeSpec]) -> list[ProbeSpec]:
+        from learnlab.train._probes import make_probes
+
+        make_probes(value)  # unknown names, bad options and unimportable refs fail here
         return value
 
     @field_validator("metrics")
