@@ -34,7 +34,18 @@ PROBES = {
     "stable_rank": StableRank,
     "effective_rank": EffectiveRank,
     "activation_size": ActivationSize,
+    "sharpness": "learnlab.lr:SharpnessProbe",  # top Hessian eigenvalues vs 2/lr (loaded lazily)
 }
+
+
+def _probe_class(name: str):
+    """The class of a built-in probe (lazily imported where registered as ``module:attr``)."""
+    cls = PROBES[name]
+    if isinstance(cls, str):
+        from learnlab._imports import resolve
+
+        cls = resolve(cls)
+    return cls
 
 
 def _options_of(cls) -> list[str]:
@@ -50,7 +61,7 @@ def probe_problems(spec) -> list[str]:
     """
     name, options = spec.name, dict(spec.options)
     if name in PROBES:
-        allowed = _options_of(PROBES[name])
+        allowed = _options_of(_probe_class(name))
         bad = sorted(set(options) - set(allowed))
         if bad:
             return [f"probe {name!r} has no options {bad}; valid: {', '.join(allowed) or 'none'}"]
@@ -82,7 +93,7 @@ def make_probes(specs) -> list:
         if problems:
             raise ValueError("; ".join(problems))
         if spec.name in PROBES:
-            probes.append(PROBES[spec.name](every=spec.every, **spec.options))
+            probes.append(_probe_class(spec.name)(every=spec.every, **spec.options))
             continue
         from learnlab._imports import resolve
 
