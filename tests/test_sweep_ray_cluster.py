@@ -23,7 +23,7 @@ SPEC = {
     "task": {"inputs": {"name": "gaussian", "d": 8}, "target": {"name": "hermite", "monomial": {0: 2}},
              "n_test": 256},
     "model": {"width": 32, "depth": 2},
-    "train": {"lr": 0.05, "batch_size": 32, "steps": 300, "eval_every": 100},
+    "train": {"lr": 0.05, "batch_size": 32, "steps": 2000, "eval_every": 100},
     "sweep": {"grid": {"train.lr": [0.01, 0.02, 0.05, 0.1]}, "seeds": 2},
 }
 
