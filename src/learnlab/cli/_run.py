@@ -125,23 +125,35 @@ def _print_plan(p, plan_) -> None:
 
 
 def _print_summary(store) -> None:
+    """One compact row per config: axes, runs (diverged, failed), final test mse, steps to thresholds."""
     from learnlab.analysis import summary_table
 
     frame = summary_table(store)
     if frame.empty:
         console.print("no runs")
         return
-    table = Table(title="summary (mean over seeds)")
-    for col in frame.columns:
-        table.add_column(col, justify="right")
+    axes = [c for c in frame.columns if "." in c and "/" not in c]
+    short = {a: a.rsplit(".", 1)[-1] for a in axes}
+    if len(set(short.values())) < len(axes):
+        short = {a: a for a in axes}
+    thresholds = [c.split("/", 1)[1] for c in frame.columns if c.startswith("steps_to/")]
+    table = Table(title="summary: mean over seeds; steps to threshold (runs that reached it / runs)")
+    for a in axes:
+        table.add_column(short[a], justify="right")
+    for name in ("runs", "diverged", "failed", "test mse", *(f"steps to {c}" for c in thresholds)):
+        table.add_column(name, justify="right")
     for _, row in frame.iterrows():
-        table.add_row(*(_fmt(v) for v in row))
+        cells = [_fmt(row[a]) for a in axes]
+        runs = int(row["runs"])
+        cells += [str(runs), str(int(row["diverged"])), str(int(row["failed"])), _fmt(row.get("test/mse", float("nan")))]
+        cells += [f"{_fmt(row[f'steps_to/{c}'])} ({int(row[f'reached/{c}'])}/{runs})" for c in thresholds]
+        table.add_row(*cells)
     console.print(table)
 
 
 def _fmt(value) -> str:
     if isinstance(value, float):
-        return "-" if value != value else f"{value:.4g}"
+        return "-" if value != value else f"{value:.3g}"
     return str(value)
 
 
