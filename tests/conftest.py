@@ -61,3 +61,13 @@ def write_spec(tmp_path):
         return path
 
     return make
+
+
+@pytest.fixture
+def one_thread():
+    """One intra-op thread for tests of tiny models: OpenMP's thread wake-ups cost more than
+    the work (10-100x) when the cores are shared."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

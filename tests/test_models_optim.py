@@ -12,13 +12,7 @@ from learnlab.models import MLP, build_optimizer, lr_factors, select_members
 D, WIDTH = 5, 64
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny float64 matmuls: OpenMP's thread start-up costs more than the work on busy machines."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _batches(members=None, steps=6, seed=0):

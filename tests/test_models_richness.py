@@ -10,13 +10,7 @@ from learnlab.models import CNN, MLP, build_optimizer, gamma_lr_factor
 D, WIDTH = 6, 32
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny float64 matmuls: OpenMP's thread start-up costs more than the work on busy machines."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _mlp(**kw):

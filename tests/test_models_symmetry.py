@@ -18,13 +18,7 @@ from learnlab.models import CNN, MLP, PARAMETERIZATIONS, build_model, build_opti
 D, STEPS = 8, 25
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny float64 matmuls: OpenMP's thread start-up costs more than the work (10-100x on busy machines)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _batches(n_steps=STEPS, d=D, seed=3):
