@@ -22,7 +22,7 @@ import time
 import numpy as np
 import torch
 
-from learnlab.experiments import open_store, sweep
+from learnlab.experiments import sweep
 
 D, WIDTH, DEPTH, BATCH = 30, 128, 2, 64
 

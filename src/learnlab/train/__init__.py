@@ -10,7 +10,7 @@ import types
 from learnlab.train._api import train
 from learnlab.train._checkpoint import Checkpointer
 from learnlab.train._history import History
-from learnlab.train._loop import LoopSettings, Member, fit, mse_per_member
+from learnlab.train._loop import LoopSettings, Member, fit
 from learnlab.train._losses import LOSSES, get_loss
 from learnlab.train._metrics import METRICS
 from learnlab.train._probes import PROBES, make_probes
@@ -33,7 +33,6 @@ __all__ = [
     "fit",
     "get_loss",
     "make_probes",
-    "mse_per_member",
     "train",
 ]
 

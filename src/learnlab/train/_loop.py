@@ -29,9 +29,7 @@ from learnlab.train._probes_api import ProbeContext, split_probe_output
 from learnlab.train._schedule import lr_factor
 from learnlab.train._thresholds import ThresholdTracker
 
-__all__ = ["Member", "LoopSettings", "fit", "mse_per_member"]
-
-mse_per_member = mse  # kept for callers of the first version
+__all__ = ["Member", "LoopSettings", "fit"]
 
 
 @dataclass
