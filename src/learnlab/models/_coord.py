@@ -39,10 +39,18 @@ def _activations(model: torch.nn.Module, x: torch.Tensor) -> tuple[torch.Tensor,
         layers = [(n, model.get_submodule(n)) for n in names]
     else:
         layers = [(n, m) for n, m in model.named_modules() if isinstance(m, LAYER_TYPES)]
+    return forward_with_outputs(model, x, layers)
+
+
+def forward_with_outputs(model: torch.nn.Module, x: torch.Tensor, layers) -> tuple[torch.Tensor, dict]:
+    """``model(x)`` and the first tensor output of each (name, submodule) in ``layers``, via forward hooks."""
     record: dict[str, torch.Tensor] = {}
 
     def hook(name):
-        return lambda module, inputs, output: record.setdefault(name, output)
+        def keep(_module, _inputs, output):
+            if isinstance(output, torch.Tensor):
+                record.setdefault(name, output)
+        return keep
 
     handles = [m.register_forward_hook(hook(n)) for n, m in layers]
     try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from torch.func import functional_call, jacrev, vmap
 
+from learnlab.models._coord import forward_with_outputs
 from learnlab.train._probes_api import ProbeContext
 from learnlab.train._probes_params import label
 
@@ -166,16 +167,6 @@ def _coordinate_size(h: torch.Tensor, ctx: ProbeContext) -> torch.Tensor:
 
 
 def _hooked_forward(model, x):
-    record, handles = {}, []
-    for name, module in model.named_modules():
-        if name and not any(True for _ in module.children()):
-            def hook(_module, _inputs, output, name=name):
-                if isinstance(output, torch.Tensor):
-                    record[name] = output
-            handles.append(module.register_forward_hook(hook))
-    try:
-        out = model(x)
-    finally:
-        for handle in handles:
-            handle.remove()
-    return out, record
+    """Outputs of every leaf submodule (``nn.Sequential(Linear, ReLU, Linear)``: ``0``, ``1``, ``2``)."""
+    leaves = [(n, m) for n, m in model.named_modules() if n and not any(True for _ in m.children())]
+    return forward_with_outputs(model, x, leaves)
