@@ -147,3 +147,27 @@ def test_spec_round_trips_new_keys(tiny_spec):
     again = ModelSpec.model_validate(spec.model.model_dump(mode="json"))
     assert again == spec.model
     assert get_parameterization(again.parameterization_arg()).n_warmup == 2
+
+
+def test_unit_multipliers_skip_the_multiply_with_the_same_bits():
+    """sp has every multiplier 1, so the forward pass skips them; the bits equal the general form
+    (written out here), and loading multipliers that are not 1 switches the general form back on."""
+    gens = [torch.Generator().manual_seed(s) for s in range(3)]
+    model = MLP(D, 32, DEPTH, generators=gens)
+    assert model._unit == (True,) * (DEPTH + 1)
+    for b in model.biases:
+        torch.nn.init.normal_(b)
+    x = torch.randn(3, 16, D)
+    h = x
+    for l, (w, b) in enumerate(zip(model.weights, model.biases)):
+        h = torch.addcmul(b * getattr(model, f"bias_mult_{l}"), torch.bmm(h, w) if w.shape[-1] > 1 else
+                          torch.bmm(h, torch.cat([w, torch.zeros_like(w)], -1))[..., :1], getattr(model, f"mult_{l}"))
+        h = torch.relu(h) if l < DEPTH else h
+    assert torch.equal(model(x), h)
+    state = model.state_dict()
+    state["mult_1"] = torch.full_like(state["mult_1"], 0.5)
+    model.load_state_dict(state)
+    assert model._unit == (True, False, True)
+    assert not torch.allclose(model(x), h)  # the loaded 0.5 is applied
+    mup = MLP(D, 32, DEPTH, param="mup", generators=gens)
+    assert not all(mup._unit)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -69,3 +70,16 @@ def test_subpackages_declare_their_public_names(module):
     assert mod.__all__ and all(isinstance(n, str) for n in mod.__all__)
     for name in mod.__all__:
         assert hasattr(mod, name), f"{module}.__all__ names {name!r} but it is missing"
+
+
+def test_allocator_tuning_is_opt_out_and_respects_glibc_variables(monkeypatch):
+    from learnlab._allocator import tune_allocator
+
+    monkeypatch.setenv("LEARNLAB_TUNE_MALLOC", "0")
+    assert tune_allocator() is False
+    monkeypatch.delenv("LEARNLAB_TUNE_MALLOC")
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "1000000")
+    assert tune_allocator() is False
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_")
+    glibc = sys.platform.startswith("linux") and os.confstr("CS_GNU_LIBC_VERSION").startswith("glibc")
+    assert tune_allocator() is glibc

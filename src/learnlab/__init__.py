@@ -14,6 +14,12 @@ import os
 # Only effective if torch is not imported yet; an explicit setting is respected.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+# Reuse freed tensor memory instead of page-faulting it in every step (glibc only;
+# LEARNLAB_TUNE_MALLOC=0 opts out). See learnlab._allocator.
+from learnlab._allocator import tune_allocator  # noqa: E402
+
+tune_allocator()
+
 __version__ = "0.1.0"
 
 _EXPORTS = {

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import time
@@ -23,6 +22,7 @@ from learnlab.train import LoopSettings, Member, fit
 from learnlab.train._checkpoint import Checkpointer
 from learnlab.train._loggers import make_loggers
 from learnlab.train._members import loop_settings, make_member
+from learnlab.train._threads import step_threads
 
 __all__ = ["Built", "build_group", "build_run", "run_group", "resolve_device", "group_key"]
 
@@ -138,8 +138,9 @@ def run_group(configs: list[dict], out: str | Path | None = None, callables: dic
             member.history.sinks = make_loggers(cfg["train"]["loggers"], out, rid, cfg)
             loggers += member.history.sinks
         checkpoint = _checkpointer(built, out)
-        with _threads_for(built):
-            histories = fit(built.model, built.optimizer, built.members, built.settings, checkpoint=checkpoint)
+        with step_threads(built.model, built.runs[0].train.batch_size) as on_step:
+            histories = fit(built.model, built.optimizer, built.members, built.settings,
+                            on_step=on_step, checkpoint=checkpoint)
         artifacts = _save_outputs(built, out)
         if checkpoint is not None:
             checkpoint.remove()
@@ -157,30 +158,6 @@ def run_group(configs: list[dict], out: str | Path | None = None, callables: dic
                   artifacts=artifacts.get(rid))
         for rid, h in zip(ids, histories)
     ]
-
-
-SMALL_STEP_FLOPS = 2e9  # below this, one thread is faster than two (thread wake-ups dominate)
-
-
-@contextlib.contextmanager
-def _threads_for(built: Built):
-    """One intra-op thread for small steps on the CPU, then back to the previous setting.
-
-    Measured on 2 cores: a stack of 64 MLPs 30-128-128-1 at batch 64 steps 1.1-6x faster
-    on one thread than on two, a single one up to 10x; results are bit-identical.
-    """
-    params = sum(p.numel() for p in built.model.parameters())  # all members
-    flops = 6 * params * built.runs[0].train.batch_size
-    device = next(built.model.parameters()).device
-    if device.type != "cpu" or flops >= SMALL_STEP_FLOPS or torch.get_num_threads() == 1:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _checkpointer(built: Built, out: Path | None) -> Checkpointer | None:

@@ -95,14 +95,39 @@ class MLP(StackedModel):
                                      self.member_buffer(scaling.bias_multiplier(slot), 3, dtype, device))
                 self.biases.append(nn.Parameter(torch.zeros(self.members, 1, fan_out, dtype=dtype, device=device)))
         self.finish_init()
+        self._unit = self._unit_multipliers()
+
+    def _unit_multipliers(self) -> tuple[bool, ...]:
+        """Per layer: are the weight (and bias) multipliers exactly 1 for every member?
+
+        Then ``_net`` skips the multiplications: x * 1 == x exactly, so the result is bit for
+        bit the same, and a training step saves two full passes over each activation
+        (the standard parameterization has every multiplier 1).
+        """
+        unit = []
+        for l in range(len(self.weights)):
+            mults = [getattr(self, f"mult_{l}")]
+            if self.biases is not None:
+                mults.append(getattr(self, f"bias_mult_{l}"))
+            unit.append(all(bool((m == 1).all()) for m in mults))
+        return tuple(unit)
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        super()._load_from_state_dict(*args, **kwargs)
+        self._unit = self._unit_multipliers()  # loaded multipliers may differ
 
     def _net(self, x: torch.Tensor, weights, biases, record: dict | None) -> torch.Tensor:
         """The stacked forward pass with given weights/biases; records each layer's output."""
         h = x
         last = len(weights) - 1
         names = layer_names(last + 1)
+        unit = getattr(self, "_unit", None) or (False,) * len(weights)  # models pickled before it
         for l, w in enumerate(weights):
-            if biases is not None:  # b * m_b + (h W) * m in one pass
+            if unit[l]:  # every multiplier is 1: hW + b, the same bits as the general form
+                h = stacked_matmul(h, w)
+                if biases is not None:
+                    h = h + biases[l]
+            elif biases is not None:  # b * m_b + (h W) * m in one pass
                 h = torch.addcmul(biases[l] * getattr(self, f"bias_mult_{l}"), stacked_matmul(h, w),
                                   getattr(self, f"mult_{l}"))
             else:
@@ -110,7 +135,8 @@ class MLP(StackedModel):
             if record is not None:
                 record[names[l][1]] = h
             if l < last:
-                h = self._phi(h)
+                # nothing else holds h when nothing records it, so ReLU may overwrite it
+                h = torch.relu_(h) if record is None and self._phi is torch.relu else self._phi(h)
         return h
 
     def _stack_input(self, x: torch.Tensor) -> tuple[torch.Tensor, bool]:

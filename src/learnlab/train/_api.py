@@ -17,6 +17,7 @@ from learnlab.train._history import History
 from learnlab.train._loop import fit
 from learnlab.train._members import loop_settings, make_member
 from learnlab.train._spec import TrainSpec
+from learnlab.train._threads import step_threads
 
 __all__ = ["train"]
 
@@ -90,7 +91,10 @@ def train(
     settings = loop_settings(spec, n_train, loss=loss_fn, probes=probes, stacked=stacked)
     bar = _progress(settings.steps) if progress else None
     try:
-        (history,) = fit(net, opt, [member], settings, on_step=(lambda t: bar.update(1)) if bar else None)
+        with step_threads(net, spec.batch_size) as tune:
+            hooks = [h for h in (tune, bar and (lambda t: bar.update(1))) if h]
+            (history,) = fit(net, opt, [member], settings,
+                             on_step=(lambda t: [h(t) for h in hooks]) if hooks else None)
     finally:
         if bar is not None:
             bar.close()

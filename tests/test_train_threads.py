@@ -1,0 +1,94 @@
+"""The CPU thread tuner: it keeps the faster thread count, and the choice never changes results."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import learnlab.train._threads as threads_mod
+from learnlab.experiments import plan
+from learnlab.experiments._runner import build_group
+from learnlab.models import MLP
+from learnlab.train import fit
+from learnlab.train._threads import SMALL_STEP_FLOPS, ThreadTuner, step_threads
+
+
+@pytest.fixture
+def restore_threads():
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+def _drive(tuner, clock, cost, steps, start=1):
+    """Call the tuner after each of ``steps`` simulated steps; a step on n threads lasts cost[n]."""
+    for step in range(start, start + steps):
+        clock[0] += cost[torch.get_num_threads()]
+        tuner(step)
+
+
+def test_tuner_keeps_the_faster_choice_and_checks_again(monkeypatch, restore_threads):
+    clock = [0.0]
+    monkeypatch.setattr(threads_mod.time, "perf_counter", lambda: clock[0])
+    torch.set_num_threads(4)
+    tuner = ThreadTuner(4, trial=3, every=20)
+    assert torch.get_num_threads() == 4  # the first trial block runs on all threads
+    _drive(tuner, clock, {4: 3.0, 1: 1.0}, steps=8)  # 2 blocks of trial + 1 steps
+    assert tuner.chosen == 1 and torch.get_num_threads() == 1
+    assert tuner.times == {4: [3.0] * 3, 1: [1.0] * 3}  # each block's first step is not counted
+    _drive(tuner, clock, {4: 3.0, 1: 1.0}, steps=11, start=9)  # steps 9..19: no trial yet
+    assert torch.get_num_threads() == 1
+    # the load changes: from step 20 on, four threads are faster, and the next trial sees it
+    _drive(tuner, clock, {4: 0.5, 1: 2.0}, steps=9, start=20)
+    assert tuner.chosen == 4 and torch.get_num_threads() == 4
+
+
+def test_tuner_ignores_an_outlier_step(monkeypatch, restore_threads):
+    """Medians: one slow step (an evaluation) inside a block does not flip the choice."""
+    clock = [0.0]
+    monkeypatch.setattr(threads_mod.time, "perf_counter", lambda: clock[0])
+    torch.set_num_threads(2)
+    tuner = ThreadTuner(2, trial=5, every=100)
+    costs = iter([9, 1, 1, 50.0, 1, 1] + [9, 2, 2, 2, 2, 2])  # block on 2 threads, then on 1
+    for step in range(1, 13):
+        clock[0] += next(costs)
+        tuner(step)
+    assert tuner.chosen == 2
+
+
+def test_step_threads_only_for_small_cpu_steps(restore_threads):
+    torch.set_num_threads(2)
+    small = MLP(4, 8, 2)
+    with step_threads(small, batch_size=16) as hook:
+        assert isinstance(hook, ThreadTuner)
+        torch.set_num_threads(1)  # whatever the tuner did is undone on exit
+    assert torch.get_num_threads() == 2
+    big_batch = int(SMALL_STEP_FLOPS / (6 * sum(p.numel() for p in small.parameters()))) + 1
+    with step_threads(small, batch_size=big_batch) as hook:
+        assert hook is None
+    torch.set_num_threads(1)
+    with step_threads(small, batch_size=16) as hook:
+        assert hook is None  # nothing to choose from
+
+
+def _spec(steps):
+    return {
+        "name": "threads", "seed": 3,
+        "task": {"inputs": {"name": "gaussian", "d": 12}, "target": {"name": "hermite", "monomial": {0: 1, 1: 1}},
+                 "n_test": 256},
+        "model": {"width": 96, "depth": 2},
+        "train": {"optimizer": "sgd", "batch_size": 32, "steps": steps, "eval_every": 10,
+                  "metrics": ["mse"]},
+        "sweep": {"grid": {"train.lr": [0.01, 0.05, 0.2]}, "seeds": 2},
+    }
+
+
+def test_histories_do_not_depend_on_the_thread_count(restore_threads):
+    """The premise of the tuner: a stacked group's whole history is the same bits on 1 and 2 threads."""
+    configs = [r.config for r in plan(_spec(40)).runs]
+    histories = {}
+    for n in (1, 2):
+        torch.set_num_threads(n)
+        built = build_group(configs)
+        histories[n] = [h.metrics for h in fit(built.model, built.optimizer, built.members, built.settings)]
+    assert histories[1] == histories[2]
