@@ -35,6 +35,14 @@ class History:
         for sink in self.sinks:
             sink.log(int(step), name, float(value))
 
+    def replay(self) -> None:
+        """Send every record so far to the sinks again, in step order (a run resumed from a
+        checkpoint, so its fresh loggers hold the whole history)."""
+        records = sorted((s, name, v) for name, rows in self.metrics.items() for s, v in rows)
+        for step, name, value in records:
+            for sink in self.sinks:
+                sink.log(step, name, value)
+
     def drop_from(self, step: int) -> None:
         """Forget records at or after ``step`` (used when a run diverges)."""
         for name in self.metrics:

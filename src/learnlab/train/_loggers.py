@@ -1,10 +1,17 @@
 """Loggers: TensorBoard event files and Weights & Biases (offline) per run.
 
 Both are optional extras, imported only when asked for.
+
+A logger is only made when its run starts, and a finished run never starts again, so
+files a logger finds for its run id come from an attempt that was interrupted (a crash,
+a kill). They are removed, and a run resumed from a checkpoint replays the history it
+restored (``History.replay``), so the logs end exactly as an uninterrupted run's: no
+step twice, none missing.
 """
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 __all__ = ["TensorBoardLogger", "WandbLogger", "make_loggers"]
@@ -18,7 +25,9 @@ class TensorBoardLogger:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError as exc:  # pragma: no cover - depends on the extra
             raise ImportError("train.loggers: tensorboard needs `pip install 'learnlab[tensorboard]'`") from exc
-        self.writer = SummaryWriter(log_dir=str(Path(out) / "tensorboard" / run_id))
+        log_dir = Path(out) / "tensorboard" / run_id
+        shutil.rmtree(log_dir, ignore_errors=True)  # an interrupted attempt's events
+        self.writer = SummaryWriter(log_dir=str(log_dir))
         self.writer.add_text("config", f"```\n{config}\n```", 0)
 
     def log(self, step: int, name: str, value: float) -> None:
@@ -38,6 +47,8 @@ class WandbLogger:
             raise ImportError("train.loggers: wandb needs `pip install 'learnlab[wandb]'`") from exc
         directory = Path(out) / "wandb"
         directory.mkdir(parents=True, exist_ok=True)
+        for earlier in directory.glob(f"wandb/offline-run-*-{run_id}"):  # an interrupted attempt's run
+            shutil.rmtree(earlier, ignore_errors=True)
         settings = wandb.Settings(mode="offline", silent=True, console="off", x_disable_stats=True)
         self.run = wandb.init(project=project, id=run_id, name=run_id, dir=str(directory), config=config,
                               mode="offline", settings=settings, reinit="create_new")

@@ -314,4 +314,5 @@ def _load_member_state(m: Member, s: dict) -> None:
     h = s["history"]
     m.history.metrics = {k: [tuple(r) for r in v] for k, v in h["metrics"].items()}
     m.history.status, m.history.step, m.history.reason = h["status"], h["step"], h["reason"]
+    m.history.replay()  # into loggers that start afresh
     m.artifacts = s["artifacts"]
