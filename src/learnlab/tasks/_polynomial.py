@@ -2,10 +2,23 @@
 
 A monomial alpha = {i: k_i} is a product of factors h_{k_i}(z_i). Sorting each
 monomial's factors by index and inserting every prefix into a trie, a monomial's value
-is its parent prefix's value times one factor. So all M terms cost one gather and one
-multiply of an (n,) row each, level by level (level L = monomials with L factors),
-plus one matrix-vector product per level: O(n * number of trie nodes), no per-sample
-Python. Rows are laid out (node, sample) so every gather copies contiguous rows.
+is its parent prefix's value times one factor. Level L of the trie holds the monomials
+with L factors; its terms add up to
+
+    sum_j c_j P[parent_j] F[feat_j] = sum_p P[p] * (C_L F)[p],
+
+with F the factor values h_k(z_i) (one row per needed (k, i)), P the prefix values of
+level L - 1 and C_L the (parents x factors) matrix of coefficients. Each level is
+evaluated one of two ways, whichever costs less for its shape:
+
+* dense: one matrix product C_L @ F (F restricted to the factors the level uses), then a weighted sum of parent rows; used when the
+  level's terms hang off few parents (C_L is small and well filled), as in the power-law
+  target, whose 40,000 terms have about 200 parents per level;
+* sparse: gather each term's parent row and factor row, multiply, and one matrix-vector
+  product with the coefficients: O(terms x samples) work for any shape.
+
+Only the prefixes that are parents of the next level are kept. Rows are laid out
+(node, sample) so every gather copies contiguous rows. No per-sample Python.
 
 Factors h_k(z_i) are computed once per batch by the three-term recurrence, only up to
 the largest degree each index needs (indices sorted by that degree, so each recurrence
@@ -16,13 +29,27 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 __all__ = ["HermitePolynomial"]
 
-CHUNK_ELEMENTS = 1 << 22  # nodes x samples per working tensor (16 MiB in float32)
+CHUNK_ELEMENTS = 1 << 22  # rows x samples per working tensor (16 MiB in float32)
+DENSE_FILL = 1 / 16  # a level is evaluated densely if its terms fill at least this much of C_L
+
+
+@dataclass
+class _Level:
+    """One trie level: its terms, how to evaluate them, and the prefixes the next level needs."""
+
+    parent: np.ndarray  # (terms,) row of each term's parent among the previous level's kept prefixes
+    feat: np.ndarray  # (terms,) row of each term's factor in F
+    coefs: np.ndarray  # (terms, outputs)
+    keep: np.ndarray  # terms whose prefix value the next level needs (sorted)
+    dense: np.ndarray | None = None  # (outputs, kept prefixes before, cols) C_L, when evaluated densely
+    cols: np.ndarray | None = None  # (cols,) the rows of F this level's terms use
 
 
 class HermitePolynomial:
@@ -59,6 +86,7 @@ class HermitePolynomial:
         kmax = max(need.values(), default=0)
         # rows needing degree >= k form the prefix [0, m_k) of ``order``
         self.rows_per_degree = [sum(1 for i in order if need[i] >= k) for k in range(1, kmax + 1)]
+        self.n_features = sum(self.rows_per_degree)
         offsets = np.concatenate([[0], np.cumsum(self.rows_per_degree)]).astype(np.int64)
         # 2) the prefix trie, level by level
         node_of: dict[tuple, tuple[int, int]] = {(): (0, 0)}  # prefix -> (level, position)
@@ -81,20 +109,40 @@ class HermitePolynomial:
                     level_coefs[L - 1].append(np.zeros(self.outputs))
             L, pos = node_of[f]
             level_coefs[L - 1][pos] = level_coefs[L - 1][pos] + c
-        self.levels = [(np.asarray(p, dtype=np.int64), np.asarray(g, dtype=np.int64), np.stack(c))
-                       for p, g, c in zip(parents, feats, level_coefs)]
-        self.nodes = sum(len(p) for p, _, _ in self.levels)
+        # 3) per level: the prefixes the next level needs, parents renumbered among the kept
+        # prefixes of the level before, and the dense form where it is cheaper
+        self.levels: list[_Level] = []
+        kept_before = np.zeros(1, dtype=np.int64)  # the root
+        for L, (p, g, c) in enumerate(zip(parents, feats, level_coefs)):
+            p, g, c = np.asarray(p, dtype=np.int64), np.asarray(g, dtype=np.int64), np.stack(c)
+            keep = np.unique(parents[L + 1]) if L + 1 < len(parents) else np.zeros(0, dtype=np.int64)
+            local = np.searchsorted(kept_before, p)  # every parent is kept by construction
+            level = _Level(local, g, c, keep)
+            # the kept prefixes before are exactly this level's parents, so C_L's rows are them
+            cols, columns = np.unique(g, return_inverse=True)
+            if len(p) >= DENSE_FILL * len(kept_before) * len(cols):
+                dense = np.zeros((self.outputs, len(kept_before), len(cols)))
+                np.add.at(dense, (slice(None), local, columns), c.T)
+                level.dense, level.cols = dense, cols
+            self.levels.append(level)
+            kept_before = keep
+        self.nodes = sum(len(level.parent) for level in self.levels)
 
     def _tensors(self, dtype, device):
         key = (str(device), dtype)
         if key not in self._cache:
             as_long = lambda a: torch.from_numpy(a).to(device)  # noqa: E731
-            self._cache[key] = (
-                as_long(self.order),
-                [(as_long(p), as_long(g), torch.from_numpy(c.T.copy()).to(device=device, dtype=dtype))
-                 for p, g, c in self.levels],
-                torch.from_numpy(self.constant).to(device=device, dtype=dtype),
-            )
+            as_float = lambda a: torch.from_numpy(np.ascontiguousarray(a)).to(device=device, dtype=dtype)  # noqa: E731
+            levels = []
+            for lv in self.levels:
+                levels.append({
+                    "parent": as_long(lv.parent), "feat": as_long(lv.feat), "coefs": as_float(lv.coefs.T),
+                    "keep_parent": as_long(lv.parent[lv.keep]), "keep_feat": as_long(lv.feat[lv.keep]),
+                    "dense": None if lv.dense is None else as_float(lv.dense.reshape(-1, len(lv.cols))),
+                    "cols": None if lv.cols is None else as_long(lv.cols),
+                })
+            self._cache[key] = (as_long(self.order), levels,
+                                torch.from_numpy(self.constant).to(device=device, dtype=dtype))
         return self._cache[key]
 
     def _features(self, zt: torch.Tensor) -> torch.Tensor:
@@ -108,22 +156,34 @@ class HermitePolynomial:
             prev, cur = cur[:m], nxt
         return torch.cat(blocks, dim=0)
 
+    def _widest(self) -> int:
+        """The most rows of any working tensor, for the chunk size."""
+        widest = self.n_features
+        for lv in self.levels:
+            rows = len(lv.parent) if lv.dense is None else lv.dense.shape[0] * lv.dense.shape[1]
+            widest = max(widest, rows, len(lv.keep))
+        return widest
+
     def __call__(self, z: torch.Tensor) -> torch.Tensor:
         order, levels, constant = self._tensors(z.dtype, z.device)
         n = z.shape[0]
         out = constant.unsqueeze(1).expand(self.outputs, n).clone()  # (outputs, n)
         if not levels:
             return out.T
-        widest = max(p.numel() for p, _, _ in levels)
-        chunk = max(1, CHUNK_ELEMENTS // widest)
+        chunk = max(1, CHUNK_ELEMENTS // self._widest())
         zt_all = z.index_select(1, order).T.contiguous()  # (rows, n)
         for start in range(0, n, chunk):
-            zt = zt_all[:, start:start + chunk]
-            feats = self._features(zt)
-            prefix = None
+            feats = self._features(zt_all[:, start:start + chunk])
             acc = out[:, start:start + chunk]
-            for parent, feat, coef in levels:
-                factor = feats.index_select(0, feat)
-                prefix = factor if prefix is None else prefix.index_select(0, parent).mul_(factor)
-                acc.addmm_(coef, prefix)
+            prefix = torch.ones(1, feats.shape[1], dtype=z.dtype, device=z.device)  # kept prefixes
+            for lv in levels:
+                if lv["dense"] is not None:  # sum_p P[p] * (C_L F)[p]
+                    proj = (lv["dense"] @ feats.index_select(0, lv["cols"])).view(self.outputs, -1, feats.shape[1])
+                    acc.add_((proj * prefix).sum(1))
+                else:
+                    terms = prefix.index_select(0, lv["parent"]).mul_(feats.index_select(0, lv["feat"]))
+                    acc.addmm_(lv["coefs"], terms)
+                if lv["keep_parent"].numel():
+                    prefix = prefix.index_select(0, lv["keep_parent"]).mul_(
+                        feats.index_select(0, lv["keep_feat"]))
         return out.T
