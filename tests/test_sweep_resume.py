@@ -64,9 +64,34 @@ def _finished(db: Path) -> int | None:
     return finished if registered == N_RUNS else None
 
 
-def _kill_after(spec: Path, out: Path, k: int, timeout: float = 120) -> int:
-    """Start ``learnlab run``, SIGKILL it once ``k`` runs are committed; return the count at the kill."""
-    cmd = [sys.executable, "-m", "learnlab", "run", str(spec), "--out", str(out), "--executor", "serial"]
+def _children(pid: int) -> set[int]:
+    """Live processes whose parent is ``pid`` (Linux /proc)."""
+    kids = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended meanwhile
+            continue
+        if int(fields[1]) == pid:
+            kids.add(int(stat.parent.name))
+    return kids
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def _kill_after(spec: Path, out: Path, k: int, timeout: float = 120, executor: str = "serial",
+                workers: list[int] | None = None) -> int:
+    """Start ``learnlab run``, SIGKILL it once ``k`` runs are committed; return the count at the kill.
+    The driver's child processes at the kill are appended to ``workers``."""
+    cmd = [sys.executable, "-m", "learnlab", "run", str(spec), "--out", str(out), "--executor", executor]
+    if executor == "processes":
+        cmd += ["--workers", "2"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     db = out / "results.db"
     deadline = time.monotonic() + timeout
@@ -77,6 +102,8 @@ def _kill_after(spec: Path, out: Path, k: int, timeout: float = 120) -> int:
             if time.monotonic() > deadline:
                 pytest.fail(f"no {k} runs committed within {timeout} s")
             time.sleep(0.005)
+        if workers is not None:
+            workers.extend(_children(proc.pid))
         proc.send_signal(signal.SIGKILL)
     finally:
         proc.wait()
@@ -119,5 +146,29 @@ def test_kill_9_then_resume_gives_the_uninterrupted_store(k, reference, tmp_path
     store = sweep(SPEC, out=out, executor="serial", on_result=lambda r, d, t: resumed.append(r.run_id))
     store.close()
     assert len(resumed) == N_RUNS - committed and not set(resumed) & done  # finished runs are skipped
+    _check_integrity(db)
+    assert _snapshot(db) == reference
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_kill_9_of_a_process_pool_driver_leaves_no_worker_and_resumes(reference, tmp_path):
+    """The pool's workers notice their driver is gone and exit; a re-run with the pool
+    completes the store, equal to the uninterrupted serial one."""
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump(SPEC))
+    out = tmp_path / "out"
+    workers: list[int] = []
+    committed = _kill_after(spec, out, 2, executor="processes", workers=workers)
+    assert workers  # the pool was running
+    deadline = time.monotonic() + 30
+    while any(_alive(w) for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [w for w in workers if _alive(w)], "pool workers outlived their killed driver"
+    db = out / "results.db"
+    _check_integrity(db)
+    assert 2 <= committed <= N_RUNS
+    store = sweep(SPEC, out=out, executor="processes", workers=2)
+    store.close()
     _check_integrity(db)
     assert _snapshot(db) == reference

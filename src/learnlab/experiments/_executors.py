@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -40,12 +42,26 @@ class SerialExecutor:
             yield run_group(group, self.out, None, self.devices[k % len(self.devices)])
 
 
-def _init_worker(threads: int, callables: dict | None = None) -> None:
+def _init_worker(threads: int, callables: dict | None = None, driver: int | None = None) -> None:
     import torch
 
     torch.set_num_threads(threads)
     os.environ["OMP_NUM_THREADS"] = str(threads)
     install(callables)
+    if driver is not None:
+        threading.Thread(target=_exit_with, args=(driver,), daemon=True, name="learnlab-driver-watch").start()
+
+
+def _exit_with(driver: int, every: float = 0.5) -> None:
+    """End this worker once its driver is gone (killed with ``kill -9``, say).
+
+    A pool worker waits for work on a queue whose write end it holds itself, so it never
+    sees the driver go and would live on, orphaned, with its torch threads. Whatever it
+    was computing is lost anyway: only the driver writes the store, and a re-run redoes it.
+    """
+    while os.getppid() == driver:
+        time.sleep(every)
+    os._exit(1)
 
 
 class ProcessExecutor:
@@ -69,7 +85,7 @@ class ProcessExecutor:
         ctx = mp.get_context("spawn")
         shipped = payload(set().union(*(refs_in(c) for g in groups for c in g)))
         pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
-                                   initargs=(self.threads, shipped))
+                                   initargs=(self.threads, shipped, os.getpid()))
         try:
             devices = self.devices
             pending = {pool.submit(run_group, g, self.out, None, devices[k % len(devices)]): g
