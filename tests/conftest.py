@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import textwrap
 
 import pytest
 import torch
@@ -71,3 +72,32 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+INTERRUPT_PROBE = textwrap.dedent('''
+    ARMED = {"step": None}
+
+    class Interrupt:
+        """Raises once, at step ARMED["step"]."""
+
+        def __init__(self, every=1):
+            self.every = every
+
+        def __call__(self, model, ctx):
+            if ARMED["step"] is not None and ctx.step == ARMED["step"]:
+                ARMED["step"] = None
+                raise RuntimeError("simulated interruption")
+            return {}
+''')
+
+
+@pytest.fixture
+def interrupt(tmp_path, monkeypatch):
+    """A probe ``interrupt_probe:Interrupt`` (importable by its spec name) that raises once,
+    simulating a crash; set ``interrupt["step"] = k`` to arm it for step k."""
+    (tmp_path / "interrupt_probe.py").write_text(INTERRUPT_PROBE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import interrupt_probe
+
+    yield interrupt_probe.ARMED
+    interrupt_probe.ARMED["step"] = None

@@ -10,29 +10,12 @@ exception from its ``on_step`` callback.
 from __future__ import annotations
 
 import copy
-import textwrap
 
 import pytest
 import torch
 
 from learnlab.experiments import build_group, plan, run_group
 from learnlab.train import Checkpointer, fit
-
-PROBE_MODULE = textwrap.dedent('''
-    ARMED = {"step": None}
-
-    class Interrupt:
-        """Raises once, at step ARMED["step"]."""
-
-        def __init__(self, every=1):
-            self.every = every
-
-        def __call__(self, model, ctx):
-            if ARMED["step"] is not None and ctx.step == ARMED["step"]:
-                ARMED["step"] = None
-                raise RuntimeError("simulated interruption")
-            return {}
-''')
 
 ONLINE = {
     "task": {"inputs": {"name": "gaussian", "d": 4}, "target": {"name": "hermite", "monomial": {0: 1, 1: 1}},
@@ -51,17 +34,6 @@ OFFLINE = {
               "eval_sets": ["test", "train"]},
     "sweep": {"grid": {"train.momentum": [0.8, 0.9]}},
 }
-
-
-@pytest.fixture
-def interrupt(tmp_path, monkeypatch):
-    """The probe module on sys.path; returns its ARMED switch."""
-    (tmp_path / "interrupt_probe.py").write_text(PROBE_MODULE)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    import interrupt_probe
-
-    yield interrupt_probe.ARMED
-    interrupt_probe.ARMED["step"] = None
 
 
 def _configs(spec):

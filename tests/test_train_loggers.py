@@ -129,32 +129,6 @@ def test_wandb_offline_run_holds_the_metric_history(tmp_path, wandb_env):
     assert not written, written  # nothing written to HOME
 
 
-CRASH_PROBE = '''
-ARMED = {"step": None}
-
-
-class Crash:
-    def __init__(self, every=1):
-        self.every = every
-
-    def __call__(self, model, ctx):
-        if ARMED["step"] is not None and ctx.step == ARMED["step"]:
-            ARMED["step"] = None
-            raise RuntimeError("simulated crash")
-        return {}
-'''
-
-
-@pytest.fixture
-def crash(tmp_path, monkeypatch):
-    (tmp_path / "crash_probe.py").write_text(CRASH_PROBE)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    import crash_probe
-
-    yield crash_probe.ARMED
-    crash_probe.ARMED["step"] = None
-
-
 def _tensorboard_history(directory: Path) -> dict[str, list[int]]:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -164,17 +138,17 @@ def _tensorboard_history(directory: Path) -> dict[str, list[int]]:
 
 
 @pytest.mark.parametrize("checkpoint_every", [5, None], ids=["resumed-from-checkpoint", "restarted"])
-def test_logs_of_a_crashed_then_rerun_run_hold_each_step_once(tmp_path, crash, wandb_env, checkpoint_every):
+def test_logs_of_a_crashed_then_rerun_run_hold_each_step_once(tmp_path, interrupt, wandb_env, checkpoint_every):
     """A run crashes at step 13 and is run again (from its step-10 checkpoint, or from the
     start): TensorBoard and W&B end with exactly the store's history, no step twice."""
     pytest.importorskip("tensorboard")
     out = tmp_path / "out"
     train = {**SPEC["train"], "loggers": ["tensorboard", "wandb"],
-             "probes": [{"name": "crash_probe:Crash", "every": 1}, {"name": "grad_norm", "every": 10}]}
+             "probes": [{"name": "interrupt_probe:Interrupt", "every": 1}, {"name": "grad_norm", "every": 10}]}
     if checkpoint_every:
         train["checkpoint_every"] = checkpoint_every
     spec = {**SPEC, "train": train}
-    crash["step"] = 13
+    interrupt["step"] = 13
     sweep(spec, out=out, executor="serial")
     store = open_store(out)
     assert store.runs()["status"].tolist() == ["failed"]
