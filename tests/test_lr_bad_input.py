@@ -60,6 +60,8 @@ def test_model_without_trainable_parameters(setup):
         sharpness(model, x, y, nn.MSELoss())
     with pytest.raises(ValueError, match="no parameters that require grad"):
         taylor_predictions(model, x, y, nn.MSELoss(), [0.1])
+    with pytest.raises(ValueError, match=r"no parameters that require grad \(it has no parameters at all\)"):
+        loss_per_learning_rate(nn.ReLU(), x, y, nn.MSELoss(), optimizer, [0.1])
 
 
 def test_optimizer_of_another_model(setup):

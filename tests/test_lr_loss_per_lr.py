@@ -19,6 +19,8 @@ OPTIMIZERS = {
     "nesterov": lambda groups: torch.optim.SGD(groups, lr=0.1, momentum=0.9, nesterov=True),
     "adam": lambda groups: torch.optim.Adam(groups, lr=1e-2),
     "adamw": lambda groups: torch.optim.AdamW(groups, lr=1e-2, weight_decay=0.1),
+    "rmsprop": lambda groups: torch.optim.RMSprop(groups, lr=1e-2, momentum=0.5),
+    "adagrad": lambda groups: torch.optim.Adagrad(groups, lr=0.1),
 }
 
 

@@ -84,6 +84,10 @@ def test_single_index_named_and_hermite_links(gen):
     he3 = make_task({"inputs": {"name": "gaussian", "d": d},
                      "target": {"name": "single_index", "direction": w, "link": "he3"}})
     np.testing.assert_allclose(he3.target(x)[:, 0].numpy(), (t**3 - 3 * t) / math.sqrt(6), rtol=1e-12, atol=1e-12)
+    for spelling in ("He_3", "he_3", "He3"):  # the issue writes the link He_k; every spelling is h_k
+        same = make_task({"inputs": {"name": "gaussian", "d": d},
+                          "target": {"name": "single_index", "direction": w, "link": spelling}})
+        torch.testing.assert_close(same.target(x), he3.target(x), rtol=0, atol=0)
 
 
 def test_random_directions_are_orthonormal_and_depend_only_on_the_seed():

@@ -55,6 +55,8 @@ def run(
         _print_plan(p, schedule([r.config for r in p.runs], executor.value, workers=workers,
                                 max_members=max_members))
         return
+    if executor is ExecutorName.ensemble:
+        _say_if_nothing_stacks(p, max_members)
     options = {} if ray_address is None else {"address": _checked_ray_address(ray_address, executor)}
     if devices:
         options["devices"] = _checked_devices(devices)
@@ -80,6 +82,15 @@ def run(
     plot_learning_curves(store, figure)
     console.print(f"results: {store.path}\nfigure:  {figure}")
     store.close()
+
+
+def _say_if_nothing_stacks(p, max_members: int | None) -> None:
+    """``--executor ensemble`` on a sweep where no two runs can be stacked: say that each trains alone."""
+    from learnlab.experiments._sweep import schedule
+
+    plan_ = schedule([r.config for r in p.runs], "ensemble", max_members=max_members)
+    if plan_.reason:
+        console.print(f"executor: ensemble ({plan_.reason})", markup=False)
 
 
 def _checked_devices(devices: str) -> list[str]:

@@ -75,9 +75,11 @@ def trainable(model: nn.Module) -> list[nn.Parameter]:
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         total = sum(1 for _ in model.parameters())
+        why, fix = ((f"{total} parameters, all frozen", "Unfreeze some with p.requires_grad_(True).") if total else
+                    ("it has no parameters at all", "Pass the module that holds the weights."))
         raise ValueError(
-            f"{type(model).__name__} has no parameters that require grad ({total} parameters, all frozen); "
-            "there is nothing for a learning rate to move. Unfreeze some with p.requires_grad_(True)."
+            f"{type(model).__name__} has no parameters that require grad ({why}); "
+            f"there is nothing for a learning rate to move. {fix}"
         )
     return params
 

@@ -29,18 +29,18 @@ LINKS = {
     "abs": torch.abs,
     "sign": lambda t: torch.where(t >= 0, 1.0, -1.0).to(t.dtype),
 }
-_HE = re.compile(r"^he(\d+)$", re.IGNORECASE)
+_HE = re.compile(r"^he_?(\d+)$", re.IGNORECASE)  # he3, He3, He_3: all h_3
 
 
 def parse_link(name: str):
-    """A named link: one of ``LINKS`` or ``he<k>`` (k >= 0). Raises ValueError listing the valid names."""
+    """A named link: one of ``LINKS`` or ``he<k>`` = ``He_k`` (h_k, k >= 0). ValueError lists the valid names."""
     if name in LINKS:
         return LINKS[name]
     match = _HE.match(name)
     if match:
         k = int(match.group(1))
         return lambda t: hermite(k, t)
-    raise ValueError(f"unknown link {name!r}; valid: {', '.join(LINKS)}, he<k> (e.g. he2 = h_2)")
+    raise ValueError(f"unknown link {name!r}; valid: {', '.join(LINKS)}, he<k> or He_k (e.g. he2 = He_2 = h_2)")
 
 
 def _product(p):

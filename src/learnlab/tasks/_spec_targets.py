@@ -96,7 +96,7 @@ class SingleIndexTargetSpec(Section):
     name: Literal["single_index"]
     direction: list[float] | None = Field(None, description="w (normalised to unit length); random from seed if null")
     seed: int = Field(0, description="seed of the random direction (independent of the run's seeds)")
-    link: str | None = Field(None, description="relu, tanh, identity, abs, sign or he<k>; relu if no coefficients")
+    link: str | None = Field(None, description="relu, tanh, identity, abs, sign or he<k> (= He_k); relu if no coefficients")
     coefficients: list[float] | None = Field(None, min_length=1, description="g = sum_k c_k h_k (Hermite coefficients)")
     labels: LabelsKind = _LABELS
 
