@@ -101,3 +101,38 @@ def test_group_size_respects_max_members_and_the_memory_budget():
     assert sorted(c["train"]["lr"] for g in groups for c in g) == sorted(c["train"]["lr"] for c in configs)
     # a pool's workers all get work: 10 runs over 4 workers -> at least 4 groups
     assert len(form_groups(configs, workers=4)) >= 4
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "adamw"])
+def test_members_with_their_own_adam_betas_and_eps_equal_their_serial_runs(optimizer):
+    """Adam's betas and eps are per-member hyperparameters: one group, and each member's
+    history has the same bits as its run alone (where they are plain floats)."""
+    spec = _spec("adam", "float32", steps=120)
+    spec["train"] = {**spec["train"], "optimizer": optimizer, "lr": 3e-3, "weight_decay": 0.01}
+    spec["sweep"] = {"zip": {"train.betas": [[0.9, 0.999], [0.8, 0.99], [0.95, 0.9999]],
+                             "train.eps": [1e-8, 1e-6, 1e-3]}, "seeds": 1}
+    configs = [r.config for r in plan(spec).runs]
+    (group,) = form_groups(configs, max_members=64)
+    assert len(group) == 3
+    stacked = run_group(configs)
+    for config, member in zip(configs, stacked):
+        (solo,) = run_group([config])
+        assert solo.status == member.status == "finished"
+        assert solo.metrics == member.metrics
+
+
+def test_runs_differing_in_their_teacher_seed_are_one_group_with_their_own_teachers():
+    spec = _spec("sgd", "float64", steps=40)
+    spec["task"] = {"inputs": {"name": "gaussian", "d": 8}, "target": {"name": "teacher", "widths": [8, 8]},
+                    "n_test": 128}
+    spec["sweep"] = {"grid": {"task.target.seed": [0, 1, 2], "train.lr": [0.01, 0.05]}, "seeds": 1}
+    configs = [r.config for r in plan(spec).runs]
+    (group,) = form_groups(configs, max_members=64)
+    assert len(group) == 6
+    stacked = run_group(configs)
+    finals = {}
+    for config, member in zip(configs, stacked):
+        (solo,) = run_group([config])
+        _assert_same(solo, member, TOL["float64"])
+        finals.setdefault(config["task"]["target"]["seed"], set()).add(member.final["test/mse"])
+    assert len({min(v) for v in finals.values()}) == 3  # three different teachers were learned

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import time
@@ -49,9 +50,10 @@ def resolve_device(device: str) -> torch.device:
 MEMBER_KEYS = {
     "seed": None,
     "model": ("param", "init_seed", "gamma"),
-    "train": ("lr", "momentum", "weight_decay", "thresholds", "threshold_metric", "relative_thresholds",
-              "ema", "stop_at_thresholds", "diverge_factor", "checkpoint_every", "save_final", "loggers"),
-    "task": ("noise",),
+    "train": ("lr", "momentum", "weight_decay", "betas", "eps", "thresholds", "threshold_metric",
+              "relative_thresholds", "ema", "stop_at_thresholds", "diverge_factor", "checkpoint_every",
+              "save_final", "loggers"),
+    "task": ("noise", "target.seed"),  # a dotted key is nested: the seed of a teacher or index target
 }
 
 
@@ -59,8 +61,16 @@ def group_key(config: dict) -> str:
     """Runs with equal keys share every shape and can be trained as one stacked model."""
     shared = {k: v for k, v in config.items() if k not in MEMBER_KEYS or MEMBER_KEYS[k] is not None}
     for section, keys in MEMBER_KEYS.items():
-        if keys is not None and section in shared:
-            shared[section] = {k: v for k, v in shared[section].items() if k not in keys}
+        if keys is None or section not in shared:
+            continue
+        shared[section] = copy.deepcopy(shared[section])
+        for key in keys:
+            *path, last = key.split(".")
+            node = shared[section]
+            for part in path:
+                node = node.get(part) if isinstance(node, dict) else None
+            if isinstance(node, dict):
+                node.pop(last, None)
     return json.dumps(shared, sort_keys=True)
 
 
@@ -102,7 +112,8 @@ def build_group(configs: list[dict], ids: list[str] | None = None, device: str |
     t = first.train
     optimizer = build_optimizer(
         model, t.optimizer, lr=[r.train.lr for r in runs], momentum=[r.train.momentum for r in runs],
-        weight_decay=[r.train.weight_decay for r in runs], betas=t.betas, eps=t.eps,
+        weight_decay=[r.train.weight_decay for r in runs], betas=[tuple(r.train.betas) for r in runs],
+        eps=[r.train.eps for r in runs],
     )
     sample = members[0].stream.sample  # the fixed training set of an offline task (or None)
     settings = loop_settings(t, None if sample is None else sample[0].shape[0])

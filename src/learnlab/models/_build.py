@@ -34,8 +34,8 @@ def build_optimizer(
     lr: float | Sequence[float] = 0.1,
     *,
     momentum: float | Sequence[float] = 0.9,
-    betas: tuple[float, float] = (0.9, 0.999),
-    eps: float = 1e-8,
+    betas: tuple[float, float] | Sequence[tuple[float, float]] = (0.9, 0.999),
+    eps: float | Sequence[float] = 1e-8,
     weight_decay: float | Sequence[float] = 0.0,
     param_groups: Iterable[dict] | None = None,
     rule: str | None = None,
@@ -51,7 +51,7 @@ def build_optimizer(
             split per tensor and scaled in place (their other settings are kept).
         lr: base learning rate eta, one float or one per member.
         momentum, weight_decay: floats or one per member (``sgd`` ignores ``momentum``).
-        betas, eps: Adam's.
+        betas, eps: Adam's: one pair and one float, or one per member.
         param_groups: user groups (dicts with ``params`` and any of ``lr``, ``momentum``,
             ``weight_decay``); each tensor gets its group's settings, its lr scaled.
         rule: ``sgd`` or ``adam`` exponents for a torch optimizer learnlab does not know.
@@ -89,6 +89,7 @@ def build_optimizer(
     eta = _member_tensor(lr, members, "lr")
     wd = _member_tensor(weight_decay, members, "weight_decay")
     if optimizer in ADAM_LIKE:
+        betas, eps = _adam_constants(betas, eps, members)
         return Adam(groups, lr=eta, betas=betas, eps=eps, weight_decay=wd, decoupled=optimizer == "adamw")
     return SGD(groups, lr=eta, momentum=0.0, nesterov=optimizer == "nesterov", weight_decay=wd)
 
@@ -168,6 +169,22 @@ def _rule_of(optimizer: torch.optim.Optimizer) -> str:
         return "adam"  # entrywise-normalised updates: Adam's exponents
     raise ValueError(f"learnlab does not know which exponents {type(optimizer).__name__} needs; "
                      "pass rule='sgd' (updates linear in the gradient) or rule='adam' (normalised updates)")
+
+
+def _adam_constants(betas, eps, members: int):
+    """Floats when every member has the same betas and eps, else (E,) float64 tensors."""
+    pairs = [tuple(betas)] if len(betas) == 2 and not isinstance(betas[0], Sequence) else [tuple(b) for b in betas]
+    eps_values = [float(eps)] if not isinstance(eps, Sequence) else [float(e) for e in eps]
+    for key, values in (("betas", pairs), ("eps", eps_values)):
+        if len(values) not in (1, members):
+            raise ValueError(f"{key}: got {len(values)} values for {members} members; give one, or one per member")
+    if len(set(pairs)) == 1:
+        b1, b2 = (float(b) for b in pairs[0])
+    else:
+        b1 = _member_tensor([b for b, _ in pairs], members, "betas")
+        b2 = _member_tensor([b for _, b in pairs], members, "betas")
+    e = eps_values[0] if len(set(eps_values)) == 1 else _member_tensor(eps_values, members, "eps")
+    return (b1, b2), e
 
 
 def _member_tensor(value, members: int, key: str) -> torch.Tensor:

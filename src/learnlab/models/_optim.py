@@ -1,7 +1,8 @@
 """Optimizers whose hyperparameters may differ per ensemble member.
 
 Every hyperparameter of a param group is a float or a tensor of shape (E,) that is
-broadcast over dim 0 of each parameter (the member axis of a stacked model). With
+broadcast over dim 0 of each parameter (the member axis of a stacked model); Adam's
+``betas`` is a pair of floats or a pair of (E,) float64 tensors. With
 floats, the updates are torch.optim.SGD's and torch.optim.Adam/AdamW's (tested
 against them), so a single run and an ensemble member follow the same math.
 
@@ -122,16 +123,33 @@ class Adam(torch.optim.Optimizer):
                 state["step"] += 1
                 t = state["step"]
                 m, v = state["exp_avg"], state["exp_avg_sq"]
-                b1, b2 = _per_member(beta1, p), _per_member(beta2, p)
-                m.mul_(b1).add_((1 - b1) * g) if isinstance(b1, torch.Tensor) else m.lerp_(g, 1 - b1)
-                if isinstance(b2, torch.Tensor):
-                    v.mul_(b2).add_((1 - b2) * g * g)
+                if isinstance(beta1, torch.Tensor):  # one pair per member: the same bits as floats
+                    bias1, bias2_sqrt = _member_betas(m, v, g, beta1, beta2, t, p)
                 else:
-                    v.mul_(b2).addcmul_(g, g, value=1 - b2)
-                bias1 = 1 - b1**t
-                bias2_sqrt = (1 - b2**t) ** 0.5
+                    m.lerp_(g, 1 - beta1)
+                    v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+                    bias1 = 1 - beta1**t
+                    bias2_sqrt = (1 - beta2**t) ** 0.5
                 denom = (v.sqrt() / bias2_sqrt).add_(_per_member(group["eps"], p))
                 p.sub_((lr / bias1) * m / denom)
+
+
+def _member_betas(m, v, g, beta1: torch.Tensor, beta2: torch.Tensor, t: int, p):
+    """Adam's moment updates with (E,) float64 betas; returns the bias corrections.
+
+    Every coefficient (1 - beta, the corrections) is computed in float64, as Python does
+    for float betas, and rounded once to p's dtype, and the moments go through the same
+    kernels (lerp, addcmul) as the float path, so a member's update has the same bits
+    as its run alone with float betas.
+    """
+    def member(value: torch.Tensor) -> torch.Tensor:
+        return value.to(dtype=p.dtype, device=p.device).view(-1, *([1] * (p.dim() - 1)))
+
+    w1 = _cached(beta1, ("1-", p.dtype, p.device, p.dim()), lambda: member(1 - beta1))
+    w2 = _cached(beta2, ("1-", p.dtype, p.device, p.dim()), lambda: member(1 - beta2))
+    m.lerp_(g, w1)
+    v.mul_(_per_member(beta2, p)).addcmul_(g * w2, g)
+    return member(1 - beta1**t), member((1 - beta2**t).sqrt())
 
 
 @torch.no_grad()
@@ -155,6 +173,8 @@ def select_members(model, optimizer: torch.optim.Optimizer, keep: torch.Tensor) 
         for key, value in group.items():
             if isinstance(value, torch.Tensor) and value.dim() == 1:
                 group[key] = value.index_select(0, keep.to(value.device))
+            elif isinstance(value, tuple) and any(isinstance(v, torch.Tensor) for v in value):  # Adam's betas
+                group[key] = tuple(v.index_select(0, keep.to(v.device)) for v in value)
     model.members = int(keep.numel())
     from learnlab.models._scaling import SCALING_ATTR
 
