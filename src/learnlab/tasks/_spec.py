@@ -10,7 +10,8 @@ from __future__ import annotations
 import importlib.util
 from typing import Literal
 
-from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveInt, ValidationInfo, field_validator, model_validator
+from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveInt, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
 
 from learnlab._spec_base import Section
 from learnlab.tasks._datasets import DATASETS, DatasetFilesError, find_files
@@ -51,27 +52,42 @@ class TaskSpec(Section):
             data = {**data, "n_test": None}
         return data
 
-    @field_validator("target")
+    @model_validator(mode="wrap")
     @classmethod
-    def _target_fits_inputs(cls, target, info: ValidationInfo):
-        inputs = info.data.get("inputs")
-        if inputs is None or target is None:
-            return target
-        problems = _target_problems(target, inputs)
-        if problems:
-            raise ValueError("; ".join(problems))
-        return target
+    def _every_problem(cls, data, handler):
+        """Field errors and whole-task problems in one error, each at its own key path.
 
-    @model_validator(mode="after")
-    def _whole_task(self):
-        problems = self._dataset_problems() if self.dataset is not None else self._synthetic_problems()
+        pydantic skips ``after`` validators once any field fails, so a bad target (or bad
+        inputs) would hide every other problem of the section. The whole-task checks run
+        here instead: on the fields that did validate, skipping only the checks that need a
+        field that failed (e.g. the noise check needs the target's label kind).
+        """
+        try:
+            task = handler(data)
+        except ValidationError as err:
+            errors = err.errors()
+            if not isinstance(data, dict) or any(not e["loc"] for e in errors):
+                raise
+            failed = {str(e["loc"][0]) for e in errors}
+            try:  # the fields that did validate (the failed ones fall back to their defaults)
+                partial = handler({k: v for k, v in data.items() if k not in failed})
+            except ValidationError:
+                raise err from None
+            problems = partial._problems(failed)
+            if not problems:
+                raise
+            raise _spec_error(cls, errors, problems, data) from None
+        problems = task._problems(set())
         if problems:
-            raise ValueError("; ".join(problems))
-        return self
+            raise _spec_error(cls, [], problems, data if isinstance(data, dict) else task.model_dump())
+        return task
 
     def label_kind(self) -> str:
         """``value``, ``sign`` or ``onehot``: what ``noise`` means for this task."""
-        if self.dataset is not None:
+        return self._label_kind(self.dataset is not None)
+
+    def _label_kind(self, dataset: bool) -> str:
+        if dataset:
             groups = self.classes if self.classes is not None else ([0, 1] if self.binarize else range(10))
             return "sign" if len(groups) == 2 else "onehot"
         t = self.target
@@ -79,45 +95,88 @@ class TaskSpec(Section):
             return "sign"
         return getattr(t, "labels", "value")
 
-    def _synthetic_problems(self) -> list[str]:
-        problems = []
-        if self.inputs is None or self.target is None:
-            problems.append("a task needs inputs and target (e.g. inputs: {name: hypercube, d: 20}, "
-                            "target: {name: parity, indices: [[0, 1, 2]]}) or a dataset (e.g. dataset: mnist)")
-        set_keys = sorted(k for k, unset in DATASET_KEYS.items() if getattr(self, k) != unset)
-        if set_keys:
-            problems.append(f"{', '.join(set_keys)} apply to datasets only (set task.dataset, or remove them)")
+    def _problems(self, failed: set[str]) -> list[tuple[str | None, str]]:
+        """(key in the task section or None for the section itself, problem) pairs.
+
+        ``failed``: keys whose own validation failed (already reported); they hold their
+        defaults here, and checks that need them are skipped.
+        """
+        if self.dataset is not None or "dataset" in failed:
+            return self._dataset_problems(failed)
+        return self._synthetic_problems(failed)
+
+    def _synthetic_problems(self, failed: set[str]) -> list[tuple[str | None, str]]:
+        problems: list[tuple[str | None, str]] = []
+        if any(getattr(self, k) is None and k not in failed for k in ("inputs", "target")):
+            problems.append((None, ("a task needs inputs and target (e.g. inputs: {name: hypercube, d: 20}, "
+                                    "target: {name: parity, indices: [[0, 1, 2]]}) or a dataset (e.g. dataset: mnist)")))
+        if self.target is not None:
+            problems += [("target", msg) for msg in _target_problems(self.target, self.inputs)]
+        for key in sorted(k for k, unset in DATASET_KEYS.items() if getattr(self, k) != unset):
+            problems.append((key, f"{key} apply to datasets only (set task.dataset, or remove them)"))
         if self.n_test is None:
-            problems.append("n_test: null means 'the whole test split' and needs a dataset; give a size")
-        problems += _noise_problems(self.noise, self.label_kind())
+            problems.append(("n_test", "n_test: null means 'the whole test split' and needs a dataset; give a size"))
+        if "target" not in failed:  # what noise means depends on the target's labels
+            problems += [("noise", msg) for msg in _noise_problems(self.noise, self._label_kind(False))]
         return problems
 
-    def _dataset_problems(self) -> list[str]:
-        info = DATASETS[self.dataset]
-        problems = []
-        if self.inputs is not None or self.target is not None:
-            problems.append("dataset replaces inputs and target: remove inputs/target or dataset")
-        if info.files:
-            try:
-                find_files(self.dataset, self.data_dir)
-            except DatasetFilesError as exc:
-                problems.append(str(exc))
-        elif self.data_dir is not None:
-            problems.append(f"dataset {self.dataset!r} has no files; remove data_dir")
+    def _dataset_problems(self, failed: set[str]) -> list[tuple[str | None, str]]:
+        info = DATASETS.get(self.dataset) if self.dataset is not None else None  # None: the name failed
+        problems: list[tuple[str | None, str]] = []
+        if any(getattr(self, k) is not None or k in failed for k in ("inputs", "target")):
+            problems.append(("dataset", "dataset replaces inputs and target: remove inputs/target or dataset"))
+        if info is not None and info.files:
+            if "data_dir" not in failed:  # else where to look is unknown
+                try:
+                    find_files(self.dataset, self.data_dir)
+                except DatasetFilesError as exc:
+                    problems.append(("data_dir" if self.data_dir is not None else "dataset", str(exc)))
+        elif info is not None and self.data_dir is not None:
+            problems.append(("data_dir", f"dataset {self.dataset!r} has no files; remove data_dir"))
         module = {"digits": "sklearn", "mnist1d": "mnist1d"}.get(self.dataset)
-        if module and importlib.util.find_spec(module) is None:
-            problems.append(f"dataset {self.dataset!r} needs the package {module!r}: pip install 'learnlab[{info.extra}]'")
-        problems += _class_problems(self.classes, self.binarize, info.classes)
-        for key, size, split in (("n_train", info.train_size, "training"), ("n_test", info.test_size, "test")):
+        if info is not None and module and importlib.util.find_spec(module) is None:
+            problems.append(("dataset", (f"dataset {self.dataset!r} needs the package {module!r}: "
+                                         f"pip install 'learnlab[{info.extra}]'")))
+        if "binarize" not in failed:
+            problems += [("classes", msg) for msg in
+                         _class_problems(self.classes, self.binarize, info.classes if info is not None else None)]
+        sizes = (info.train_size, info.test_size) if info is not None else (None, None)
+        for key, size, split in zip(("n_train", "n_test"), sizes, ("training", "test")):
             value = getattr(self, key)
-            if value is not None and value > size:
-                problems.append(f"{key} = {value} but {self.dataset} has {size} {split} examples; "
-                                f"lower it or set it to null for all of them")
-        problems += _noise_problems(self.noise, self.label_kind())
+            if size is not None and value is not None and value > size:
+                problems.append((key, (f"{key} = {value} but {self.dataset} has {size} {split} examples; "
+                                       "lower it or set it to null for all of them")))
+        if not failed & {"classes", "binarize"}:  # what noise means depends on the class groups
+            problems += [("noise", msg) for msg in _noise_problems(self.noise, self._label_kind(True))]
         return problems
+
+
+def _spec_error(cls, errors: list[dict], problems: list[tuple[str | None, str]], data: dict) -> ValidationError:
+    """One ValidationError: pydantic's own ``errors`` plus ``problems`` at ``task.<key>``."""
+    line_errors = [{"type": PydanticCustomError(e["type"], e["msg"]), "loc": e["loc"], "input": e["input"]}
+                   for e in errors]
+    # the input is the task mapping (as before), so the messages read exactly as the checks word them
+    line_errors += [{"type": PydanticCustomError("value_error", "Value error, " + msg),
+                     "loc": (key,) if key else (), "input": data} for key, msg in problems]
+    return ValidationError.from_exception_data(cls.__name__, line_errors)
 
 
 def _target_problems(target, inputs) -> list[str]:
+    """What is wrong with a valid target: its labels, and (given valid inputs) how it fits them."""
+    name = target.name
+    problems = []
+    if inputs is not None:
+        problems += _target_input_problems(target, inputs)
+    outputs = getattr(target, "outputs", 1) if name in _MULTI_OUTPUT else 1
+    labels = getattr(target, "labels", "value")
+    if labels == "sign" and outputs != 1:
+        problems.append(f"labels: sign needs 1 output, the target has {outputs}; use labels: onehot")
+    if labels == "onehot" and outputs < 2:
+        problems.append("labels: onehot needs a target with outputs >= 2 (teacher, callable, multi_index)")
+    return problems
+
+
+def _target_input_problems(target, inputs) -> list[str]:
     d, name = inputs.d, target.name
     problems = []
     bad = [i for i in target_indices(target) if i >= d]
@@ -138,16 +197,11 @@ def _target_problems(target, inputs) -> list[str]:
             problems.append(f"directions rows have lengths {[len(r) for r in target.directions]}, expected {d} each")
         if target.r > d:
             problems.append(f"r = {target.r} directions do not fit in inputs.d = {d}")
-    outputs = getattr(target, "outputs", 1) if name in _MULTI_OUTPUT else 1
-    labels = getattr(target, "labels", "value")
-    if labels == "sign" and outputs != 1:
-        problems.append(f"labels: sign needs 1 output, the target has {outputs}; use labels: onehot")
-    if labels == "onehot" and outputs < 2:
-        problems.append("labels: onehot needs a target with outputs >= 2 (teacher, callable, multi_index)")
     return problems
 
 
-def _class_problems(classes, binarize: bool, n_classes: int) -> list[str]:
+def _class_problems(classes, binarize: bool, n_classes: int | None) -> list[str]:
+    """``n_classes`` None: the dataset is unknown (its name failed), so class numbers are not checked."""
     if classes is None:
         return []
     problems = []
@@ -158,7 +212,7 @@ def _class_problems(classes, binarize: bool, n_classes: int) -> list[str]:
         problems.append(f"classes needs at least 2 groups, got {len(classes)}")
     if binarize and len(classes) != 2:
         problems.append(f"binarize needs exactly 2 class groups, got {len(classes)}")
-    bad = sorted({c for c in flat if c >= n_classes})
+    bad = sorted({c for c in flat if n_classes is not None and c >= n_classes})
     if bad:
         problems.append(f"classes {bad} do not exist: valid classes are 0..{n_classes - 1}")
     if len(set(flat)) != len(flat):
