@@ -93,7 +93,9 @@ class ProcessExecutor:
             while pending:
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for future in done:
-                    group = pending.pop(future)
+                    group = pending.pop(future, None)
+                    if group is None:  # already re-run serially after the pool broke
+                        continue
                     try:
                         yield future.result()
                     except BrokenProcessPool as exc:

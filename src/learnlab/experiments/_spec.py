@@ -84,7 +84,38 @@ def cross_checks(run: RunConfig) -> list[tuple[str, str]]:
         inputs = getattr(run.task, "inputs", None)
         if inputs is None or getattr(inputs, "name", None) != "box" or inputs.d > 2:
             problems.append(("train.eval_sets", "eval set 'grid' needs task.inputs.name = box with d <= 2"))
+    if run.model.user:
+        problem = _user_model_problem(run)
+        if problem:
+            problems.append(("model", problem))
     return problems
+
+
+_USER_MODEL_VERDICTS: dict[str, str | None] = {}
+
+
+def _user_model_problem(run: RunConfig) -> str | None:
+    """Build a user model once for the task (cached): why it does not fit, or None."""
+    import json
+
+    key = json.dumps([run.model.model_dump(mode="json"), run.task.model_dump(mode="json"), run.train.dtype],
+                     sort_keys=True, default=str)
+    if key not in _USER_MODEL_VERDICTS:
+        import torch
+
+        from learnlab._imports import resolve
+        from learnlab.models._user import build_user_members
+        from learnlab.tasks import make_task
+
+        try:
+            task = make_task(run.task)
+            build_user_members(resolve(run.model.name), run.model.options, task.d, task.outputs, [0],
+                               dtype=getattr(torch, run.train.dtype))
+            _USER_MODEL_VERDICTS[key] = None
+        except Exception as exc:  # noqa: BLE001 - reported as the spec's problem
+            _USER_MODEL_VERDICTS[key] = f"{run.model.name}(d=..., outputs=..., **options) fails: " \
+                                        f"{type(exc).__name__}: {exc}"
+    return _USER_MODEL_VERDICTS[key]
 
 
 class Spec(RunConfig):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +15,7 @@ from learnlab.experiments._groups import DEFAULT_MAX_MEMBERS, DEFAULT_MEMORY_BUD
 from learnlab.experiments._runner import resolve_device
 from learnlab.experiments._spec import Spec, load_spec
 from learnlab.experiments._store import DONE_STATUSES, RunResult, Store, _db_path
+from learnlab.models._spec import MODEL_NAMES
 
 __all__ = ["plan", "sweep", "Plan", "schedule"]
 
@@ -66,10 +69,14 @@ def schedule(configs: list[dict], executor: str = "auto", *, workers: int | None
     if executor not in ("auto", *EXECUTORS):
         raise ValueError(f"unknown executor {executor!r}; valid: auto, {', '.join(EXECUTORS)}")
     reason = ""
+    stackable = _user_models_stackable()
     if executor == "auto":
-        stacked = form_groups(configs, max_members=max_members or DEFAULT_MAX_MEMBERS, memory_budget=memory_budget)
+        stacked = form_groups(configs, max_members=max_members or DEFAULT_MAX_MEMBERS, memory_budget=memory_budget,
+                              groupable=stackable)
         if any(len(g) > 1 for g in stacked):
             executor, reason = "ensemble", "auto: runs share all shapes, so they train stacked in one process"
+        elif stackable.rejected:
+            executor, reason = "processes", "auto: the model cannot be stacked (see the warning), so a process pool runs them"
         else:
             executor, reason = "processes", "auto: no two runs share all shapes, so a process pool runs them"
     if max_members is None:
@@ -79,10 +86,50 @@ def schedule(configs: list[dict], executor: str = "auto", *, workers: int | None
         import os
 
         pool = os.cpu_count() or 1
-    groups = form_groups(configs, max_members=max_members, memory_budget=memory_budget, workers=pool)
+    groups = form_groups(configs, max_members=max_members, memory_budget=memory_budget, workers=pool,
+                         groupable=stackable if max_members > 1 else None)
     if executor == "ensemble" and all(len(g) == 1 for g in groups) and len(groups) > 1:
-        reason = reason or "no two runs share all shapes: each run is a group of one"
+        why = "the model cannot be stacked (see the warning)" if stackable.rejected else "no two runs share all shapes"
+        reason = reason or f"{why}: each run is a group of one"
     return Schedule(executor, groups, reason)
+
+
+def _user_models_stackable() -> Callable[[dict], bool]:
+    """A ``groupable`` predicate: False for runs of a user model that ``torch.func`` cannot
+    stack (checked once per model, with a warning naming the reason); True otherwise."""
+    verdicts: dict[str, bool] = {}
+
+    def stackable(config: dict) -> bool:
+        model = config["model"]
+        if model["name"] in MODEL_NAMES:
+            return True
+        key = json.dumps([model, config["task"], config["train"]["dtype"]], sort_keys=True, default=str)
+        if key not in verdicts:
+            verdicts[key] = _check_user_model(config)
+            stackable.rejected = stackable.rejected or not verdicts[key]
+        return verdicts[key]
+
+    stackable.rejected = False
+    return stackable
+
+
+def _check_user_model(config: dict) -> bool:
+    import torch
+
+    from learnlab._imports import resolve
+    from learnlab.models._user import build_user_members, vectorization_problem
+    from learnlab.tasks import make_task
+
+    model = config["model"]
+    task = make_task(config["task"])
+    dtype = getattr(torch, config["train"]["dtype"])
+    members = build_user_members(resolve(model["name"]), model.get("options", {}), task.d, task.outputs, [0, 1],
+                                 dtype=dtype)
+    problem = vectorization_problem(members, task.d)
+    if problem is not None:
+        warnings.warn(f"model {model['name']}: torch.func cannot stack it ({problem}); its runs train one at a "
+                      "time (serially, or spread over the pool's workers)", UserWarning, stacklevel=3)
+    return problem is None
 
 
 def sweep(

@@ -9,6 +9,7 @@ import torch
 from learnlab.models._cnn import CNN
 from learnlab.models._mlp import MLP
 from learnlab.models._spec import ModelSpec
+from learnlab.models._user import UserStack, build_user_members
 
 __all__ = ["build_model", "MODELS", "PER_MEMBER_KEYS"]
 
@@ -24,8 +25,11 @@ def build_model(
     generators: Sequence[torch.Generator] | None = None,
     dtype: torch.dtype = torch.float32,
     device: torch.device | str = "cpu",
-) -> MLP | CNN:
+) -> MLP | CNN | UserStack:
     """The stacked model of one ``model`` section per member (or one section for all).
+
+    A user model (``name: "package.module:attr"``) is built once per member, with torch's
+    global RNG seeded by the member's generator seed, and stacked as a :class:`UserStack`.
 
     Args:
         model: the spec section(s); all keys but ``PER_MEMBER_KEYS`` must agree.
@@ -53,6 +57,12 @@ def build_model(
         if diff:
             raise ValueError(f"members 0 and {i} differ in {diff}; only {list(PER_MEMBER_KEYS)} may differ "
                              "within one stacked model")
+    if first.user:
+        from learnlab._imports import resolve
+
+        seeds = [g.initial_seed() for g in generators]
+        return UserStack(build_user_members(resolve(first.name), first.options, d, outputs, seeds,
+                                            dtype=dtype, device=device))
     problems = first.problems_with_inputs(d)
     if problems:
         raise ValueError("; ".join(problems))

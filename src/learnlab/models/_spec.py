@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, NonNegativeInt, PositiveInt, ValidationInfo, field_validator, model_validator
+from pydantic import (Field, NonNegativeInt, PositiveInt, ValidationInfo, field_validator, model_serializer,
+                      model_validator)
 
 from learnlab._spec_base import Section
 from learnlab.models._param import PARAMETERIZATIONS
@@ -14,6 +15,9 @@ from learnlab.models._stack import ACTIVATIONS
 __all__ = ["ModelSpec", "ParamSpec", "MODEL_NAMES"]
 
 MODEL_NAMES = ("mlp", "cnn")
+# keys that shape learnlab's own models; a user model takes its settings from ``options``
+_BUILTIN_ONLY = ("width", "depth", "activation", "bias", "base_width", "gamma", "gamma_lr", "center",
+                 "kernel_size", "image_shape")
 _EXPONENT_KEYS = ("a", "b", "c", "c_adam", "warmup_c", "warmup_c_adam")
 
 
@@ -50,9 +54,12 @@ class ParamSpec(Section):
 
 
 class ModelSpec(Section):
-    """Who learns: an MLP or a small CNN in a parameterization (see docs/parameterizations.md)."""
+    """Who learns: an MLP or a small CNN in a parameterization (see docs/parameterizations.md),
+    or your own module: ``name: "package.module:attr"``, built as ``attr(d=..., outputs=...,
+    **options)`` (see ``learnlab.models._user``)."""
 
-    name: Literal["mlp", "cnn"] = "mlp"
+    name: str = "mlp"
+    options: dict[str, Any] = Field(default_factory=dict)  # keyword arguments of a user model's factory
     width: PositiveInt = 256
     depth: PositiveInt = 2  # number of hidden layers (cnn: convolutions)
     activation: str = "relu"
@@ -65,6 +72,34 @@ class ModelSpec(Section):
     init_seed: int | None = None  # same initial draw across runs that share it
     kernel_size: PositiveInt = 3  # cnn
     image_shape: list[PositiveInt] | None = None  # cnn: [channels, height, width], d = their product
+
+    @field_validator("name")
+    @classmethod
+    def _known_model(cls, value: str) -> str:
+        if value in MODEL_NAMES:
+            return value
+        from learnlab._imports import is_ref, resolve
+
+        if not is_ref(value):
+            raise ValueError(f"unknown model {value!r}; valid: {', '.join(MODEL_NAMES)} or your own as "
+                             "'package.module:attr' (called as attr(d=..., outputs=..., **options))")
+        if not callable(resolve(value)):  # an import failure raises with its reason
+            raise ValueError(f"{value!r} is not callable: give a function or nn.Module class that builds the model")
+        return value
+
+    @model_serializer(mode="wrap")
+    def _without_empty_options(self, handler):
+        """``options`` only where a user model has them: the resolved configs (and so the run
+        ids) of learnlab's own models stay as they were before the key existed."""
+        data = handler(self)
+        if isinstance(data, dict) and not data.get("options"):
+            data.pop("options", None)
+        return data
+
+    @property
+    def user(self) -> bool:
+        """Whether this is a user model (``name`` is a reference)."""
+        return self.name not in MODEL_NAMES
 
     @field_validator("width", "depth", "base_width", "kernel_size", "init_seed", mode="before")
     @classmethod
@@ -111,6 +146,24 @@ class ModelSpec(Section):
             raise ValueError(f"gamma must be a finite number > 0 (the output multiplier is divided by gamma; "
                              f"1 = no change); got {value}")
         return value
+
+    @model_validator(mode="after")
+    def _user_model_keys(self):
+        if not self.user:
+            if self.options:
+                raise ValueError(f"options are the keyword arguments of a user model's factory; model "
+                                 f"{self.name!r} takes width, depth, ... instead")
+            return self
+        fields = type(self).model_fields  # compared with the defaults: a resolved config holds every key
+        given = sorted(k for k in _BUILTIN_ONLY if getattr(self, k) != fields[k].get_default(call_default_factory=True))
+        if given:
+            raise ValueError(f"{', '.join(given)} shape learnlab's own models; a user model ({self.name}) "
+                             "is built as its factory says: pass its settings in model.options")
+        if self.param != "sp":
+            raise ValueError("a user model trains as its factory builds it (param: sp); for muP or another "
+                             "row call learnlab.apply_parameterization on a single run (learnlab.train), or "
+                             "use model.name mlp/cnn")
+        return self
 
     @model_validator(mode="after")
     def _cnn_shape(self):

@@ -1,0 +1,141 @@
+"""Your own model in a sweep (issue 7): ``model.name: "package.module:attr"``, stacked with
+torch.func when it can be, trained alone with a warning naming the reason when it cannot,
+and a factory that does not fit the task is a spec error before anything runs."""
+
+from __future__ import annotations
+
+import math
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from learnlab.experiments import SpecError, plan, run_group, sweep
+from learnlab.experiments._sweep import schedule
+from learnlab.models import ModelSpec
+
+MODULE = "learnlab_test_user_models"
+SOURCE = textwrap.dedent('''
+    from torch import nn
+
+    def mlp(d, outputs, width=32):
+        return nn.Sequential(nn.Linear(d, width), nn.Tanh(), nn.Linear(width, outputs))
+
+    class WithBatchNorm(nn.Module):
+        def __init__(self, d, outputs, width=16):
+            super().__init__()
+            self.body = nn.Sequential(nn.Linear(d, width), nn.BatchNorm1d(width), nn.ReLU(), nn.Linear(width, outputs))
+
+        def forward(self, x):
+            return self.body(x)
+
+    class DataDependent(nn.Module):
+        """Python control flow on tensor values: fine alone, not under vmap."""
+
+        def __init__(self, d, outputs):
+            super().__init__()
+            self.lin = nn.Linear(d, outputs)
+
+        def forward(self, x):
+            h = self.lin(x)
+            return h if bool((h > 0).any()) else -h
+
+    def too_wide(d, outputs):
+        return nn.Linear(d, outputs + 2)
+''')
+
+
+@pytest.fixture(scope="module", autouse=True)
+def user_models(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("user_models")
+    (folder / f"{MODULE}.py").write_text(SOURCE)
+    sys.path.insert(0, str(folder))
+    yield
+    sys.path.remove(str(folder))
+    sys.modules.pop(MODULE, None)
+
+
+def _spec(model: str, dtype: str = "float64", steps: int = 60, **options) -> dict:
+    return {
+        "name": "user", "seed": 2,
+        "task": {"inputs": {"name": "gaussian", "d": 6}, "target": {"name": "hermite", "monomial": {0: 1, 1: 1}},
+                 "n_test": 128},
+        "model": {"name": f"{MODULE}:{model}", "options": options},
+        "train": {"optimizer": "momentum", "batch_size": 16, "steps": steps, "eval_every": 20, "log_every": 5,
+                  "dtype": dtype},
+        "sweep": {"grid": {"train.lr": [0.01, 0.03, 0.05]}, "seeds": 2},
+    }
+
+
+@pytest.mark.parametrize("dtype,tol", [("float32", 1e-4), ("float64", 1e-10)])
+def test_a_user_model_is_stacked_and_every_member_equals_its_serial_run(dtype, tol):
+    configs = [r.config for r in plan(_spec("mlp", dtype, width=24)).runs]
+    (group,) = schedule(configs, "ensemble").groups
+    assert len(group) == 6
+    stacked = run_group(configs)
+    assert {r.status for r in stacked} == {"finished"}
+    for config, member in zip(configs, stacked):
+        (solo,) = run_group([config])
+        a, b = {(s, n): v for s, n, v in solo.metrics}, {(s, n): v for s, n, v in member.metrics}
+        assert a.keys() == b.keys()
+        for key, value in a.items():
+            assert abs(value - b[key]) <= tol * max(abs(value), 1e-12), (key, value, b[key])
+    # every run draws its own initial model (its init seed derives from its run id)
+    assert len({dict(((s, n), v) for s, n, v in m.metrics)[(0, "test/mse")] for m in stacked}) == 6
+
+
+def test_a_model_torch_func_cannot_stack_trains_alone_with_a_warning(tmp_path):
+    configs = [r.config for r in plan(_spec("DataDependent")).runs]
+    with pytest.warns(UserWarning, match=r"cannot stack it \(.*\); its runs train one at a time"):
+        result = schedule(configs, "ensemble")
+    assert [len(g) for g in result.groups] == [1] * 6
+    with pytest.warns(UserWarning, match="data-dependent control flow"):  # the reason, from torch.func
+        store = sweep(_spec("DataDependent"), out=tmp_path, executor="ensemble")
+    runs = store.runs()
+    store.close()
+    assert (runs["status"] == "finished").all(), runs["error"].tolist()
+    assert all(math.isfinite(v) for v in runs["test/mse"])
+
+
+def test_a_factory_that_does_not_fit_the_task_fails_before_anything_runs(tmp_path):
+    with pytest.raises(SpecError, match=r"maps \(batch, d\) = \(2, 6\) to \(2, 3\)"):
+        plan(_spec("too_wide"))
+    with pytest.raises(SpecError, match="unexpected keyword argument 'depth'"):
+        plan(_spec("mlp", depth=3))
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("section,needle", [
+    ({"name": "no_such_module_here:f"}, "cannot import module"),
+    ({"name": "mlp", "options": {"width": 3}}, "options are the keyword arguments of a user model"),
+    ({"name": f"{MODULE}:mlp", "width": 64}, "width shape learnlab's own models"),
+    ({"name": f"{MODULE}:mlp", "param": "mup"}, "trains as its factory builds it"),
+    ({"name": "mlpp"}, "unknown model 'mlpp'"),
+])
+def test_bad_user_model_sections_say_what_to_do(section, needle):
+    with pytest.raises(ValueError, match=needle):
+        ModelSpec.model_validate(section)
+
+
+def test_batch_norm_buffers_are_stacked_per_member():
+    """Running statistics are buffers with a member axis: each member updates its own."""
+    configs = [r.config for r in plan(_spec("WithBatchNorm", steps=20)).runs]
+    (group,) = schedule(configs, "ensemble").groups
+    assert len(group) == 6
+    assert {r.status for r in run_group(configs)} == {"finished"}
+
+
+def test_the_user_stack_keeps_each_members_own_module():
+    from learnlab.models._user import UserStack, build_user_members
+    from learnlab_test_user_models import mlp
+
+    modules = build_user_members(mlp, {"width": 8}, 4, 1, [0, 1, 2])
+    stack = UserStack(modules)
+    x = torch.randn(3, 5, 4)
+    with torch.no_grad():
+        expected = torch.stack([m(x[e]) for e, m in enumerate(modules)])
+        torch.testing.assert_close(stack(x), expected)
+    assert not torch.equal(expected[0], expected[1])  # different seeds, different draws
+    again = build_user_members(mlp, {"width": 8}, 4, 1, [1])[0]
+    assert all(torch.equal(a, b) for a, b in zip(again.parameters(), modules[1].parameters()))
