@@ -59,9 +59,20 @@ def _exit_with(driver: int, every: float = 0.5) -> None:
     sees the driver go and would live on, orphaned, with its torch threads. Whatever it
     was computing is lost anyway: only the driver writes the store, and a re-run redoes it.
     """
-    while os.getppid() == driver:
+    parent = os.getppid()  # the driver (spawn) or the start method's server (forkserver)
+    while os.getppid() == parent and _alive(driver):
         time.sleep(every)
     os._exit(1)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, another user's (a reused pid): keep going
+        return True
+    return True
 
 
 class ProcessExecutor:
