@@ -157,9 +157,14 @@ def _print_summary(store) -> None:
         cells = [_fmt(row[a]) for a in axes]
         runs = int(row["runs"])
         cells += [str(runs), str(int(row["diverged"])), str(int(row["failed"])), _fmt(row.get("test/mse", float("nan")))]
-        cells += [f"{_fmt(row[f'steps_to/{c}'])} ({int(row[f'reached/{c}'])}/{runs})" for c in thresholds]
+        cells += [f"{_steps(row[f'steps_to/{c}'])} ({int(row[f'reached/{c}'])}/{runs})" for c in thresholds]
         table.add_row(*cells)
     console.print(table)
+
+
+def _steps(value) -> str:
+    """A mean step count, rounded to a whole step (1740, not 1.74e+03)."""
+    return "-" if value != value else f"{value:.0f}"
 
 
 def _fmt(value) -> str:
