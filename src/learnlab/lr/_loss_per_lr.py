@@ -9,7 +9,8 @@ r_g = lr_g / lr_0 (``relative=True``, keeps per-layer rates such as muP's) or 1.
 give the same numbers: the *exact* path steps and restores for every alpha; the *fast* path
 (when the step is affine in alpha, checked by two probe steps) evaluates
 L(theta + alpha u) for all alpha with batched forward passes (``torch.func.vmap`` over
-``functional_call``), so its cost is that of the forward passes.
+``functional_call``), so its cost is that of the forward passes, or less: a first layer
+affine in its parameters is evaluated once for theta and once for u (``learnlab.lr._head``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from torch import nn
 from torch.func import functional_call, vmap
 
 from learnlab.lr._checks import check_batch, check_learning_rates, check_model_and_optimizer, eval_batch, group_ratios
+from learnlab.lr._head import affine_head
 from learnlab.lr._state import Preserved
 from learnlab.lr._step import Stepper, gradient, linear_direction
 
@@ -132,9 +134,11 @@ def _fast(model, criterion, ex, ey, saved: Preserved, direction: dict, alphas: t
           chunk: int) -> torch.Tensor:
     """L(theta + alpha u) for every alpha, ``chunk`` alphas per batched forward pass.
 
-    With chunk 1 (or if ``vmap`` cannot trace the model) the working parameters are set
-    in place, p = theta + alpha u (one pass over the parameters, no allocation), and the
-    model is called as it is: per alpha one parameter pass and one forward pass.
+    A first layer that is affine in its parameters (``learnlab.lr._head``) is evaluated
+    once for theta and once for u, and only the rest of the model per alpha. With chunk 1
+    (or if ``vmap`` cannot trace the model) the working parameters are set in place,
+    p = theta + alpha u (one pass over the parameters, no allocation), and the model is
+    called as it is: per alpha one parameter pass and one forward pass.
     """
     moving = [(p, saved.original[id(p)], direction[id(p)]) for p in saved.params if id(p) in direction]
     out = []
@@ -143,24 +147,52 @@ def _fast(model, criterion, ex, ey, saved: Preserved, direction: dict, alphas: t
             loss = criterion(model(ex), ey).detach()
             return loss.to(device="cpu", dtype=torch.float64).expand(alphas.numel(), *loss.shape).clone()
         batched = chunk > 1
+        try:
+            head = _split_head(model, ex, saved, moving)
+        except Exception:  # noqa: BLE001 - an unusual first layer: the whole model per alpha
+            head = None
         for start in range(0, alphas.numel(), chunk):
             a = alphas[start:start + chunk]
             if batched:
                 try:
-                    out.append(_forward_batched(model, criterion, ex, ey, moving, a))
+                    out.append(_forward_batched(model, criterion, ex, ey, moving, a, head))
                     continue
                 except Exception:  # noqa: BLE001 - vmap cannot trace this model: one alpha at a time
                     batched = False
-            out.extend(_forward_in_place(model, criterion, ex, ey, moving, alpha) for alpha in a.tolist())
+            out.extend(_forward_in_place(model, criterion, ex, ey, moving, alpha, head) for alpha in a.tolist())
     return torch.cat(out).to(device="cpu", dtype=torch.float64)
 
 
-def _forward_batched(model, criterion, ex, ey, moving, a: torch.Tensor) -> torch.Tensor:
+def _split_head(model, ex, saved: Preserved, moving):
+    """(head, z0, z1): the first layer's output at theta and its direction, or None."""
+    head = affine_head(model)
+    if head is None:
+        return None
+    by_name = dict(model.named_parameters())
+    moves = {id(p): u for p, _, u in moving}
+    theta = {n: saved.original.get(id(by_name[n]), by_name[n]) for n in head.names}
+    z0 = head.pre(ex, theta)
+    if not any(id(by_name[n]) in moves for n in head.names):
+        return head, z0, None
+    z1 = head.pre(ex, {n: moves.get(id(by_name[n]), torch.zeros_like(theta[n])) for n in head.names})
+    return head, z0, z1
+
+
+def _forward_batched(model, criterion, ex, ey, moving, a: torch.Tensor, head=None) -> torch.Tensor:
     """vmap over alphas: (K,) -> (K, *loss shape); parameters (K, ...) = theta + a u."""
     names = {id(p): name for name, p in model.named_parameters()}
     theta0 = moving[0][1]
     a = a.to(device=theta0.device, dtype=theta0.dtype)
     params = {names[id(p)]: torch.addcmul(theta, a.view(-1, *([1] * theta.dim())), u) for p, theta, u in moving}
+    if head is not None:
+        head, z0, z1 = head
+        params = {n: v for n, v in params.items() if n not in head.names}
+        z = z0.expand(a.numel(), *z0.shape) if z1 is None else torch.addcmul(z0, a.view(-1, *([1] * z0.dim())), z1)
+
+        def loss_after_head(batch_params, zk):
+            return criterion(head.rest(zk, batch_params), ey)
+
+        return vmap(loss_after_head)(params, z)
 
     def loss(batch_params):
         return criterion(functional_call(model, batch_params, (ex,)), ey)
@@ -168,8 +200,15 @@ def _forward_batched(model, criterion, ex, ey, moving, a: torch.Tensor) -> torch
     return vmap(loss)(params)
 
 
-def _forward_in_place(model, criterion, ex, ey, moving, alpha: float) -> torch.Tensor:
-    """One alpha, (1, *loss shape): working parameters p <- theta + alpha u, then the model as is."""
+def _forward_in_place(model, criterion, ex, ey, moving, alpha: float, head=None) -> torch.Tensor:
+    """One alpha, (1, *loss shape): working parameters p <- theta + alpha u, then the model as is
+    (after a split first layer: z0 + alpha z1, then the rest of the model)."""
+    skip = set() if head is None else {id(p) for n, p in model.named_parameters() if n in head[0].names}
     for p, theta, u in moving:
-        torch.add(theta, u, alpha=alpha, out=p.data)
-    return criterion(model(ex), ey).detach().unsqueeze(0)
+        if id(p) not in skip:
+            torch.add(theta, u, alpha=alpha, out=p.data)
+    if head is None:
+        return criterion(model(ex), ey).detach().unsqueeze(0)
+    head, z0, z1 = head
+    z = z0 if z1 is None else torch.add(z0, z1, alpha=alpha)
+    return criterion(head.rest(z, {}), ey).detach().unsqueeze(0)

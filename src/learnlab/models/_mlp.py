@@ -116,28 +116,34 @@ class MLP(StackedModel):
         super()._load_from_state_dict(*args, **kwargs)
         self._unit = self._unit_multipliers()  # loaded multipliers may differ
 
-    def _net(self, x: torch.Tensor, weights, biases, record: dict | None) -> torch.Tensor:
-        """The stacked forward pass with given weights/biases; records each layer's output."""
-        h = x
+    def _net(self, x: torch.Tensor, weights, biases, record: dict | None, start: int = 0) -> torch.Tensor:
+        """The stacked forward pass with given weights/biases; records each layer's output.
+
+        With ``start`` = l > 0, ``x`` is layer l - 1's output (before its activation) and
+        the pass goes on from there (``learnlab.lr`` evaluates the first layer once for
+        many parameter values).
+        """
         last = len(weights) - 1
         names = layer_names(last + 1)
-        unit = getattr(self, "_unit", None) or (False,) * len(weights)  # models pickled before it
-        for l, w in enumerate(weights):
-            if unit[l]:  # every multiplier is 1: hW + b, the same bits as the general form
-                h = stacked_matmul(h, w)
-                if biases is not None:
-                    h = h + biases[l]
-            elif biases is not None:  # b * m_b + (h W) * m in one pass
-                h = torch.addcmul(biases[l] * getattr(self, f"bias_mult_{l}"), stacked_matmul(h, w),
-                                  getattr(self, f"mult_{l}"))
-            else:
-                h = stacked_matmul(h, w) * getattr(self, f"mult_{l}")
+        h = x if start == 0 else self._phi(x)  # not in place: x is the caller's
+        for l in range(start, last + 1):
+            h = self._layer(h, l, weights[l], None if biases is None else biases[l])
             if record is not None:
                 record[names[l][1]] = h
             if l < last:
                 # nothing else holds h when nothing records it, so ReLU may overwrite it
                 h = torch.relu_(h) if record is None and self._phi is torch.relu else self._phi(h)
         return h
+
+    def _layer(self, h: torch.Tensor, l: int, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
+        """Layer l's output before its activation: (h W) * m + b * m_b (affine in w and b jointly)."""
+        unit = getattr(self, "_unit", None) or (False,) * len(self.weights)  # models pickled before it
+        if unit[l]:  # every multiplier is 1: hW + b, the same bits as the general form
+            out = stacked_matmul(h, w)
+            return out if b is None else out + b
+        if b is not None:  # b * m_b + (h W) * m in one pass
+            return torch.addcmul(b * getattr(self, f"bias_mult_{l}"), stacked_matmul(h, w), getattr(self, f"mult_{l}"))
+        return stacked_matmul(h, w) * getattr(self, f"mult_{l}")
 
     def _stack_input(self, x: torch.Tensor) -> tuple[torch.Tensor, bool]:
         if x.dim() == 2:
