@@ -139,3 +139,13 @@ def test_the_user_stack_keeps_each_members_own_module():
     assert not torch.equal(expected[0], expected[1])  # different seeds, different draws
     again = build_user_members(mlp, {"width": 8}, 4, 1, [1])[0]
     assert all(torch.equal(a, b) for a, b in zip(again.parameters(), modules[1].parameters()))
+
+
+def test_the_memory_budget_counts_a_user_models_own_parameters():
+    from learnlab.experiments._groups import form_groups, member_bytes
+
+    small = [r.config for r in plan(_spec("mlp", width=8)).runs]
+    big = [r.config for r in plan(_spec("mlp", width=4096)).runs]
+    assert member_bytes(big[0]) > 10 * member_bytes(small[0])  # 4096-wide: ~500x the parameters
+    groups = form_groups(big, memory_budget=3 * member_bytes(big[0]))
+    assert max(len(g) for g in groups) == 3

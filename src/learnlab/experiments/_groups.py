@@ -13,11 +13,32 @@ import math
 from collections import defaultdict
 
 from learnlab.experiments._runner import group_key
+from learnlab.models._spec import MODEL_NAMES
 
 __all__ = ["form_groups", "member_bytes", "DEFAULT_MAX_MEMBERS", "DEFAULT_MEMORY_BUDGET"]
 
 DEFAULT_MAX_MEMBERS = 64
 DEFAULT_MEMORY_BUDGET = 2 * 2**30  # bytes per group
+
+
+_USER_PARAMS: dict[str, int] = {}
+
+
+def _user_model_params(config: dict) -> int:
+    """Parameters (and buffers) of one member of a user model, built once per model and task."""
+    import json
+
+    key = json.dumps([config["model"], config["task"]], sort_keys=True, default=str)
+    if key not in _USER_PARAMS:
+        from learnlab._imports import resolve
+        from learnlab.models._user import build_user_members
+        from learnlab.tasks import make_task
+
+        task = make_task(config["task"])
+        (module,) = build_user_members(resolve(config["model"]["name"]), config["model"].get("options", {}),
+                                       task.d, task.outputs, [0])
+        _USER_PARAMS[key] = sum(t.numel() for t in (*module.parameters(), *module.buffers()))
+    return _USER_PARAMS[key]
 
 
 def member_bytes(config: dict) -> int:
@@ -28,6 +49,9 @@ def member_bytes(config: dict) -> int:
     d = (task.get("inputs") or {}).get("d") or 3072  # datasets: at most CIFAR-10's 3*32*32
     size = 8 if t.get("dtype") == "float64" else 4
     params = d * width + (depth - 1) * width * width + width * 4 + depth * width
+    if m.get("name", "mlp") not in MODEL_NAMES:  # a user model: count its parameters, width ~ sqrt of them
+        params = _user_model_params(config)
+        width = max(1, int(math.sqrt(params)))
     activations = 3 * t.get("batch_size", 64) * width * (depth + 1)
     data = ((task.get("n_test") or 10_000) + (task.get("n_train") or 0)) * (d + 1)
     eval_chunk = 2 * 4096 * width
