@@ -89,7 +89,12 @@ def schedule(configs: list[dict], executor: str = "auto", *, workers: int | None
     groups = form_groups(configs, max_members=max_members, memory_budget=memory_budget, workers=pool,
                          groupable=stackable if max_members > 1 else None)
     if executor == "ensemble" and all(len(g) == 1 for g in groups) and len(groups) > 1:
-        why = "the model cannot be stacked (see the warning)" if stackable.rejected else "no two runs share all shapes"
+        if max_members == 1:
+            why = "max_members is 1"
+        elif stackable.rejected:
+            why = "the model cannot be stacked (see the warning)"
+        else:
+            why = "no two runs share all shapes"
         reason = reason or f"{why}: each run is a group of one"
     return Schedule(executor, groups, reason)
 
