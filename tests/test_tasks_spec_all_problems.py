@@ -86,3 +86,16 @@ def test_an_unknown_dataset_still_gets_its_other_checks():
     assert "task.dataset" in paths and "task.classes" in paths, problems
     assert ("task.dataset", "dataset replaces inputs and target: remove inputs/target or dataset") in problems
     assert ("task.classes", "classes has an empty group") in problems
+
+
+@pytest.mark.parametrize("target,needles", [
+    ({"name": "multi_index", "r": 3, "directions": [[1, 0, 0, 0]], "link": "max", "terms": [{"monomial": {5: 1}}]},
+     ["r = 3 but directions has 1 rows", "give link or terms, not both", "terms use projection indices [5]"]),
+    ({"name": "single_index", "direction": [0, 0, 0, 0], "link": "bogus", "coefficients": [1.0]},
+     ["give link or coefficients, not both", "unknown link 'bogus'", "direction is the zero vector"]),
+])
+def test_every_problem_inside_one_index_target_at_once(target, needles):
+    with pytest.raises(SpecError) as err:
+        load_spec({"task": {"inputs": {"name": "gaussian", "d": 4}, "target": target}})
+    text = str(err.value)
+    assert all(n in text for n in needles), text

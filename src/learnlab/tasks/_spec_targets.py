@@ -102,16 +102,22 @@ class SingleIndexTargetSpec(Section):
 
     @model_validator(mode="after")
     def _link(self):
+        problems = []
         if self.link is not None and self.coefficients is not None:
-            raise ValueError("give link or coefficients, not both")
+            problems.append("give link or coefficients, not both")
         if self.link is None and self.coefficients is None:
             self.link = "relu"
         if self.link is not None:
             from learnlab.tasks._index_models import parse_link
 
-            parse_link(self.link)
+            try:
+                parse_link(self.link)
+            except ValueError as exc:
+                problems.append(str(exc))
         if self.direction is not None and not any(self.direction):
-            raise ValueError("direction is the zero vector; give a non-zero direction")
+            problems.append("direction is the zero vector; give a non-zero direction")
+        if problems:  # every problem of the section at once
+            raise ValueError("; ".join(problems))
         return self
 
 
@@ -129,27 +135,34 @@ class MultiIndexTargetSpec(Section):
 
     @model_validator(mode="after")
     def _shape_and_link(self):
+        problems = []
         rows = len(self.directions) if self.directions is not None else None
         if self.r is None:
             self.r = rows or 2
         if rows is not None and rows != self.r:
-            raise ValueError(f"r = {self.r} but directions has {rows} rows")
+            problems.append(f"r = {self.r} but directions has {rows} rows")
         if self.link is not None and self.terms is not None:
-            raise ValueError("give link or terms, not both")
+            problems.append("give link or terms, not both")
         if self.link is None and self.terms is None:
             self.link = "product"
         if self.terms is not None:
             bad = sorted({j for t in self.terms for j in t.monomial if j >= self.r})
             if bad:
-                raise ValueError(f"terms use projection indices {bad}, but there are r = {self.r} (valid: 0..{self.r - 1})")
+                problems.append(f"terms use projection indices {bad}, but there are r = {self.r} "
+                                f"(valid: 0..{self.r - 1})")
         if self.link is not None:
             from learnlab._imports import is_ref, resolve
             from learnlab.tasks._index_models import MULTI_LINKS
 
             if is_ref(self.link):
-                resolve(self.link)
+                try:
+                    resolve(self.link)
+                except ValueError as exc:
+                    problems.append(str(exc))
             elif self.link not in MULTI_LINKS:
-                raise ValueError(f"unknown link {self.link!r}; valid: {', '.join(MULTI_LINKS)} or 'package.module:attr'")
+                problems.append(f"unknown link {self.link!r}; valid: {', '.join(MULTI_LINKS)} or 'package.module:attr'")
+        if problems:  # every problem of the section at once
+            raise ValueError("; ".join(problems))
         return self
 
 
