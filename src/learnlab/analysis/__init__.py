@@ -1,6 +1,22 @@
 """Analysis: tables and figures out of the store."""
 
 from learnlab.analysis._curves import plot_learning_curves, varying_columns
+from learnlab.analysis._figures import (
+    fit_power_law,
+    plot_l2_vs_linf,
+    plot_sharpness,
+    plot_time_to_threshold,
+)
+from learnlab.analysis._report import report
 from learnlab.analysis._summary import summary_table
 
-__all__ = ["plot_learning_curves", "summary_table", "varying_columns"]
+__all__ = [
+    "fit_power_law",
+    "plot_l2_vs_linf",
+    "plot_learning_curves",
+    "plot_sharpness",
+    "plot_time_to_threshold",
+    "report",
+    "summary_table",
+    "varying_columns",
+]

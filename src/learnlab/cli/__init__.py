@@ -4,6 +4,7 @@ from learnlab.cli import _run  # noqa: F401  (registers run, status, export, sch
 from learnlab.cli import _tasks  # noqa: F401
 from learnlab.cli import _coord  # noqa: F401
 from learnlab.cli import _lr  # noqa: F401
+from learnlab.cli import _plot  # noqa: F401  (registers plot, report)
 from learnlab.cli._app import app
 
 __all__ = ["app", "main"]

@@ -1,0 +1,268 @@
+"""Scaling figures out of the store: time to threshold with power-law fits, L2 vs L∞, sharpness vs 2/lr."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from learnlab.analysis._curves import varying_columns
+
+__all__ = [
+    "fit_power_law",
+    "numeric_axes",
+    "plot_l2_vs_linf",
+    "plot_sharpness",
+    "plot_time_to_threshold",
+    "threshold_columns",
+]
+
+
+def fit_power_law(x, y) -> dict:
+    """Least-squares fit of ``y = prefactor * x**exponent`` in log-log space.
+
+    Fits ``log y = log(prefactor) + exponent * log x`` by ordinary least squares over the
+    pairs where both x and y are finite and positive (the others are dropped).
+
+    Args:
+        x, y: equal-length sequences of numbers.
+
+    Returns:
+        ``{"exponent", "prefactor", "exponent_stderr", "r2", "n"}``: the slope, ``exp`` of the
+        intercept, the slope's standard error ``sqrt(SSR / (n - 2) / Sxx)`` (NaN when n = 2,
+        where it is undetermined), the coefficient of determination of the log-log fit
+        (1 when the fit is exact) and the number of pairs used.
+
+    Raises:
+        ValueError: fewer than 2 usable pairs, or all usable x equal (no slope to fit).
+    """
+    import numpy as np
+
+    x, y = np.asarray(x, dtype=float).ravel(), np.asarray(y, dtype=float).ravel()
+    if x.shape != y.shape:
+        raise ValueError(f"fit_power_law: x and y differ in length ({x.size} vs {y.size})")
+    keep = np.isfinite(x) & np.isfinite(y) & (x > 0) & (y > 0)
+    n = int(keep.sum())
+    if n < 2:
+        raise ValueError(f"fit_power_law needs at least 2 pairs with finite, positive x and y; "
+                         f"got {n} of {x.size}")
+    lx, ly = np.log(x[keep]), np.log(y[keep])
+    dx, dy = lx - lx.mean(), ly - ly.mean()
+    sxx = float(dx @ dx)
+    if sxx == 0.0:
+        raise ValueError(f"fit_power_law needs at least 2 distinct x values; all {n} usable x equal {x[keep][0]:g}")
+    slope = float(dx @ dy) / sxx
+    intercept = float(ly.mean() - slope * lx.mean())
+    ssr = float(((dy - slope * dx) ** 2).sum())
+    sst = float(dy @ dy)
+    return {
+        "exponent": slope,
+        "prefactor": math.exp(intercept),
+        "exponent_stderr": math.sqrt(ssr / (n - 2) / sxx) if n > 2 else math.nan,
+        "r2": 1.0 - ssr / sst if sst > 0 else 1.0,
+        "n": n,
+    }
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _labels(runs, axes: list[str]):
+    """run_id -> ``"a=1, b=x"`` over ``axes`` (``"all runs"`` when there are none)."""
+    frame = runs.set_index("run_id")
+    if not axes:
+        return frame.index.to_series().map(lambda _: "all runs")
+    parts = [a + "=" + frame[a].astype(str) for a in axes]  # per column, so ints stay ints
+    return parts[0].str.cat(parts[1:], sep=", ") if len(parts) > 1 else parts[0]
+
+
+def numeric_axes(runs) -> list[str]:
+    """The varying config columns whose values are all numbers (not booleans)."""
+    import pandas as pd
+
+    return [c for c in varying_columns(runs)
+            if pd.api.types.is_numeric_dtype(runs[c]) and not pd.api.types.is_bool_dtype(runs[c])]
+
+
+def threshold_columns(runs) -> dict[float, str]:
+    """threshold value -> its ``steps_to/<c>`` column, smallest first."""
+    cols = {float(c.split("/", 1)[1]): c for c in runs.columns if c.startswith("steps_to/")}
+    return dict(sorted(cols.items()))
+
+
+def _threshold_column(runs, threshold: float | None) -> str:
+    columns = threshold_columns(runs)
+    if not columns:
+        raise ValueError("no time-to-threshold data in this store: add train.thresholds "
+                         "(e.g. [0.5, 0.1]) to the spec and run it")
+    if threshold is None:
+        return next(iter(columns.values()))
+    for c, col in columns.items():
+        if math.isclose(c, float(threshold), rel_tol=1e-9):
+            return col
+    raise ValueError(f"threshold {threshold:g} is not in this store; thresholds present: "
+                     f"{', '.join(f'{c:g}' for c in columns)}")
+
+
+def plot_time_to_threshold(store, path, x: str = "model.width", threshold: float | None = None, *,
+                           fit: bool = True):
+    """Steps to reach a loss threshold against a numeric config axis, log-log, with power-law fits.
+
+    One series per combination of the other varying axes: a faint point per run that reached
+    the threshold (finite ``steps_to/<c>``, any status), a marker per x value at the mean over
+    those runs, and with ``fit`` the line ``steps = prefactor * x**exponent`` fitted to the
+    per-run points by :func:`fit_power_law` (its exponent ± stderr in the legend).
+
+    Args:
+        store: an open :class:`~learnlab.experiments.Store`.
+        path: where to save the PNG (a path or a binary file object).
+        x: a varying numeric config column (``model.width``, ``train.lr``, ``task.inputs.d``).
+        threshold: a threshold value from ``train.thresholds``; None = the smallest present.
+        fit: fit and draw a power law per series.
+
+    Returns:
+        ``(fig, fits)``: the matplotlib Figure and {series label: fit dict}; a series with
+        fewer than two distinct usable x values has no fit.
+
+    Raises:
+        ValueError: ``x`` is not a varying numeric config column, or the threshold is not in the store.
+    """
+    import numpy as np
+
+    runs = store.runs()
+    choices = numeric_axes(runs) if not runs.empty else []
+    if x not in choices:
+        valid = ", ".join(choices) if choices else "none (this store has no numeric config axis that varies)"
+        raise ValueError(f"x={x!r} is not a varying numeric config column; valid choices: {valid}")
+    col = _threshold_column(runs, threshold)
+    others = [a for a in varying_columns(runs) if a != x]
+    labels = _labels(runs, others)
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fits = {}
+    for label, group in runs.groupby(runs["run_id"].map(labels), sort=True):
+        points = group[[x, col]].astype(float)
+        points = points[np.isfinite(points[col]) & (points[col] > 0) & (points[x] > 0)]
+        if points.empty:
+            continue
+        means = points.groupby(x)[col].mean()
+        line, = ax.plot(means.index, means.values, "o-", label=label)
+        ax.scatter(points[x], points[col], color=line.get_color(), alpha=0.35, s=14)
+        if fit and points[x].nunique() >= 2:
+            fits[label] = result = fit_power_law(points[x], points[col])
+            grid = np.geomspace(points[x].min(), points[x].max(), 50)
+            ax.plot(grid, result["prefactor"] * grid ** result["exponent"], "--", color=line.get_color(),
+                    label=f"fit: exponent {result['exponent']:.2f} ± {result['exponent_stderr']:.2f}")
+    if ax.get_legend_handles_labels()[0]:
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.legend(fontsize=7)
+    else:
+        ax.text(0.5, 0.5, f"no run reached {col.split('/', 1)[1]}", ha="center", va="center",
+                transform=ax.transAxes)
+    ax.set_xlabel(x)
+    ax.set_ylabel(f"steps to loss < {col.split('/', 1)[1]}")
+    ax.set_title(f"time to threshold vs {x}" + (f" (per {', '.join(others)})" if others else ""))
+    return _save(plt, fig, path), fits
+
+
+def plot_l2_vs_linf(store, path, l2: str = "test/mse", linf: str = "test/linf"):
+    """Final mean-square error against final uniform (L∞) error, one point per run, log-log.
+
+    Points are coloured by config (the varying axes); the dashed diagonal is y = x. Note that
+    ``test/mse`` is a squared error: pass ``l2="test/l2"`` (root mean square) for the
+    like-for-like comparison, where RMS ≤ L∞ puts every point on or above the diagonal.
+
+    Args:
+        store: an open :class:`~learnlab.experiments.Store`.
+        path: where to save the PNG (a path or a binary file object).
+        l2: the mean-square (or RMS) metric, x axis.
+        linf: the uniform-error metric, y axis.
+
+    Returns:
+        The matplotlib Figure.
+
+    Raises:
+        ValueError: a metric is absent from the store (names what is missing and how to add it).
+    """
+    runs = store.runs()
+    missing = [m for m in (l2, linf) if m not in runs.columns or runs[m].isna().all()]
+    if missing:
+        metric_names = sorted({m.split("/", 1)[1] for m in missing if "/" in m})
+        raise ValueError(f"no final values of {', '.join(missing)} in this store: add "
+                         f"{', '.join(repr(n) for n in metric_names)} to train.metrics (e.g. "
+                         f"train.metrics: [mse, linf]) and run the spec again")
+    axes = varying_columns(runs)
+    labels = _labels(runs, axes)
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 5))
+    points = runs[[l2, linf]].astype(float)
+    points = points[(points[l2] > 0) & (points[linf] > 0)]
+    for label, group in points.groupby(runs.loc[points.index, "run_id"].map(labels).values, sort=True):
+        ax.scatter(group[l2], group[linf], label=label, s=22)
+    if not points.empty:
+        lo = min(points[l2].min(), points[linf].min())
+        hi = max(points[l2].max(), points[linf].max())
+        ax.plot([lo, hi], [lo, hi], "k--", lw=1, label="y = x")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.legend(fontsize=7)
+    ax.set_xlabel(f"{l2} (final)")
+    ax.set_ylabel(f"{linf} (final)")
+    ax.set_title(", ".join(axes) if axes else f"{l2} vs {linf}")
+    return _save(plt, fig, path)
+
+
+def plot_sharpness(store, path):
+    """Sharpness (top Hessian eigenvalue) against step per config, with its 2/lr line.
+
+    Solid: ``probe/sharpness`` averaged over seeds; dashed, same colour: that config's
+    ``probe/threshold`` = 2/lr, the edge of stability (Cohen et al. 2021, "Gradient descent
+    on neural networks typically occurs at the edge of stability").
+
+    Args:
+        store: an open :class:`~learnlab.experiments.Store`.
+        path: where to save the PNG (a path or a binary file object).
+
+    Returns:
+        The matplotlib Figure.
+
+    Raises:
+        ValueError: the store has no sharpness probe data.
+    """
+    history = store.metrics(names=["probe/sharpness", "probe/threshold"])
+    if not (history["name"] == "probe/sharpness").any():
+        raise ValueError("no probe/sharpness data in this store: add the probe to the spec, "
+                         "train.probes: [{name: sharpness, every: 100}], and run it")
+    runs = store.runs()
+    axes = varying_columns(runs)
+    history["config"] = history["run_id"].map(_labels(runs, axes))
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for config, rows in history.groupby("config", sort=True):
+        mean = rows.groupby(["name", "step"])["value"].mean()
+        sharp = mean.loc["probe/sharpness"] if "probe/sharpness" in mean.index else None
+        if sharp is None:
+            continue
+        line, = ax.plot(sharp.index, sharp.values, label=config)
+        if "probe/threshold" in mean.index:
+            edge = mean.loc["probe/threshold"]
+            ax.plot(edge.index, edge.values, "--", color=line.get_color(), lw=1)
+    ax.plot([], [], "k--", lw=1, label="2 / lr")
+    ax.legend(fontsize=7)
+    ax.set_xlabel("step")
+    ax.set_ylabel("sharpness (top Hessian eigenvalue)")
+    ax.set_title(", ".join(axes) if axes else "sharpness vs 2/lr")
+    return _save(plt, fig, path)
+
+
+def _save(plt, fig, path):
+    fig.tight_layout()
+    fig.savefig(path if not isinstance(path, (str, Path)) else Path(path), dpi=120, format="png")
+    plt.close(fig)
+    return fig
