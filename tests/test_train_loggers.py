@@ -10,6 +10,7 @@ the machine and nothing is written to the real home directory.
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -83,6 +84,24 @@ def _wandb_records(path: Path) -> list[bytes]:
     return out
 
 
+def _wandb_logged(path: Path, expected: dict, wait: float = 20.0) -> dict[str, dict[int, float]]:
+    """The history in W&B's transaction log, read again until it equals ``expected`` or
+    ``wait`` seconds pass: W&B's service writes the log in a process of its own, which on a
+    loaded machine may still be writing when the sweep returns."""
+    deadline = time.monotonic() + wait
+    while True:
+        logged = _wandb_history(path)
+        if logged == expected or time.monotonic() > deadline:
+            return logged
+        time.sleep(0.2)
+
+
+def _wandb_internal_log(path: Path) -> str:
+    """The tail of W&B's own log of the run, to explain a failure."""
+    log = path.parent / "logs" / "debug-internal.log"
+    return log.read_text()[-3000:] if log.is_file() else f"(no {log})"
+
+
 def _wandb_history(path: Path) -> dict[str, dict[int, float]]:
     from wandb.proto import wandb_internal_pb2
 
@@ -123,8 +142,8 @@ def test_wandb_offline_run_holds_the_metric_history(tmp_path, wandb_env):
     rid, history = _store_history(out)
     (log,) = (out / "wandb").rglob(f"run-{rid}.wandb")
     assert "offline-run" in log.parent.name
-    logged = _wandb_history(log)
-    assert logged == history  # every step of every metric, values exact (JSON round-trips floats)
+    logged = _wandb_logged(log, history)
+    assert logged == history, _wandb_internal_log(log)  # every step of every metric, values exact (JSON round-trips floats)
     written = sorted(str(p) for p in wandb_env.rglob("*")) if wandb_env.exists() else []
     assert not written, written  # nothing written to HOME
 
@@ -158,4 +177,4 @@ def test_logs_of_a_crashed_then_rerun_run_hold_each_step_once(tmp_path, interrup
     assert max(history["train/loss"]) == 18  # the whole run is in the store
     assert _tensorboard_history(out / "tensorboard" / rid) == {k: sorted(v) for k, v in history.items()}
     (log,) = (out / "wandb").rglob(f"run-{rid}.wandb")  # the crashed attempt's W&B run is gone
-    assert _wandb_history(log) == history
+    assert _wandb_logged(log, history) == history, _wandb_internal_log(log)
