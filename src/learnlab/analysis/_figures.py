@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from pathlib import Path
 
 from learnlab.analysis._curves import varying_columns
@@ -81,6 +82,19 @@ def _labels(runs, axes: list[str]):
     return parts[0].str.cat(parts[1:], sep=", ") if len(parts) > 1 else parts[0]
 
 
+def _in_order(groups, runs, axes: list[str], labels):
+    """(label, group) pairs of a groupby on config labels, ordered by the axes' values
+    (numbers as numbers: width 32 before 128), not alphabetically."""
+    def key(value):
+        number = isinstance(value, numbers.Real) and not isinstance(value, bool)  # numpy scalars too
+        return (0, float(value), "") if number else (1, 0.0, str(value))
+
+    rank = {}
+    for _, row in runs.iterrows():
+        rank.setdefault(labels[row["run_id"]], tuple(key(row[a]) for a in axes))
+    return sorted(groups, key=lambda item: rank.get(item[0], ()))
+
+
 def numeric_axes(runs) -> list[str]:
     """The varying config columns whose values are all numbers (not booleans)."""
     import pandas as pd
@@ -145,7 +159,7 @@ def plot_time_to_threshold(store, path, x: str = "model.width", threshold: float
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
     fits = {}
-    for label, group in runs.groupby(runs["run_id"].map(labels), sort=True):
+    for label, group in _in_order(runs.groupby(runs["run_id"].map(labels)), runs, others, labels):
         points = group[[x, col]].astype(float)
         points = points[np.isfinite(points[col]) & (points[col] > 0) & (points[x] > 0)]
         if points.empty:
@@ -203,7 +217,8 @@ def plot_l2_vs_linf(store, path, l2: str = "test/mse", linf: str = "test/linf"):
     fig, ax = plt.subplots(figsize=(6, 5))
     points = runs[[l2, linf]].astype(float)
     points = points[(points[l2] > 0) & (points[linf] > 0)]
-    for label, group in points.groupby(runs.loc[points.index, "run_id"].map(labels).values, sort=True):
+    for label, group in _in_order(points.groupby(runs.loc[points.index, "run_id"].map(labels).values), runs, axes,
+                                  labels):
         ax.scatter(group[l2], group[linf], label=label, s=22)
     if not points.empty:
         lo = min(points[l2].min(), points[linf].min())
@@ -244,7 +259,7 @@ def plot_sharpness(store, path):
     history["config"] = history["run_id"].map(_labels(runs, axes))
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for config, rows in history.groupby("config", sort=True):
+    for config, rows in _in_order(history.groupby("config"), runs, axes, _labels(runs, axes)):
         mean = rows.groupby(["name", "step"])["value"].mean()
         sharp = mean.loc["probe/sharpness"] if "probe/sharpness" in mean.index else None
         if sharp is None:

@@ -169,7 +169,11 @@ def _steps(value) -> str:
 
 def _fmt(value) -> str:
     if isinstance(value, float):
-        return "-" if value != value else f"{value:.3g}"
+        if value != value:
+            return "-"
+        if value.is_integer() and abs(value) < 1e9:  # a width that pandas made a float: 1024, not 1.02e+03
+            return str(int(value))
+        return f"{value:.3g}"
     return str(value)
 
 
