@@ -16,6 +16,7 @@ import learnlab
 from learnlab.analysis import (
     fit_power_law,
     plot_l2_vs_linf,
+    plot_loss_vs_lr,
     plot_sharpness,
     plot_time_to_threshold,
     report,
@@ -200,6 +201,29 @@ def test_time_to_threshold_bad_input(store, tmp_path, kwargs, match):
     assert not (tmp_path / "x.png").exists()
 
 
+def test_loss_vs_lr_marks_each_widths_best_rate(store, tmp_path):
+    """The best rate per width is the argmin of the seed mean of the final loss, computed here."""
+    runs = store.runs()
+    fig, best = plot_loss_vs_lr(store, tmp_path / "lr.png")
+    assert is_png(tmp_path / "lr.png")
+    expected = {}
+    for width, group in runs.groupby("model.width"):
+        means = group.groupby("train.lr")["test/mse"].mean()
+        expected[f"model.width={width}"] = float(means.idxmin())
+    assert best == expected
+    curves = [line for line in fig.axes[0].get_lines() if line.get_label().startswith("model.width=")]
+    assert [line.get_label() for line in curves] == ["model.width=16", "model.width=32", "model.width=64"]
+    for line in curves:  # each curve is the seed mean at every rate
+        width = int(line.get_label().split("=")[1])
+        means = runs[runs["model.width"] == width].groupby("train.lr")["test/mse"].mean()
+        assert list(line.get_xdata()) == pytest.approx(list(means.index))
+        assert list(line.get_ydata()) == pytest.approx(list(means.values))
+    with pytest.raises(ValueError, match="not in this store; final metrics present"):
+        plot_loss_vs_lr(store, tmp_path / "x.png", metric="test/nope")
+    with pytest.raises(ValueError, match="valid choices"):
+        plot_loss_vs_lr(store, tmp_path / "x.png", lr="train.momentum")
+
+
 def test_l2_vs_linf_plots_each_runs_final_errors(store, tmp_path):
     path = tmp_path / "l.png"
     fig = plot_l2_vs_linf(store, path)
@@ -284,9 +308,9 @@ def test_report_is_one_offline_file_with_the_summary_and_every_figure(store, tmp
     assert path == tmp_path / "sub" / "r.html"
     assert "<h1>widths &amp; rates</h1>" in html
     assert_offline(html)
-    # test/mse and train/loss curves, time to 0.3 and to 0.5, L2 vs L-inf, sharpness
+    # test/mse and train/loss curves, time to 0.3 and to 0.5, loss vs lr, L2 vs L-inf, sharpness
     pngs = images(html)
-    assert len(pngs) == 6 and all(p[:8] == PNG for p in pngs)
+    assert len(pngs) == 7 and all(p[:8] == PNG for p in pngs)
     parser = Tables()
     parser.feed(html)
     status, summary = parser.tables[0], parser.tables[1]
@@ -313,7 +337,7 @@ def test_report_of_a_single_diverged_config(single_out, tmp_path):
 
 # ---- CLI ------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("kind", ["curves", "thresholds", "l2-linf", "sharpness"])
+@pytest.mark.parametrize("kind", ["curves", "thresholds", "lr", "l2-linf", "sharpness"])
 def test_cli_plot_each_kind(sweep_out, tmp_path, kind):
     to = tmp_path / f"{kind}.png"
     result = CliRunner().invoke(app, ["plot", str(sweep_out), "--kind", kind, "--to", str(to)])
@@ -334,11 +358,11 @@ def test_cli_plot_default_path_and_report(sweep_out):
     result = CliRunner().invoke(app, ["report", str(sweep_out)])
     assert result.exit_code == 0, result.output
     html = (sweep_out / "report.html").read_text()
-    assert len(images(html)) == 6 and str(sweep_out / "report.html") in result.output
+    assert len(images(html)) == 7 and str(sweep_out / "report.html") in result.output
 
 
 @pytest.mark.parametrize("args, match", [
-    (["--kind", "histogram"], "unknown --kind 'histogram': choose one of curves, thresholds, l2-linf, sharpness"),
+    (["--kind", "histogram"], "unknown --kind 'histogram': choose one of curves, thresholds, lr, l2-linf, sharpness"),
     (["--kind", "thresholds", "--x", "task.inputs.d"], "valid choices: model.width, train.lr"),
     (["--kind", "thresholds", "--threshold", "0.01"], "thresholds present: 0.3, 0.5"),
     (["--kind", "curves", "--metric", "test/acc"], "'test/acc' is not in this store; metrics present: probe/sharpness"),

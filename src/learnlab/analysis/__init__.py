@@ -4,6 +4,7 @@ from learnlab.analysis._curves import plot_learning_curves, varying_columns
 from learnlab.analysis._figures import (
     fit_power_law,
     plot_l2_vs_linf,
+    plot_loss_vs_lr,
     plot_sharpness,
     plot_time_to_threshold,
 )
@@ -14,6 +15,7 @@ __all__ = [
     "fit_power_law",
     "plot_l2_vs_linf",
     "plot_learning_curves",
+    "plot_loss_vs_lr",
     "plot_sharpness",
     "plot_time_to_threshold",
     "report",

@@ -12,6 +12,7 @@ __all__ = [
     "fit_power_law",
     "numeric_axes",
     "plot_l2_vs_linf",
+    "plot_loss_vs_lr",
     "plot_sharpness",
     "plot_time_to_threshold",
     "threshold_columns",
@@ -183,6 +184,59 @@ def plot_time_to_threshold(store, path, x: str = "model.width", threshold: float
     ax.set_ylabel(f"steps to loss < {col.split('/', 1)[1]}")
     ax.set_title(f"time to threshold vs {x}" + (f" (per {', '.join(others)})" if others else ""))
     return _save(plt, fig, path), fits
+
+
+def plot_loss_vs_lr(store, path, metric: str = "test/mse", lr: str = "train.lr"):
+    """Final loss against learning rate, one curve per combination of the other varying axes
+    (e.g. per width: the muTransfer picture after training, where under muP the optimum stays
+    put across widths and under SP it drifts). Mean over seeds with a min-max band, log-log;
+    a run that diverged counts as no value, and each curve's best learning rate is marked.
+
+    Args:
+        store: an open :class:`~learnlab.experiments.Store`.
+        path: where to save the PNG (a path or a binary file object).
+        metric: a final metric column of ``store.runs()``.
+        lr: the learning-rate axis (a varying numeric config column).
+
+    Returns:
+        ``(fig, best)``: the Figure and {series label: learning rate with the lowest mean}.
+
+    Raises:
+        ValueError: ``lr`` does not vary, or ``metric`` is not in the store.
+    """
+    import numpy as np
+
+    runs = store.runs()
+    choices = numeric_axes(runs) if not runs.empty else []
+    if lr not in choices:
+        raise ValueError(f"lr={lr!r} is not a varying numeric config column; valid choices: "
+                         f"{', '.join(choices) if choices else 'none'}")
+    if metric not in runs:
+        finals = sorted(c for c in runs.columns if "/" in c and not c.startswith(("steps_to/", "reached/")))
+        raise ValueError(f"metric {metric!r} is not in this store; final metrics present: {', '.join(finals)}")
+    others = [a for a in varying_columns(runs) if a != lr]
+    labels = _labels(runs, others)
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    best = {}
+    for label, group in _in_order(runs.groupby(runs["run_id"].map(labels)), runs, others, labels):
+        values = group[[lr, metric]].astype(float)
+        values = values[np.isfinite(values[metric]) & (values[metric] > 0)]
+        if values.empty:
+            continue
+        stats = values.groupby(lr)[metric].agg(["mean", "min", "max"])
+        line, = ax.plot(stats.index, stats["mean"], "o-", label=label)
+        ax.fill_between(stats.index, stats["min"], stats["max"], color=line.get_color(), alpha=0.2)
+        best[label] = float(stats["mean"].idxmin())
+        ax.plot([best[label]], [stats["mean"].min()], "*", color=line.get_color(), markersize=14)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel(lr)
+    ax.set_ylabel(f"{metric} (final; * = best)")
+    ax.set_title(f"{metric} vs {lr}" + (f" (per {', '.join(others)})" if others else ""))
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7)
+    return _save(plt, fig, path), best
 
 
 def plot_l2_vs_linf(store, path, l2: str = "test/mse", linf: str = "test/linf"):

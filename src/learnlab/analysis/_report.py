@@ -11,6 +11,7 @@ from learnlab.analysis._curves import plot_learning_curves
 from learnlab.analysis._figures import (
     numeric_axes,
     plot_l2_vs_linf,
+    plot_loss_vs_lr,
     plot_sharpness,
     plot_time_to_threshold,
     threshold_columns,
@@ -36,7 +37,8 @@ def report_figures(store) -> list[tuple[str, object, dict]]:
 
     Learning curves of ``test/mse`` and ``train/loss`` (those present); time to threshold
     against ``model.width`` (else the first numeric varying axis) for every threshold some
-    run reached; L2 vs L∞ if ``test/mse`` and ``test/linf`` exist; sharpness if probed.
+    run reached; final loss vs learning rate if ``train.lr`` varies; L2 vs L∞ if ``test/mse``
+    and ``test/linf`` exist; sharpness if probed.
     """
     runs = store.runs()
     if runs.empty:
@@ -50,6 +52,8 @@ def report_figures(store) -> list[tuple[str, object, dict]]:
         figures += [(f"steps to train-loss EMA < {c:g} vs {x}, power-law fit per series",
                      plot_time_to_threshold, {"x": x, "threshold": c})
                     for c, col in threshold_columns(runs).items() if runs[col].notna().any()]
+    if "train.lr" in axes and "test/mse" in runs:
+        figures.append(("final test mse vs train.lr per config (mean over seeds, * = best)", plot_loss_vs_lr, {}))
     if {"test/mse", "test/linf"} <= names:
         figures.append(("final test mse vs test L∞ (uniform) error per run", plot_l2_vs_linf, {}))
     if "probe/sharpness" in names:
@@ -128,12 +132,17 @@ def _figure(store, caption: str, plot, kwargs: dict) -> str:
     """An inline PNG of ``plot(store, file, **kwargs)``, with its fits (if any) as a table."""
     buffer = io.BytesIO()
     result = plot(store, buffer, **kwargs)
-    fits = result[1] if isinstance(result, tuple) else None
+    extra = result[1] if isinstance(result, tuple) else None  # power-law fits, or best learning rates
     data = base64.b64encode(buffer.getvalue()).decode("ascii")
-    fit_rows = "".join(f"<tr><td>{_e(label)}</td><td>{f['exponent']:.3f}</td><td>{f['exponent_stderr']:.3f}</td>"
+    table = ""
+    if extra and all(isinstance(f, dict) for f in extra.values()):
+        rows = "".join(f"<tr><td>{_e(label)}</td><td>{f['exponent']:.3f}</td><td>{f['exponent_stderr']:.3f}</td>"
                        f"<td>{f['prefactor']:.4g}</td><td>{f['r2']:.3f}</td><td>{f['n']}</td></tr>"
-                       for label, f in (fits or {}).items())
-    table = ("<table><tr><th>series</th><th>exponent</th><th>stderr</th><th>prefactor</th><th>r²</th>"
-             f"<th>n</th></tr>{fit_rows}</table>") if fit_rows else ""
+                       for label, f in extra.items())
+        table = ("<table><tr><th>series</th><th>exponent</th><th>stderr</th><th>prefactor</th><th>r²</th>"
+                 f"<th>n</th></tr>{rows}</table>")
+    elif extra:
+        rows = "".join(f"<tr><td>{_e(label)}</td><td>{value:g}</td></tr>" for label, value in extra.items())
+        table = f"<table><tr><th>series</th><th>best learning rate</th></tr>{rows}</table>"
     return (f'<figure><img alt="{_e(caption)}" src="data:image/png;base64,{data}">'
             f"<figcaption>{_e(caption)}</figcaption>{table}</figure>")

@@ -9,7 +9,7 @@ import typer
 
 from learnlab.cli._app import app, bad_input, console
 
-KINDS = ("curves", "thresholds", "l2-linf", "sharpness")
+KINDS = ("curves", "thresholds", "lr", "l2-linf", "sharpness")
 
 
 def _open(out: Path):
@@ -24,8 +24,8 @@ def _open(out: Path):
 @app.command()
 def plot(
     out: Annotated[Path, typer.Argument(help="Output folder of a sweep.")],
-    kind: Annotated[str, typer.Option(help="Figure: curves, thresholds, l2-linf or sharpness.")] = "curves",
-    metric: Annotated[str, typer.Option(help="Metric of the learning curves (kind curves).")] = "test/mse",
+    kind: Annotated[str, typer.Option(help="Figure: curves, thresholds, lr, l2-linf or sharpness.")] = "curves",
+    metric: Annotated[str, typer.Option(help="Metric of the learning curves, or the final loss of kind lr.")] = "test/mse",
     x: Annotated[str, typer.Option("--x", help="Numeric config axis of the thresholds figure.")] = "model.width",
     threshold: Annotated[float | None, typer.Option(
         help="Loss threshold of the thresholds figure (default: the smallest in the store).")] = None,
@@ -39,13 +39,15 @@ def plot(
     store = _open(out)
     path = to or out / f"{kind}.png"
     path.parent.mkdir(parents=True, exist_ok=True)
-    fits = None
+    fits = best = None
     try:
         if kind == "curves":
             _check_metric(store, metric)
             analysis.plot_learning_curves(store, path, metric=metric)
         elif kind == "thresholds":
             _, fits = analysis.plot_time_to_threshold(store, path, x=x, threshold=threshold)
+        elif kind == "lr":
+            _, best = analysis.plot_loss_vs_lr(store, path, metric=metric)
         elif kind == "l2-linf":
             analysis.plot_l2_vs_linf(store, path)
         else:
@@ -59,6 +61,8 @@ def plot(
         console.print(f"{label}: steps ~ {fit['prefactor']:.3g} * {x}^({fit['exponent']:.3f} "
                       f"± {fit['exponent_stderr']:.3f}), r2 {fit['r2']:.3f}, n {fit['n']}", markup=False,
                       soft_wrap=True)
+    for label, rate in (best or {}).items():
+        console.print(f"{label}: best train.lr {rate:g}", markup=False, soft_wrap=True)
     if fits == {}:
         console.print("no fit: no series has runs that reached the threshold at two or more values of "
                       f"{x}", markup=False)
