@@ -74,6 +74,12 @@ def test_no_split_where_it_would_not_be_exact():
     assert affine_head(tied) is None
     assert affine_head(nn.Sequential(nn.LayerNorm(4), nn.Linear(4, 1))) is None  # not affine in its input's layer
     assert affine_head(nn.Linear(4, 1)) is None  # nothing after it
+
+    class Skip(nn.Sequential):  # a subclass may feed x past the first layer
+        def forward(self, x):
+            return super().forward(x) + x.sum(-1, keepdim=True)
+
+    assert affine_head(Skip(nn.Linear(4, 4), nn.Tanh(), nn.Linear(4, 1))) is None
     gens = [torch.Generator().manual_seed(0)]
     assert affine_head(MLP(4, 8, 2, center=True, generators=gens)) is None  # f - f0 needs the whole net
     assert affine_head(MLP(4, 8, 2, generators=gens + [torch.Generator().manual_seed(1)])) is None  # a stack
