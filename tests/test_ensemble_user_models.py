@@ -149,3 +149,14 @@ def test_the_memory_budget_counts_a_user_models_own_parameters():
     assert member_bytes(big[0]) > 10 * member_bytes(small[0])  # 4096-wide: ~500x the parameters
     groups = form_groups(big, memory_budget=3 * member_bytes(big[0]))
     assert max(len(g) for g in groups) == 3
+
+
+def test_stacked_parameters_keep_the_modules_names():
+    from learnlab.models._user import UserStack, build_user_members
+    from learnlab_test_user_models import WithBatchNorm
+
+    stack = UserStack(build_user_members(WithBatchNorm, {}, 4, 1, [0, 1]))
+    names = [n for n, _ in stack.named_parameters()]
+    assert names[:2] == ["p_body__0__weight", "p_body__0__bias"]
+    assert "b_body__1__running_mean" in dict(stack.named_buffers())
+    assert stack.names[0] == "body.0.weight"

@@ -50,9 +50,9 @@ def build_user_members(factory, options: dict, d: int, outputs: int, seeds: Sequ
 class UserStack(nn.Module):
     """E copies of a user module with stacked parameters and buffers; x (E, batch, d) -> (E, batch, k).
 
-    With E = 1 a 2-d x (batch, d) gives (batch, k). Parameters are registered as
-    ``p0, p1, ...`` (and buffers ``b0, ...``) in the order of the module's own names,
-    which ``names`` lists.
+    With E = 1 a 2-d x (batch, d) gives (batch, k). Parameter ``read_in.weight`` of the
+    module is registered as ``p_read_in__weight`` (buffers ``b_...``), in the module's order;
+    ``names`` lists the module's own names.
     """
 
     def __init__(self, modules: Sequence[nn.Module]):
@@ -62,18 +62,25 @@ class UserStack(nn.Module):
         params, buffers = stack_module_state(modules)
         self.names = list(params)
         self.buffer_names = list(buffers)
-        for i, name in enumerate(self.names):
-            self.register_parameter(f"p{i}", nn.Parameter(params[name].detach().clone()))
-        for i, name in enumerate(self.buffer_names):
-            self.register_buffer(f"b{i}", buffers[name].clone())
+        # attribute names keep the module's own (read_in.weight -> p_read_in__weight), so probes
+        # and state dicts read like the module's
+        self._attrs = [f"p_{n.replace('.', '__')}" for n in self.names]
+        self._buffer_attrs = [f"b_{n.replace('.', '__')}" for n in self.buffer_names]
+        if len(set(self._attrs + self._buffer_attrs)) < len(self._attrs) + len(self._buffer_attrs):
+            self._attrs = [f"p{i}" for i in range(len(self.names))]  # names that collide once flattened
+            self._buffer_attrs = [f"b{i}" for i in range(len(self.buffer_names))]
+        for attr, name in zip(self._attrs, self.names):
+            self.register_parameter(attr, nn.Parameter(params[name].detach().clone()))
+        for attr, name in zip(self._buffer_attrs, self.buffer_names):
+            self.register_buffer(attr, buffers[name].clone())
         base = copy.deepcopy(modules[0]).to("meta")  # the code, not the weights
         object.__setattr__(self, "_base", base)  # not a submodule: its meta tensors are not ours
         sp = get_parameterization("sp")
         setattr(self, SCALING_ATTR, Scaling([sp] * self.members, 1.0, 2, []))  # no slots: every lr factor 1
 
     def _state(self, member: int | None = None) -> dict[str, torch.Tensor]:
-        params = {n: getattr(self, f"p{i}") for i, n in enumerate(self.names)}
-        params.update({n: getattr(self, f"b{i}") for i, n in enumerate(self.buffer_names)})
+        params = {n: getattr(self, a) for a, n in zip(self._attrs, self.names)}
+        params.update({n: getattr(self, a) for a, n in zip(self._buffer_attrs, self.buffer_names)})
         return params if member is None else {n: t[member] for n, t in params.items()}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
