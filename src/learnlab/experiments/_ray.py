@@ -201,8 +201,10 @@ class RayExecutor:
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # else 2.60 writes a token under ~
         session_dir = tempfile.mkdtemp(prefix="learnlab-ray-")
         try:
+            # no dashboard and no metrics agent: nothing reads them, and they cost ~1-1.5 s of start-up
             ray.init(address="local", num_cpus=self.workers or os.cpu_count() or 1, include_dashboard=False,
-                     log_to_driver=False, logging_level=logging.WARNING, _temp_dir=session_dir)
+                     log_to_driver=False, logging_level=logging.WARNING, _temp_dir=session_dir,
+                     _system_config={"enable_metrics_collection": False})
         except BaseException:
             shutil.rmtree(session_dir, ignore_errors=True)
             raise
