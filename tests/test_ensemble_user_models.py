@@ -160,3 +160,17 @@ def test_stacked_parameters_keep_the_modules_names():
     assert names[:2] == ["p_body__0__weight", "p_body__0__bias"]
     assert "b_body__1__running_mean" in dict(stack.named_buffers())
     assert stack.names[0] == "body.0.weight"
+
+
+def test_coord_check_of_a_user_model_says_what_to_do_instead(tmp_path):
+    import yaml
+    from typer.testing import CliRunner
+
+    from learnlab.cli import app
+
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump(_spec("mlp")))
+    result = CliRunner().invoke(app, ["coord-check", str(spec), "--widths", "16,32", "--out", str(tmp_path / "cc")])
+    assert result.exit_code == 2
+    assert "coord-check varies model.width of learnlab's mlp or cnn" in result.output
+    assert not (tmp_path / "cc").exists()

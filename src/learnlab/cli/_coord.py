@@ -36,6 +36,12 @@ def _configs(spec: Path, overrides: list[str], widths: list[int]) -> list[dict]:
         base = plan(raw, overrides).runs[0].config
     except SpecError as exc:
         bad_input(str(SpecError(exc.problems, source=str(spec))))
+    if base["model"]["name"] not in ("mlp", "cnn"):
+        bad_input(str(SpecError([("model.name", (
+            f"coord-check varies model.width of learnlab's mlp or cnn; {base['model']['name']!r} is your own "
+            "model. Parameterize it with learnlab.apply_parameterization and call learnlab.models.coord_check "
+            "from Python with a factory of widths")
+        )], source=str(spec))))
     configs, problems = [], []
     for width in widths:
         config = copy.deepcopy(base)
