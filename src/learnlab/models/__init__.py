@@ -16,6 +16,7 @@ from learnlab.models._param import (
 )
 from learnlab.models._scaling import Scaling, Slot, lr_factors, lr_table, scaling_of
 from learnlab.models._spec import ModelSpec, ParamSpec
+from learnlab.models._user import UserStack, build_user_members, vectorization_problem
 
 __all__ = [
     "ACTIVATIONS",
@@ -33,9 +34,11 @@ __all__ = [
     "Parameterization",
     "Scaling",
     "Slot",
+    "UserStack",
     "apply_parameterization",
     "build_model",
     "build_optimizer",
+    "build_user_members",
     "coord_check",
     "coord_slopes",
     "gamma_lr_factor",
@@ -45,4 +48,5 @@ __all__ = [
     "plot_coord_check",
     "scaling_of",
     "select_members",
+    "vectorization_problem",
 ]
