@@ -99,3 +99,17 @@ def test_every_problem_inside_one_index_target_at_once(target, needles):
         load_spec({"task": {"inputs": {"name": "gaussian", "d": 4}, "target": target}})
     text = str(err.value)
     assert all(n in text for n in needles), text
+
+
+def test_dataset_sizes_after_class_selection_are_checked_before_any_run():
+    """digits has 597 test examples, but only ~120 of classes 0 and 1: asking for more fails
+    when the sweep is planned, before any run (not in every run)."""
+    pytest.importorskip("sklearn")
+    from learnlab.experiments import plan
+
+    with pytest.raises(SpecError) as err:
+        plan({"task": {"dataset": "digits", "classes": [[0], [1]], "n_test": 300, "n_train": 1000}})
+    problems = dict(err.value.problems)
+    assert "asked for 300" in problems["task.n_test"] and "of the kept classes" in problems["task.n_test"]
+    assert "asked for 1000" in problems["task.n_train"]
+    plan({"task": {"dataset": "digits", "classes": [[0], [1]], "n_test": 100}})  # fits: no error
