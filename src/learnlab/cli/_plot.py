@@ -25,7 +25,8 @@ def _open(out: Path):
 def plot(
     out: Annotated[Path, typer.Argument(help="Output folder of a sweep.")],
     kind: Annotated[str, typer.Option(help="Figure: curves, thresholds, lr, l2-linf or sharpness.")] = "curves",
-    metric: Annotated[str, typer.Option(help="Metric of the learning curves, or the final loss of kind lr.")] = "test/mse",
+    metric: Annotated[str, typer.Option(
+        help="Metric of the learning curves, or the final loss of kind lr.")] = "test/mse",
     x: Annotated[str, typer.Option("--x", help="Numeric config axis of the thresholds figure.")] = "model.width",
     threshold: Annotated[float | None, typer.Option(
         help="Loss threshold of the thresholds figure (default: the smallest in the store).")] = None,

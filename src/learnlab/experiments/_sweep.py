@@ -76,7 +76,8 @@ def schedule(configs: list[dict], executor: str = "auto", *, workers: int | None
         if any(len(g) > 1 for g in stacked):
             executor, reason = "ensemble", "auto: runs share all shapes, so they train stacked in one process"
         elif stackable.rejected:
-            executor, reason = "processes", "auto: the model cannot be stacked (see the warning), so a process pool runs them"
+            executor = "processes"
+            reason = "auto: the model cannot be stacked (see the warning), so a process pool runs them"
         else:
             executor, reason = "processes", "auto: no two runs share all shapes, so a process pool runs them"
     if max_members is None:

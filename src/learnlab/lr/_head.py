@@ -79,7 +79,8 @@ def affine_head(model: nn.Module) -> AffineHead | None:
     """The model's :class:`AffineHead`, or None when it has none that is known to be affine."""
     from learnlab.models import MLP
 
-    if type(model) is nn.Sequential and len(model) >= 2 and type(model[0]) in _AFFINE:  # not a subclass: its forward is known
+    # a plain Sequential only: a subclass's forward may route the input past the first layer
+    if type(model) is nn.Sequential and len(model) >= 2 and type(model[0]) in _AFFINE:
         head = {id(p) for p in model[0].parameters()}
         if not any(id(p) in head for m in list(model)[1:] for p in m.parameters()):  # no tied weights
             return _SequentialHead(model)
