@@ -96,6 +96,18 @@ def _in_order(groups, runs, axes: list[str], labels):
     return sorted(groups, key=lambda item: rank.get(item[0], ()))
 
 
+def _series_along(runs, x: str, name: str):
+    """(the other varying axes, [(label, runs)] one series per combination of them, in axis
+    order), after checking that ``x`` is a varying numeric config column."""
+    choices = numeric_axes(runs) if not runs.empty else []
+    if x not in choices:
+        valid = ", ".join(choices) if choices else "none (this store has no numeric config axis that varies)"
+        raise ValueError(f"{name}={x!r} is not a varying numeric config column; valid choices: {valid}")
+    others = [a for a in varying_columns(runs) if a != x]
+    labels = _labels(runs, others)
+    return others, _in_order(runs.groupby(runs["run_id"].map(labels)), runs, others, labels)
+
+
 def numeric_axes(runs) -> list[str]:
     """The varying config columns whose values are all numbers (not booleans)."""
     import pandas as pd
@@ -150,17 +162,12 @@ def plot_time_to_threshold(store, path, x: str = "model.width", threshold: float
     import numpy as np
 
     runs = store.runs()
-    choices = numeric_axes(runs) if not runs.empty else []
-    if x not in choices:
-        valid = ", ".join(choices) if choices else "none (this store has no numeric config axis that varies)"
-        raise ValueError(f"x={x!r} is not a varying numeric config column; valid choices: {valid}")
+    others, series = _series_along(runs, x, "x")
     col = _threshold_column(runs, threshold)
-    others = [a for a in varying_columns(runs) if a != x]
-    labels = _labels(runs, others)
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
     fits = {}
-    for label, group in _in_order(runs.groupby(runs["run_id"].map(labels)), runs, others, labels):
+    for label, group in series:
         points = group[[x, col]].astype(float)
         points = points[np.isfinite(points[col]) & (points[col] > 0) & (points[x] > 0)]
         if points.empty:
@@ -207,19 +214,14 @@ def plot_loss_vs_lr(store, path, metric: str = "test/mse", lr: str = "train.lr")
     import numpy as np
 
     runs = store.runs()
-    choices = numeric_axes(runs) if not runs.empty else []
-    if lr not in choices:
-        raise ValueError(f"lr={lr!r} is not a varying numeric config column; valid choices: "
-                         f"{', '.join(choices) if choices else 'none'}")
+    others, series = _series_along(runs, lr, "lr")
     if metric not in runs:
         finals = sorted(c for c in runs.columns if "/" in c and not c.startswith(("steps_to/", "reached/")))
         raise ValueError(f"metric {metric!r} is not in this store; final metrics present: {', '.join(finals)}")
-    others = [a for a in varying_columns(runs) if a != lr]
-    labels = _labels(runs, others)
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
     best = {}
-    for label, group in _in_order(runs.groupby(runs["run_id"].map(labels)), runs, others, labels):
+    for label, group in series:
         values = group[[lr, metric]].astype(float)
         values = values[np.isfinite(values[metric]) & (values[metric] > 0)]
         if values.empty:
