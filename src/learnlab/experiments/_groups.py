@@ -21,26 +21,6 @@ DEFAULT_MAX_MEMBERS = 64
 DEFAULT_MEMORY_BUDGET = 2 * 2**30  # bytes per group
 
 
-_USER_PARAMS: dict[str, int] = {}
-
-
-def _user_model_params(config: dict) -> int:
-    """Parameters (and buffers) of one member of a user model, built once per model and task."""
-    import json
-
-    key = json.dumps([config["model"], config["task"]], sort_keys=True, default=str)
-    if key not in _USER_PARAMS:
-        from learnlab._imports import resolve
-        from learnlab.models._user import build_user_members
-        from learnlab.tasks import make_task
-
-        task = make_task(config["task"])
-        (module,) = build_user_members(resolve(config["model"]["name"]), config["model"].get("options", {}),
-                                       task.d, task.outputs, [0])
-        _USER_PARAMS[key] = sum(t.numel() for t in (*module.parameters(), *module.buffers()))
-    return _USER_PARAMS[key]
-
-
 def member_bytes(config: dict) -> int:
     """Rough bytes one member needs: parameters x 4 (weights, grads, two optimizer moments),
     activations of a batch (kept for backward), its test sample and an evaluation chunk."""
@@ -50,7 +30,9 @@ def member_bytes(config: dict) -> int:
     size = 8 if t.get("dtype") == "float64" else 4
     params = d * width + (depth - 1) * width * width + width * 4 + depth * width
     if m.get("name", "mlp") not in MODEL_NAMES:  # a user model: count its parameters, width ~ sqrt of them
-        params = _user_model_params(config)
+        from learnlab.experiments._user_models import user_model_facts
+
+        params = max(1, user_model_facts(m, task, t.get("dtype", "float32")).size)
         width = max(1, int(math.sqrt(params)))
     activations = 3 * t.get("batch_size", 64) * width * (depth + 1)
     data = ((task.get("n_test") or 10_000) + (task.get("n_train") or 0)) * (d + 1)

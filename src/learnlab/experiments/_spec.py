@@ -85,11 +85,38 @@ def cross_checks(run: RunConfig) -> list[tuple[str, str]]:
         if inputs is None or getattr(inputs, "name", None) != "box" or inputs.d > 2:
             problems.append(("train.eval_sets", "eval set 'grid' needs task.inputs.name = box with d <= 2"))
     if run.model.user:
-        problem = _user_model_problem(run)
-        if problem:
-            problems.append(("model", problem))
+        from learnlab.experiments._user_models import user_model_facts
+
+        error = user_model_facts(run.model.model_dump(mode="json"), run.task.model_dump(mode="json"),
+                                 run.train.dtype).error
+        if error:
+            problems.append(("model", error))
     if getattr(run.task, "dataset", None) is not None:
         problems += _dataset_size_problems(run)
+    return problems
+
+
+_DATASET_SIZES: dict[str, dict[str, int]] = {}
+
+
+def _dataset_size_problems(run: RunConfig) -> list[tuple[str, str]]:
+    """n_train / n_test against the examples of the kept classes (the data is read once per task)."""
+    import json
+
+    key = json.dumps(run.task.model_dump(mode="json", exclude={"n_train", "n_test", "noise"}), sort_keys=True)
+    if key not in _DATASET_SIZES:
+        from learnlab.tasks import make_task
+
+        try:
+            task = make_task(run.task)
+            _DATASET_SIZES[key] = {split: task.available(split) for split in ("train", "test")}
+        except Exception:  # noqa: BLE001 - unreadable files etc. are the task section's own problems
+            _DATASET_SIZES[key] = {}
+    sizes, problems = _DATASET_SIZES[key], []
+    for split, n in (("train", run.task.n_train), ("test", run.task.n_test)):
+        if n is not None and split in sizes and n > sizes[split]:
+            problems.append((f"task.n_{split}", f"{run.task.dataset} has {sizes[split]} {split} examples of the "
+                             f"kept classes; asked for {n}: lower it, or null for the whole split"))
     return problems
 
 

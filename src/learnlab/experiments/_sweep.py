@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ from learnlab.experiments._groups import DEFAULT_MAX_MEMBERS, DEFAULT_MEMORY_BUD
 from learnlab.experiments._runner import resolve_device
 from learnlab.experiments._spec import Spec, load_spec
 from learnlab.experiments._store import DONE_STATUSES, RunResult, Store, _db_path
+from learnlab.experiments._user_models import user_model_facts
 from learnlab.models._spec import MODEL_NAMES
 
 __all__ = ["plan", "sweep", "Plan", "schedule"]
@@ -102,40 +102,24 @@ def schedule(configs: list[dict], executor: str = "auto", *, workers: int | None
 
 def _user_models_stackable() -> Callable[[dict], bool]:
     """A ``groupable`` predicate: False for runs of a user model that ``torch.func`` cannot
-    stack (checked once per model, with a warning naming the reason); True otherwise."""
-    verdicts: dict[str, bool] = {}
+    stack (with one warning per model naming the reason); True otherwise."""
+    warned: set[str] = set()
 
     def stackable(config: dict) -> bool:
         model = config["model"]
         if model["name"] in MODEL_NAMES:
             return True
-        key = json.dumps([model, config["task"], config["train"]["dtype"]], sort_keys=True, default=str)
-        if key not in verdicts:
-            verdicts[key] = _check_user_model(config)
-            stackable.rejected = stackable.rejected or not verdicts[key]
-        return verdicts[key]
+        problem = user_model_facts(model, config["task"], config["train"]["dtype"]).stack_problem
+        if problem is not None:
+            stackable.rejected = True
+            if model["name"] not in warned:
+                warned.add(model["name"])
+                warnings.warn(f"model {model['name']}: torch.func cannot stack it ({problem}); its runs train "
+                              "one at a time (serially, or spread over the pool's workers)", UserWarning, stacklevel=3)
+        return problem is None
 
     stackable.rejected = False
     return stackable
-
-
-def _check_user_model(config: dict) -> bool:
-    import torch
-
-    from learnlab._imports import resolve
-    from learnlab.models._user import build_user_members, vectorization_problem
-    from learnlab.tasks import make_task
-
-    model = config["model"]
-    task = make_task(config["task"])
-    dtype = getattr(torch, config["train"]["dtype"])
-    members = build_user_members(resolve(model["name"]), model.get("options", {}), task.d, task.outputs, [0, 1],
-                                 dtype=dtype)
-    problem = vectorization_problem(members, task.d)
-    if problem is not None:
-        warnings.warn(f"model {model['name']}: torch.func cannot stack it ({problem}); its runs train one at a "
-                      "time (serially, or spread over the pool's workers)", UserWarning, stacklevel=3)
-    return problem is None
 
 
 def sweep(
