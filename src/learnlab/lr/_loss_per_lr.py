@@ -164,18 +164,20 @@ def _fast(model, criterion, ex, ey, saved: Preserved, direction: dict, alphas: t
 
 
 def _split_head(model, ex, saved: Preserved, moving):
-    """(head, z0, z1): the first layer's output at theta and its direction, or None."""
+    """(head, z0, z1, the moving parameters after it): the first layer's output at theta and
+    along the step direction (None if it does not move), or None without a split."""
     head = affine_head(model)
     if head is None:
         return None
     by_name = dict(model.named_parameters())
+    in_head = {id(by_name[n]) for n in head.names}
     moves = {id(p): u for p, _, u in moving}
     theta = {n: saved.original.get(id(by_name[n]), by_name[n]) for n in head.names}
     z0 = head.pre(ex, theta)
-    if not any(id(by_name[n]) in moves for n in head.names):
-        return head, z0, None
-    z1 = head.pre(ex, {n: moves.get(id(by_name[n]), torch.zeros_like(theta[n])) for n in head.names})
-    return head, z0, z1
+    z1 = None
+    if in_head & moves.keys():
+        z1 = head.pre(ex, {n: moves.get(id(by_name[n]), torch.zeros_like(theta[n])) for n in head.names})
+    return head, z0, z1, [m for m in moving if id(m[0]) not in in_head]
 
 
 def _forward_batched(model, criterion, ex, ey, moving, a: torch.Tensor, head=None) -> torch.Tensor:
@@ -183,10 +185,10 @@ def _forward_batched(model, criterion, ex, ey, moving, a: torch.Tensor, head=Non
     names = {id(p): name for name, p in model.named_parameters()}
     theta0 = moving[0][1]
     a = a.to(device=theta0.device, dtype=theta0.dtype)
-    params = {names[id(p)]: torch.addcmul(theta, a.view(-1, *([1] * theta.dim())), u) for p, theta, u in moving}
+    varied = moving if head is None else head[3]  # a split first layer's parameters are in z0, z1
+    params = {names[id(p)]: torch.addcmul(theta, a.view(-1, *([1] * theta.dim())), u) for p, theta, u in varied}
     if head is not None:
-        head, z0, z1 = head
-        params = {n: v for n, v in params.items() if n not in head.names}
+        head, z0, z1, _ = head
         z = z0.expand(a.numel(), *z0.shape) if z1 is None else torch.addcmul(z0, a.view(-1, *([1] * z0.dim())), z1)
 
         def loss_after_head(batch_params, zk):
@@ -202,13 +204,14 @@ def _forward_batched(model, criterion, ex, ey, moving, a: torch.Tensor, head=Non
 
 def _forward_in_place(model, criterion, ex, ey, moving, alpha: float, head=None) -> torch.Tensor:
     """One alpha, (1, *loss shape): working parameters p <- theta + alpha u, then the model as is
-    (after a split first layer: z0 + alpha z1, then the rest of the model)."""
-    skip = set() if head is None else {id(p) for n, p in model.named_parameters() if n in head[0].names}
-    for p, theta, u in moving:
-        if id(p) not in skip:
-            torch.add(theta, u, alpha=alpha, out=p.data)
+    (after a split first layer: z0 + alpha z1, then the rest of the model; the first layer's
+    own parameters, already in z0 and z1, are left alone)."""
     if head is None:
+        for p, theta, u in moving:
+            torch.add(theta, u, alpha=alpha, out=p.data)
         return criterion(model(ex), ey).detach().unsqueeze(0)
-    head, z0, z1 = head
+    head, z0, z1, rest = head
+    for p, theta, u in rest:
+        torch.add(theta, u, alpha=alpha, out=p.data)
     z = z0 if z1 is None else torch.add(z0, z1, alpha=alpha)
     return criterion(head.rest(z, {}), ey).detach().unsqueeze(0)
