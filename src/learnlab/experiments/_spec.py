@@ -120,57 +120,6 @@ def _dataset_size_problems(run: RunConfig) -> list[tuple[str, str]]:
     return problems
 
 
-_DATASET_SIZES: dict[str, dict[str, int]] = {}
-
-
-def _dataset_size_problems(run: RunConfig) -> list[tuple[str, str]]:
-    """n_train / n_test against the examples of the kept classes (the data is read once per task)."""
-    import json
-
-    key = json.dumps(run.task.model_dump(mode="json", exclude={"n_train", "n_test", "noise"}), sort_keys=True)
-    if key not in _DATASET_SIZES:
-        from learnlab.tasks import make_task
-
-        try:
-            task = make_task(run.task)
-            _DATASET_SIZES[key] = {split: task.available(split) for split in ("train", "test")}
-        except Exception:  # noqa: BLE001 - unreadable files etc. are the task section's own problems
-            _DATASET_SIZES[key] = {}
-    sizes, problems = _DATASET_SIZES[key], []
-    for split, n in (("train", run.task.n_train), ("test", run.task.n_test)):
-        if n is not None and split in sizes and n > sizes[split]:
-            problems.append((f"task.n_{split}", f"{run.task.dataset} has {sizes[split]} {split} examples of the "
-                             f"kept classes; asked for {n}: lower it, or null for the whole split"))
-    return problems
-
-
-_USER_MODEL_VERDICTS: dict[str, str | None] = {}
-
-
-def _user_model_problem(run: RunConfig) -> str | None:
-    """Build a user model once for the task (cached): why it does not fit, or None."""
-    import json
-
-    key = json.dumps([run.model.model_dump(mode="json"), run.task.model_dump(mode="json"), run.train.dtype],
-                     sort_keys=True, default=str)
-    if key not in _USER_MODEL_VERDICTS:
-        import torch
-
-        from learnlab._imports import resolve
-        from learnlab.models._user import build_user_members
-        from learnlab.tasks import make_task
-
-        try:
-            task = make_task(run.task)
-            build_user_members(resolve(run.model.name), run.model.options, task.d, task.outputs, [0],
-                               dtype=getattr(torch, run.train.dtype))
-            _USER_MODEL_VERDICTS[key] = None
-        except Exception as exc:  # noqa: BLE001 - reported as the spec's problem
-            _USER_MODEL_VERDICTS[key] = f"{run.model.name}(d=..., outputs=..., **options) fails: " \
-                                        f"{type(exc).__name__}: {exc}"
-    return _USER_MODEL_VERDICTS[key]
-
-
 class Spec(RunConfig):
     """A whole spec: a base run plus the sweep around it (``base`` is resolved on reading)."""
 
