@@ -116,13 +116,17 @@ def main() -> None:
     best_cpu = {name: min(t) for name, t in cpu_times.items()}
     ref, ours = outputs["deepcopy"], outputs["learnlab"]
     agreement = float(((ours - ref).abs() / ref.abs().clamp_min(1e-30)).max())
-    print(f"loss per learning rate: MLP {D}->{WIDTH}->{WIDTH}->1, SGD, step batch {STEP_BATCH}, "
-          f"eval batch {EVAL_BATCH}, {N_LRS} lrs, device {args.device}, threads {torch.get_num_threads()}, "
-          f"best of {args.rounds}")
+    print(
+        f"loss per learning rate: MLP {D}->{WIDTH}->{WIDTH}->1, SGD, step batch {STEP_BATCH}, "
+        f"eval batch {EVAL_BATCH}, {N_LRS} lrs, device {args.device}, threads {torch.get_num_threads()}, "
+        f"best of {args.rounds}"
+    )
     print(f"{'method':<10}{'best s':>10}{'median s':>10}{'x floor':>10}{'cpu s':>10}{'cpu x floor':>12}")
     for name in methods:
-        print(f"{name:<10}{best[name]:>10.3f}{median[name]:>10.3f}{best[name] / best['floor']:>10.3f}"
-              f"{best_cpu[name]:>10.3f}{best_cpu[name] / best_cpu['floor']:>12.3f}")
+        print(
+            f"{name:<10}{best[name]:>10.3f}{median[name]:>10.3f}{best[name] / best['floor']:>10.3f}"
+            f"{best_cpu[name]:>10.3f}{best_cpu[name] / best_cpu['floor']:>12.3f}"
+        )
     print(f"max relative difference learnlab vs deepcopy: {agreement:.2e}")
     result = {
         "over_floor": round(best["learnlab"] / best["floor"], 4),

@@ -37,8 +37,11 @@ def spec(steps: int) -> dict:
     return {
         "name": "bench-sweep",
         "seed": 0,
-        "task": {"inputs": {"name": "gaussian", "d": D}, "target": {"name": "hermite", "monomial": {0: 1, 1: 1}},
-                 "n_test": 1024},
+        "task": {
+            "inputs": {"name": "gaussian", "d": D},
+            "target": {"name": "hermite", "monomial": {0: 1, 1: 1}},
+            "n_test": 1024,
+        },
         "model": {"width": WIDTH, "depth": DEPTH, "param": "sp"},
         "train": {"optimizer": "sgd", "batch_size": BATCH, "steps": steps, "eval_every": 100},
         "sweep": {"grid": {"train.lr": np.geomspace(1e-3, 0.3, 16).round(6).tolist()}, "seeds": 4},
@@ -70,8 +73,10 @@ def handwritten(steps: int) -> float:
     members = lrs.shape[0]
     gens = [torch.Generator().manual_seed(1000 + e) for e in range(members)]
     dims = [D] + [WIDTH] * DEPTH + [1]
-    weights = [torch.stack([torch.randn(i, o, generator=g) / i**0.5 for g in gens]).requires_grad_()
-               for i, o in zip(dims[:-1], dims[1:])]
+    weights = [
+        torch.stack([torch.randn(i, o, generator=g) / i**0.5 for g in gens]).requires_grad_()
+        for i, o in zip(dims[:-1], dims[1:])
+    ]
     biases = [torch.zeros(members, 1, o, requires_grad=True) for o in dims[1:]]
     test_x = torch.randn(members, 1024, D)
 
@@ -134,8 +139,10 @@ def main() -> None:
         gflops = flops / wall / 1e9
         print(f"{name:<10} {wall:8.2f} {walls.get('serial', wall) / wall:9.2f} {gflops:8.1f} {gflops / peak:8.1%}")
     gflops = flops / hand / 1e9
-    print(f"{'handwritten':<10} {hand:8.2f} {walls.get('serial', hand) / hand:9.2f} {gflops:8.1f} {gflops / peak:8.1%}"
-          "   (bare batched-matmul loop, the eager ceiling)")
+    print(
+        f"{'handwritten':<10} {hand:8.2f} {walls.get('serial', hand) / hand:9.2f} {gflops:8.1f} {gflops / peak:8.1%}"
+        "   (bare batched-matmul loop, the eager ceiling)"
+    )
     print(f"torch.mm peak: {peak:.1f} GFLOP/s")
     figures = {f"{k}_s": round(v, 3) for k, v in walls.items()}
     figures["handwritten_s"] = round(hand, 3)
@@ -145,8 +152,11 @@ def main() -> None:
         figures["ensemble_gflops"] = round(flops / ens / 1e9, 2)
         if "serial" in walls:
             figures["ensemble_over_serial"] = round(walls["serial"] / ens, 3)
-            diff = max(abs(finals["serial"][r] - finals["ensemble"][r]) / abs(finals["serial"][r])
-                       for r in finals["serial"] if np.isfinite(finals["serial"][r]))
+            diff = max(
+                abs(finals["serial"][r] - finals["ensemble"][r]) / abs(finals["serial"][r])
+                for r in finals["serial"]
+                if np.isfinite(finals["serial"][r])
+            )
             figures["max_rel_diff_final_test_mse"] = float(f"{diff:.3g}")
         figures["ensemble_over_handwritten"] = round(hand / ens, 3)
         figures["handwritten_peak_fraction"] = round(flops / hand / 1e9 / peak, 4)

@@ -35,7 +35,10 @@ INPUTS = {
 TARGETS = {
     "parity": {"name": "parity", "indices": [[0, 1, 2]]},
     "staircase": {"name": "staircase", "degree": 8},
-    "hermite": {"name": "hermite", "terms": [{"monomial": {0: 2, 3: 1}, "coef": 0.6}, {"monomial": {1: 5}, "coef": 0.8}]},
+    "hermite": {
+        "name": "hermite",
+        "terms": [{"monomial": {0: 2, 3: 1}, "coef": 0.6}, {"monomial": {1: 5}, "coef": 0.8}],
+    },
     "single_index": {"name": "single_index", "coefficients": [0, 0, 0.5, 0.5, 0.5, 0.5]},
     "multi_index": {"name": "multi_index", "r": 4, "link": "product"},
     "teacher": {"name": "teacher", "widths": [32, 32, 32, 32, 32], "seed": 4},
@@ -108,25 +111,54 @@ def main() -> None:
             task = make_task(section)
             gen = torch.Generator(device=device).manual_seed(0)
             repeats = 3 if tname == "power_law" and device.type == "cpu" else args.repeats
-            seconds, ratio = gen_over_step(lambda: task.sample(BATCH, gen, device=device), step, repeats, device)
-            rows.append({"inputs": iname, "target": tname, "d": task.d, "samples_per_s": BATCH / seconds,
-                         "gen_ms": 1e3 * seconds, "gen_over_step": ratio})
-    print(f"device {device}, threads {torch.get_num_threads()}, batch {BATCH}; "
-          f"reference step (MLP 1024 x 3, batch {STEP_BATCH}): {1e3 * step_s:.2f} ms")
+            seconds, ratio = gen_over_step(
+                lambda task=task, gen=gen: task.sample(BATCH, gen, device=device), step, repeats, device
+            )
+            rows.append(
+                {
+                    "inputs": iname,
+                    "target": tname,
+                    "d": task.d,
+                    "samples_per_s": BATCH / seconds,
+                    "gen_ms": 1e3 * seconds,
+                    "gen_over_step": ratio,
+                }
+            )
+    print(
+        f"device {device}, threads {torch.get_num_threads()}, batch {BATCH}; "
+        f"reference step (MLP 1024 x 3, batch {STEP_BATCH}): {1e3 * step_s:.2f} ms"
+    )
     print(f"{'inputs':<20}{'target':<14}{'d':>5}{'samples/s':>14}{'gen ms':>10}{'gen/step':>10}")
     for r in rows:
         flag = "" if r["gen_over_step"] <= 0.05 else "  > 0.05"
-        print(f"{r['inputs']:<20}{r['target']:<14}{r['d']:>5}{r['samples_per_s']:>14.3g}"
-              f"{r['gen_ms']:>10.2f}{r['gen_over_step']:>10.4f}{flag}")
-    floor = gen_over_step(lambda: torch.randn(BATCH, D, generator=torch.Generator(device=device).manual_seed(0),
-                                              device=device), step, args.repeats, device)
+        print(
+            f"{r['inputs']:<20}{r['target']:<14}{r['d']:>5}{r['samples_per_s']:>14.3g}"
+            f"{r['gen_ms']:>10.2f}{r['gen_over_step']:>10.4f}{flag}"
+        )
+    floor = gen_over_step(
+        lambda: torch.randn(BATCH, D, generator=torch.Generator(device=device).manual_seed(0), device=device),
+        step,
+        args.repeats,
+        device,
+    )
     print(f"{'floor: randn alone':<34}{D:>5}{BATCH / floor[0]:>14.3g}{1e3 * floor[0]:>10.2f}{floor[1]:>10.4f}")
     worst = max(rows, key=lambda r: r["gen_over_step"])
-    print(json.dumps({"benchmark": "tasks", "device": str(device), "threads": torch.get_num_threads(),
-                      "batch": BATCH, "d": D, "step_ms": 1e3 * step_s, "max_gen_over_step": worst["gen_over_step"],
-                      "worst": f"{worst['inputs']}/{worst['target']}",
-                      "randn_floor_over_step": round(floor[1], 5),
-                      "rows": {f"{r['inputs']}/{r['target']}": round(r["gen_over_step"], 5) for r in rows}}))
+    print(
+        json.dumps(
+            {
+                "benchmark": "tasks",
+                "device": str(device),
+                "threads": torch.get_num_threads(),
+                "batch": BATCH,
+                "d": D,
+                "step_ms": 1e3 * step_s,
+                "max_gen_over_step": worst["gen_over_step"],
+                "worst": f"{worst['inputs']}/{worst['target']}",
+                "randn_floor_over_step": round(floor[1], 5),
+                "rows": {f"{r['inputs']}/{r['target']}": round(r["gen_over_step"], 5) for r in rows},
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -36,8 +36,11 @@ import sys
 import time
 
 D, WIDTH, DEPTH, BATCH, STEPS, EVAL_EVERY, LOG_EVERY, N_TEST, LR = 200, 1024, 3, 256, 300, 100, 10, 2048, 0.002
-TASK = {"inputs": {"name": "gaussian", "d": D}, "target": {"name": "hermite", "monomial": {0: 1, 1: 1}},
-        "n_test": N_TEST}
+TASK = {
+    "inputs": {"name": "gaussian", "d": D},
+    "target": {"name": "hermite", "monomial": {0: 1, 1: 1}},
+    "n_test": N_TEST,
+}
 
 
 def matmul_flops(steps: int = STEPS, evals: int = STEPS // EVAL_EVERY + 1) -> float:
@@ -66,8 +69,17 @@ def _model(device):
 def run_learnlab(device, steps: int) -> None:
     import learnlab
 
-    history = learnlab.train(_model(device), TASK, optimizer="sgd", lr=LR, steps=steps, batch_size=BATCH,
-                             eval_every=EVAL_EVERY, log_every=LOG_EVERY, progress=False)
+    history = learnlab.train(
+        _model(device),
+        TASK,
+        optimizer="sgd",
+        lr=LR,
+        steps=steps,
+        batch_size=BATCH,
+        eval_every=EVAL_EVERY,
+        log_every=LOG_EVERY,
+        progress=False,
+    )
     if history.status != "finished" or history.step != steps:  # a diverged run would time less work
         raise RuntimeError(f"the learnlab run did not finish: {history.status} at {history.step} ({history.reason})")
 
@@ -154,8 +166,11 @@ def _alternate(args) -> tuple[dict, dict]:
             got = _spawn(side, args)
             wall[side].append(got["seconds"])
             cpu[side].append(got["cpu_seconds"])
-            print(f"repeat {r + 1}/{args.repeats}  {side:8s} wall {got['seconds']:8.3f} s  "
-                  f"cpu {got['cpu_seconds']:8.3f} s", flush=True)
+            print(
+                f"repeat {r + 1}/{args.repeats}  {side:8s} wall {got['seconds']:8.3f} s  "
+                f"cpu {got['cpu_seconds']:8.3f} s",
+                flush=True,
+            )
     return wall, cpu
 
 
@@ -164,18 +179,28 @@ def _summary(args, wall: dict, cpu: dict, peaks: dict) -> dict:
     med_cpu = {k: statistics.median(v) for k, v in cpu.items()}
     gflop = matmul_flops() / 1e9
     return {
-        "device": args.device, "threads": args.threads, "steps": STEPS, "repeats": args.repeats,
+        "device": args.device,
+        "threads": args.threads,
+        "steps": STEPS,
+        "repeats": args.repeats,
         "loop_over_bare": med["learnlab"] / med["bare"],
         "peak_fraction": gflop / med["learnlab"] / peaks["gflops"],
         "loop_over_bare_cpu": med_cpu["learnlab"] / med_cpu["bare"],
         "peak_fraction_cpu": gflop / med_cpu["learnlab"] / peaks["cpu_gflops"],
         "bare_peak_fraction": gflop / med["bare"] / peaks["gflops"],
-        "learnlab_s": med["learnlab"], "bare_s": med["bare"],
-        "learnlab_cpu_s": med_cpu["learnlab"], "bare_cpu_s": med_cpu["bare"],
-        "learnlab_times": wall["learnlab"], "bare_times": wall["bare"],
-        "learnlab_cpu_times": cpu["learnlab"], "bare_cpu_times": cpu["bare"],
-        "learnlab_gflops": gflop / med["learnlab"], "bare_gflops": gflop / med["bare"],
-        "mm_peak_gflops": peaks["gflops"], "mm_peak_cpu_gflops": peaks["cpu_gflops"], "goal": 1.05,
+        "learnlab_s": med["learnlab"],
+        "bare_s": med["bare"],
+        "learnlab_cpu_s": med_cpu["learnlab"],
+        "bare_cpu_s": med_cpu["bare"],
+        "learnlab_times": wall["learnlab"],
+        "bare_times": wall["bare"],
+        "learnlab_cpu_times": cpu["learnlab"],
+        "bare_cpu_times": cpu["bare"],
+        "learnlab_gflops": gflop / med["learnlab"],
+        "bare_gflops": gflop / med["bare"],
+        "mm_peak_gflops": peaks["gflops"],
+        "mm_peak_cpu_gflops": peaks["cpu_gflops"],
+        "goal": 1.05,
     }
 
 
@@ -191,13 +216,19 @@ def main() -> None:
         return
     wall, cpu = _alternate(args)
     r = _summary(args, wall, cpu, _spawn("peak", args))
-    print(f"learnlab loop {r['learnlab_s']:.3f} s, bare loop {r['bare_s']:.3f} s (wall, medians of {args.repeats}): "
-          f"ratio {r['loop_over_bare']:.3f} (goal <= 1.05)")
-    print(f"process CPU time: learnlab {r['learnlab_cpu_s']:.3f} s, bare {r['bare_cpu_s']:.3f} s: "
-          f"ratio {r['loop_over_bare_cpu']:.3f}")
-    print(f"matmul throughput {r['learnlab_gflops']:.1f} GFLOP/s = {r['peak_fraction']:.2f} of torch.mm's "
-          f"{r['mm_peak_gflops']:.1f} GFLOP/s (bare loop: {r['bare_peak_fraction']:.2f}); per CPU second "
-          f"{r['peak_fraction_cpu']:.2f} of torch.mm's")
+    print(
+        f"learnlab loop {r['learnlab_s']:.3f} s, bare loop {r['bare_s']:.3f} s (wall, medians of {args.repeats}): "
+        f"ratio {r['loop_over_bare']:.3f} (goal <= 1.05)"
+    )
+    print(
+        f"process CPU time: learnlab {r['learnlab_cpu_s']:.3f} s, bare {r['bare_cpu_s']:.3f} s: "
+        f"ratio {r['loop_over_bare_cpu']:.3f}"
+    )
+    print(
+        f"matmul throughput {r['learnlab_gflops']:.1f} GFLOP/s = {r['peak_fraction']:.2f} of torch.mm's "
+        f"{r['mm_peak_gflops']:.1f} GFLOP/s (bare loop: {r['bare_peak_fraction']:.2f}); per CPU second "
+        f"{r['peak_fraction_cpu']:.2f} of torch.mm's"
+    )
     print(json.dumps(r))
 
 

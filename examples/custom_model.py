@@ -38,11 +38,20 @@ def spec(steps: int) -> dict:
     return {
         "name": "custom_model",
         "seed": 0,
-        "task": {"inputs": {"name": "gaussian", "d": 32},
-                 "target": {"name": "single_index", "link": "He_3", "seed": 1}, "n_test": 2048},
+        "task": {
+            "inputs": {"name": "gaussian", "d": 32},
+            "target": {"name": "single_index", "link": "He_3", "seed": 1},
+            "n_test": 2048,
+        },
         "model": {"name": ResidualMLP, "options": {"width": 128, "blocks": 2}},  # the class itself
-        "train": {"optimizer": "adam", "lr": 1e-3, "batch_size": 128, "steps": steps, "eval_every": max(1, steps // 10),
-                  "thresholds": [0.5]},
+        "train": {
+            "optimizer": "adam",
+            "lr": 1e-3,
+            "batch_size": 128,
+            "steps": steps,
+            "eval_every": max(1, steps // 10),
+            "thresholds": [0.5],
+        },
         "sweep": {"grid": {"model.options.width": [64, 256], "train.lr": [3e-4, 1e-3, 3e-3]}, "seeds": 2},
     }
 

@@ -28,8 +28,15 @@ TINY_SPEC = {
         "n_test": 256,
     },
     "model": {"name": "mlp", "width": 16, "depth": 1, "param": "sp"},
-    "train": {"optimizer": "sgd", "lr": 0.05, "batch_size": 16, "steps": 30, "eval_every": 10,
-              "thresholds": [0.9], "ema": 0.9},
+    "train": {
+        "optimizer": "sgd",
+        "lr": 0.05,
+        "batch_size": 16,
+        "steps": 30,
+        "eval_every": 10,
+        "thresholds": [0.9],
+        "ema": 0.9,
+    },
     "sweep": {"grid": {"train.lr": [0.05, 0.1]}, "seeds": 2},
 }
 

@@ -29,12 +29,19 @@ PNG = b"\x89PNG\r\n\x1a\n"
 SPEC = {
     "name": "figures",
     "seed": 0,
-    "task": {"inputs": {"name": "hypercube", "d": 8}, "target": {"name": "parity", "indices": [[0, 1]]},
-             "n_test": 256},
+    "task": {"inputs": {"name": "hypercube", "d": 8}, "target": {"name": "parity", "indices": [[0, 1]]}, "n_test": 256},
     "model": {"name": "mlp", "width": 16, "depth": 1, "param": "sp"},
-    "train": {"optimizer": "sgd", "lr": 0.1, "batch_size": 32, "steps": 300, "eval_every": 50,
-              "metrics": ["mse", "linf"], "thresholds": [0.5, 0.3], "ema": 0.9,
-              "probes": [{"name": "sharpness", "every": 100}]},
+    "train": {
+        "optimizer": "sgd",
+        "lr": 0.1,
+        "batch_size": 32,
+        "steps": 300,
+        "eval_every": 50,
+        "metrics": ["mse", "linf"],
+        "thresholds": [0.5, 0.3],
+        "ema": 0.9,
+        "probes": [{"name": "sharpness", "every": 100}],
+    },
     "sweep": {"grid": {"model.width": [16, 32, 64], "train.lr": [0.05, 0.1]}, "seeds": 2},
 }
 
@@ -71,16 +78,17 @@ def is_png(path) -> bool:
 
 # ---- fit_power_law --------------------------------------------------------------------------
 
+
 def test_fit_power_law_is_exact_on_a_power_law():
     x = np.geomspace(1.0, 1e3, 7)
-    fit = fit_power_law(x, 3.0 * x ** -1.5)
+    fit = fit_power_law(x, 3.0 * x**-1.5)
     assert fit["exponent"] == pytest.approx(-1.5, rel=1e-12)
     assert fit["prefactor"] == pytest.approx(3.0, rel=1e-12)
     assert fit["exponent_stderr"] == pytest.approx(0.0, abs=1e-12)
     assert fit["r2"] == pytest.approx(1.0, rel=1e-12)
     assert fit["n"] == 7
     # pairs that are not finite and positive are dropped, not fitted
-    padded = fit_power_law(np.r_[x, 0.0, 2.0, -1.0, np.inf], np.r_[3.0 * x ** -1.5, 1.0, np.nan, 1.0, 1.0])
+    padded = fit_power_law(np.r_[x, 0.0, 2.0, -1.0, np.inf], np.r_[3.0 * x**-1.5, 1.0, np.nan, 1.0, 1.0])
     assert padded["n"] == 7 and padded["exponent"] == pytest.approx(-1.5, rel=1e-12)
 
 
@@ -89,27 +97,31 @@ def test_fit_power_law_matches_scipy_linregress():
 
     rng = np.random.default_rng(0)
     x = np.geomspace(8, 2048, 20)
-    y = 40.0 * x ** 0.7 * np.exp(rng.normal(0.0, 0.3, x.size))
+    y = 40.0 * x**0.7 * np.exp(rng.normal(0.0, 0.3, x.size))
     fit = fit_power_law(x, y)
     ref = linregress(np.log(x), np.log(y))
     assert fit["exponent"] == pytest.approx(ref.slope, rel=1e-10)
     assert math.log(fit["prefactor"]) == pytest.approx(ref.intercept, rel=1e-10)
     assert fit["exponent_stderr"] == pytest.approx(ref.stderr, rel=1e-10)
-    assert fit["r2"] == pytest.approx(ref.rvalue ** 2, rel=1e-10)
+    assert fit["r2"] == pytest.approx(ref.rvalue**2, rel=1e-10)
     assert fit["n"] == 20 and 0.0 < fit["r2"] < 1.0
 
 
-@pytest.mark.parametrize("x, y, match", [
-    ([1.0], [2.0], "at least 2 pairs.*got 1 of 1"),
-    ([1.0, 2.0, 3.0], [0.0, -1.0, np.nan], "at least 2 pairs.*got 0 of 3"),
-    ([4.0, 4.0, 4.0], [1.0, 2.0, 3.0], "2 distinct x values"),
-])
+@pytest.mark.parametrize(
+    "x, y, match",
+    [
+        ([1.0], [2.0], "at least 2 pairs.*got 1 of 1"),
+        ([1.0, 2.0, 3.0], [0.0, -1.0, np.nan], "at least 2 pairs.*got 0 of 3"),
+        ([4.0, 4.0, 4.0], [1.0, 2.0, 3.0], "2 distinct x values"),
+    ],
+)
 def test_fit_power_law_needs_two_usable_points(x, y, match):
     with pytest.raises(ValueError, match=match):
         fit_power_law(x, y)
 
 
 # ---- figures --------------------------------------------------------------------------------
+
 
 def steps_points(runs, col):
     """(series label, x, steps) of every run that reached the threshold, grouped by train.lr."""
@@ -175,10 +187,18 @@ def test_time_to_threshold_skips_runs_that_never_reached_it(tmp_path):
     import pandas as pd
 
     widths = [8, 16, 32, 64, 8, 16]
-    steps = [5.0 * w ** 0.5 for w in widths[:4]] + [math.nan, 7.0]
-    runs = pd.DataFrame({"run_id": [f"r{i}" for i in range(6)], "status": "finished",
-                         "model.width": widths, "model.depth": [2, 2, 2, 2, 3, 3], "seed": 0,
-                         "steps_to/0.1": steps, "steps_to/0.01": math.nan})
+    steps = [5.0 * w**0.5 for w in widths[:4]] + [math.nan, 7.0]
+    runs = pd.DataFrame(
+        {
+            "run_id": [f"r{i}" for i in range(6)],
+            "status": "finished",
+            "model.width": widths,
+            "model.depth": [2, 2, 2, 2, 3, 3],
+            "seed": 0,
+            "steps_to/0.1": steps,
+            "steps_to/0.01": math.nan,
+        }
+    )
     fig, fits = plot_time_to_threshold(FrameStore(runs), tmp_path / "t.png", threshold=0.1)
     # depth 3: one run reached 0.1 (one width), so no fit; depth 2 is an exact power law
     assert list(fits) == ["model.depth=2"]
@@ -190,11 +210,14 @@ def test_time_to_threshold_skips_runs_that_never_reached_it(tmp_path):
     assert nothing == {} and is_png(tmp_path / "none.png")
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"x": "model.param"}, r"x='model.param'.*valid choices: model.width, train.lr"),
-    ({"x": "seed"}, r"valid choices: model.width, train.lr"),
-    ({"threshold": 0.2}, r"threshold 0.2 is not in this store; thresholds present: 0.3, 0.5"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"x": "model.param"}, r"x='model.param'.*valid choices: model.width, train.lr"),
+        ({"x": "seed"}, r"valid choices: model.width, train.lr"),
+        ({"threshold": 0.2}, r"threshold 0.2 is not in this store; thresholds present: 0.3, 0.5"),
+    ],
+)
 def test_time_to_threshold_bad_input(store, tmp_path, kwargs, match):
     with pytest.raises(ValueError, match=match):
         plot_time_to_threshold(store, tmp_path / "x.png", **kwargs)
@@ -267,6 +290,7 @@ def test_missing_data_says_how_to_get_it(single_out, tmp_path):
 
 # ---- report ---------------------------------------------------------------------------------
 
+
 class Tables(HTMLParser):
     """Every <table> of a page as a list of rows of cell texts."""
 
@@ -337,6 +361,7 @@ def test_report_of_a_single_diverged_config(single_out, tmp_path):
 
 # ---- CLI ------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("kind", ["curves", "thresholds", "lr", "l2-linf", "sharpness"])
 def test_cli_plot_each_kind(sweep_out, tmp_path, kind):
     to = tmp_path / f"{kind}.png"
@@ -351,8 +376,9 @@ def test_cli_plot_each_kind(sweep_out, tmp_path, kind):
 
 
 def test_cli_plot_default_path_and_report(sweep_out):
-    result = CliRunner().invoke(app, ["plot", str(sweep_out), "--kind", "thresholds", "--threshold", "0.5",
-                                      "--x", "train.lr"])
+    result = CliRunner().invoke(
+        app, ["plot", str(sweep_out), "--kind", "thresholds", "--threshold", "0.5", "--x", "train.lr"]
+    )
     assert result.exit_code == 0, result.output
     assert is_png(sweep_out / "thresholds.png") and "model.width=64: steps ~" in result.output
     result = CliRunner().invoke(app, ["report", str(sweep_out)])
@@ -361,12 +387,21 @@ def test_cli_plot_default_path_and_report(sweep_out):
     assert len(images(html)) == 7 and str(sweep_out / "report.html") in result.output
 
 
-@pytest.mark.parametrize("args, match", [
-    (["--kind", "histogram"], "unknown --kind 'histogram': choose one of curves, thresholds, lr, l2-linf, sharpness"),
-    (["--kind", "thresholds", "--x", "task.inputs.d"], "valid choices: model.width, train.lr"),
-    (["--kind", "thresholds", "--threshold", "0.01"], "thresholds present: 0.3, 0.5"),
-    (["--kind", "curves", "--metric", "test/acc"], "'test/acc' is not in this store; metrics present: probe/sharpness"),
-])
+@pytest.mark.parametrize(
+    "args, match",
+    [
+        (
+            ["--kind", "histogram"],
+            "unknown --kind 'histogram': choose one of curves, thresholds, lr, l2-linf, sharpness",
+        ),
+        (["--kind", "thresholds", "--x", "task.inputs.d"], "valid choices: model.width, train.lr"),
+        (["--kind", "thresholds", "--threshold", "0.01"], "thresholds present: 0.3, 0.5"),
+        (
+            ["--kind", "curves", "--metric", "test/acc"],
+            "'test/acc' is not in this store; metrics present: probe/sharpness",
+        ),
+    ],
+)
 def test_cli_plot_bad_input(sweep_out, tmp_path, args, match):
     result = CliRunner().invoke(app, ["plot", str(sweep_out), *args, "--to", str(tmp_path / "x.png")])
     assert result.exit_code == 2

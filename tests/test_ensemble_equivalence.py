@@ -23,16 +23,31 @@ def _spec(optimizer: str, dtype: str, steps: int = 500) -> dict:
     return {
         "name": "ens",
         "seed": 3,
-        "task": {"inputs": {"name": "gaussian", "d": 8}, "target": {"name": "hermite", "monomial": {0: 1, 1: 1}},
-                 "noise": 0.1, "n_test": 256},
+        "task": {
+            "inputs": {"name": "gaussian", "d": 8},
+            "target": {"name": "hermite", "monomial": {0: 1, 1: 1}},
+            "noise": 0.1,
+            "n_test": 256,
+        },
         "model": {"width": 16, "depth": 2},
-        "train": {"optimizer": optimizer, "batch_size": 16, "steps": steps, "eval_every": 50, "log_every": 5,
-                  "dtype": dtype, "diverge_factor": 1e4},
+        "train": {
+            "optimizer": optimizer,
+            "batch_size": 16,
+            "steps": steps,
+            "eval_every": 50,
+            "log_every": 5,
+            "dtype": dtype,
+            "diverge_factor": 1e4,
+        },
         # the last learning rate diverges mid-run; thresholds make members stop at different steps
-        "sweep": {"zip": {"train.lr": lrs[optimizer],
-                          "train.thresholds": [[0.9, 0.5], [0.8], [], [0.5]],
-                          "train.stop_at_thresholds": [True, False, False, True]},
-                  "seeds": 1},
+        "sweep": {
+            "zip": {
+                "train.lr": lrs[optimizer],
+                "train.thresholds": [[0.9, 0.5], [0.8], [], [0.5]],
+                "train.stop_at_thresholds": [True, False, False, True],
+            },
+            "seeds": 1,
+        },
     }
 
 
@@ -109,8 +124,10 @@ def test_members_with_their_own_adam_betas_and_eps_equal_their_serial_runs(optim
     history has the same bits as its run alone (where they are plain floats)."""
     spec = _spec("adam", "float32", steps=120)
     spec["train"] = {**spec["train"], "optimizer": optimizer, "lr": 3e-3, "weight_decay": 0.01}
-    spec["sweep"] = {"zip": {"train.betas": [[0.9, 0.999], [0.8, 0.99], [0.95, 0.9999]],
-                             "train.eps": [1e-8, 1e-6, 1e-3]}, "seeds": 1}
+    spec["sweep"] = {
+        "zip": {"train.betas": [[0.9, 0.999], [0.8, 0.99], [0.95, 0.9999]], "train.eps": [1e-8, 1e-6, 1e-3]},
+        "seeds": 1,
+    }
     configs = [r.config for r in plan(spec).runs]
     (group,) = form_groups(configs, max_members=64)
     assert len(group) == 3
@@ -123,8 +140,11 @@ def test_members_with_their_own_adam_betas_and_eps_equal_their_serial_runs(optim
 
 def test_runs_differing_in_their_teacher_seed_are_one_group_with_their_own_teachers():
     spec = _spec("sgd", "float64", steps=40)
-    spec["task"] = {"inputs": {"name": "gaussian", "d": 8}, "target": {"name": "teacher", "widths": [8, 8]},
-                    "n_test": 128}
+    spec["task"] = {
+        "inputs": {"name": "gaussian", "d": 8},
+        "target": {"name": "teacher", "widths": [8, 8]},
+        "n_test": 128,
+    }
     spec["sweep"] = {"grid": {"task.target.seed": [0, 1, 2], "train.lr": [0.01, 0.05]}, "seeds": 1}
     configs = [r.config for r in plan(spec).runs]
     (group,) = form_groups(configs, max_members=64)

@@ -58,12 +58,22 @@ def user_models(tmp_path_factory):
 
 def _spec(model: str, dtype: str = "float64", steps: int = 60, **options) -> dict:
     return {
-        "name": "user", "seed": 2,
-        "task": {"inputs": {"name": "gaussian", "d": 6}, "target": {"name": "hermite", "monomial": {0: 1, 1: 1}},
-                 "n_test": 128},
+        "name": "user",
+        "seed": 2,
+        "task": {
+            "inputs": {"name": "gaussian", "d": 6},
+            "target": {"name": "hermite", "monomial": {0: 1, 1: 1}},
+            "n_test": 128,
+        },
         "model": {"name": f"{MODULE}:{model}", "options": options},
-        "train": {"optimizer": "momentum", "batch_size": 16, "steps": steps, "eval_every": 20, "log_every": 5,
-                  "dtype": dtype},
+        "train": {
+            "optimizer": "momentum",
+            "batch_size": 16,
+            "steps": steps,
+            "eval_every": 20,
+            "log_every": 5,
+            "dtype": dtype,
+        },
         "sweep": {"grid": {"train.lr": [0.01, 0.03, 0.05]}, "seeds": 2},
     }
 
@@ -106,13 +116,16 @@ def test_a_factory_that_does_not_fit_the_task_fails_before_anything_runs(tmp_pat
     assert not any(tmp_path.iterdir())
 
 
-@pytest.mark.parametrize("section,needle", [
-    ({"name": "no_such_module_here:f"}, "cannot import module"),
-    ({"name": "mlp", "options": {"width": 3}}, "options are the keyword arguments of a user model"),
-    ({"name": f"{MODULE}:mlp", "width": 64}, "width shape learnlab's own models"),
-    ({"name": f"{MODULE}:mlp", "param": "mup"}, "trains as its factory builds it"),
-    ({"name": "mlpp"}, "unknown model 'mlpp'"),
-])
+@pytest.mark.parametrize(
+    "section,needle",
+    [
+        ({"name": "no_such_module_here:f"}, "cannot import module"),
+        ({"name": "mlp", "options": {"width": 3}}, "options are the keyword arguments of a user model"),
+        ({"name": f"{MODULE}:mlp", "width": 64}, "width shape learnlab's own models"),
+        ({"name": f"{MODULE}:mlp", "param": "mup"}, "trains as its factory builds it"),
+        ({"name": "mlpp"}, "unknown model 'mlpp'"),
+    ],
+)
 def test_bad_user_model_sections_say_what_to_do(section, needle):
     with pytest.raises(ValueError, match=needle):
         ModelSpec.model_validate(section)
@@ -127,8 +140,9 @@ def test_batch_norm_buffers_are_stacked_per_member():
 
 
 def test_the_user_stack_keeps_each_members_own_module():
-    from learnlab.models._user import UserStack, build_user_members
     from learnlab_test_user_models import mlp
+
+    from learnlab.models._user import UserStack, build_user_members
 
     modules = build_user_members(mlp, {"width": 8}, 4, 1, [0, 1, 2])
     stack = UserStack(modules)
@@ -152,8 +166,9 @@ def test_the_memory_budget_counts_a_user_models_own_parameters():
 
 
 def test_stacked_parameters_keep_the_modules_names():
-    from learnlab.models._user import UserStack, build_user_members
     from learnlab_test_user_models import WithBatchNorm
+
+    from learnlab.models._user import UserStack, build_user_members
 
     stack = UserStack(build_user_members(WithBatchNorm, {}, 4, 1, [0, 1]))
     names = [n for n, _ in stack.named_parameters()]

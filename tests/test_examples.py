@@ -15,8 +15,13 @@ SPECS = sorted(EXAMPLES.glob("*.yaml"))
 
 
 def test_there_are_examples():
-    assert {p.name for p in SPECS} >= {"quickstart.yaml", "parity_scaling.yaml", "uniform_accuracy.yaml",
-                                       "power_law_scaling.yaml", "mutransfer.yaml"}
+    assert {p.name for p in SPECS} >= {
+        "quickstart.yaml",
+        "parity_scaling.yaml",
+        "uniform_accuracy.yaml",
+        "power_law_scaling.yaml",
+        "mutransfer.yaml",
+    }
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=lambda p: p.stem)
@@ -28,8 +33,18 @@ def test_example_spec_validates(spec):
 @pytest.mark.parametrize("spec", SPECS, ids=lambda p: p.stem)
 def test_example_spec_runs_shortened(spec, tmp_path):
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "learnlab", "run", str(spec), "train.steps=12", "train.eval_every=6",
-           "task.n_test=64", "--out", str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "learnlab",
+        "run",
+        str(spec),
+        "train.steps=12",
+        "train.eval_every=6",
+        "task.n_test=64",
+        "--out",
+        str(out),
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     store = open_store(out)
@@ -42,8 +57,12 @@ def test_example_spec_runs_shortened(spec, tmp_path):
 @pytest.mark.slow
 def test_custom_model_example_runs(tmp_path):
     out = tmp_path / "custom"
-    done = subprocess.run([sys.executable, str(EXAMPLES / "custom_model.py"), "--out", str(out), "--steps", "10"],
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / "custom_model.py"), "--out", str(out), "--steps", "10"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert (out / "report.html").is_file()
     store = open_store(out)

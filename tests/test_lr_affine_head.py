@@ -22,8 +22,11 @@ def _conv_net():
 
 
 CASES = {
-    "linear": (lambda: nn.Sequential(nn.Linear(7, 16), nn.Tanh(), nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 2)),
-               (7,), 2),
+    "linear": (
+        lambda: nn.Sequential(nn.Linear(7, 16), nn.Tanh(), nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 2)),
+        (7,),
+        2,
+    ),
     "conv": (_conv_net, (2, 5, 5), 1),
     "learnlab-mlp": (lambda: MLP(7, 16, 2, 2, param="mup", generators=[torch.Generator().manual_seed(3)]), (7,), 2),
 }
@@ -62,8 +65,9 @@ def test_split_first_layer_equals_the_exact_path(case, budget, opt, count_splits
         optimizer.step()
     loss = nn.MSELoss()
     exact = loss_per_learning_rate(model, x, y, loss, optimizer, LRS, eval_x=ex, eval_y=ey, method="exact")
-    fast = loss_per_learning_rate(model, x, y, loss, optimizer, LRS, eval_x=ex, eval_y=ey, method="fast",
-                                  memory_budget=budget)
+    fast = loss_per_learning_rate(
+        model, x, y, loss, optimizer, LRS, eval_x=ex, eval_y=ey, method="fast", memory_budget=budget
+    )
     assert count_splits == [True]  # the fast path split the first layer
     torch.testing.assert_close(fast, exact, rtol=1e-12, atol=1e-14)
 

@@ -19,14 +19,17 @@ def setup(gen):
     return model, x, y, torch.optim.SGD(model.parameters(), lr=0.1)
 
 
-@pytest.mark.parametrize("lrs, match", [
-    ([], "empty"),
-    (torch.empty(0), "empty"),
-    ([0.1, 0.0], r"finite and > 0.*\[0\.0\] at flat positions \[1\]"),
-    ([-1e-3], r"> 0.*-0\.001"),
-    ([0.1, math.nan], "finite"),
-    ([math.inf], "finite"),
-])
+@pytest.mark.parametrize(
+    "lrs, match",
+    [
+        ([], "empty"),
+        (torch.empty(0), "empty"),
+        ([0.1, 0.0], r"finite and > 0.*\[0\.0\] at flat positions \[1\]"),
+        ([-1e-3], r"> 0.*-0\.001"),
+        ([0.1, math.nan], "finite"),
+        ([math.inf], "finite"),
+    ],
+)
 def test_bad_learning_rates(setup, lrs, match):
     model, x, y, optimizer = setup
     with pytest.raises(ValueError, match=match):
@@ -79,8 +82,9 @@ def test_other_bad_settings(setup):
         loss_per_learning_rate(model, x, y, nn.MSELoss(), optimizer, [0.1], method="quick")
     with pytest.raises(ValueError, match="scalar.*reduction='mean'"):
         loss_per_learning_rate(model, x, y, nn.MSELoss(reduction="none"), optimizer, [0.1])
-    zero_first = torch.optim.SGD([{"params": model[0].parameters(), "lr": 0.0},
-                                  {"params": model[2].parameters(), "lr": 0.1}])
+    zero_first = torch.optim.SGD(
+        [{"params": model[0].parameters(), "lr": 0.0}, {"params": model[2].parameters(), "lr": 0.1}]
+    )
     with pytest.raises(ValueError, match="relative=False"):
         loss_per_learning_rate(model, x, y, nn.MSELoss(), zero_first, [0.1])
     same = loss_per_learning_rate(model, x, y, nn.MSELoss(), zero_first, [0.1], relative=False)

@@ -25,8 +25,9 @@ def test_parse_lrs():
 def test_lr_probe_writes_one_curve_per_width(tiny_spec, write_spec, tmp_path):
     spec = write_spec(tiny_spec)
     out = tmp_path / "probe"
-    result = CliRunner().invoke(app, ["lr-probe", str(spec), "sweep.grid={model.width: [8, 32]}",
-                                      "--lrs", "1e-3:10:6", "--out", str(out)])
+    result = CliRunner().invoke(
+        app, ["lr-probe", str(spec), "sweep.grid={model.width: [8, 32]}", "--lrs", "1e-3:10:6", "--out", str(out)]
+    )
     assert result.exit_code == 0, result.output
     frame = pd.read_csv(out / "loss_vs_lr.csv")
     assert list(frame.columns) == ["model.width", "lr", "loss", "loss_min", "loss_max", "seeds"]
@@ -57,17 +58,28 @@ def test_lr_probe_curve_is_loss_per_learning_rate(tiny_spec, write_spec, tmp_pat
     x, y = member.stream.next()
     source = member.evals["test"]
     ex, ey = (torch.cat(t) for t in zip(*source.chunks(source.n)))
-    expected = loss_per_learning_rate(built.model, x, y, lambda o, t: (o - t).pow(2).mean(), built.optimizer,
-                                      parse_lrs("1e-2:1:3"), eval_x=ex, eval_y=ey)
+    expected = loss_per_learning_rate(
+        built.model,
+        x,
+        y,
+        lambda o, t: (o - t).pow(2).mean(),
+        built.optimizer,
+        parse_lrs("1e-2:1:3"),
+        eval_x=ex,
+        eval_y=ey,
+    )
     assert frame["loss"].tolist() == pytest.approx(expected.tolist(), rel=1e-6)
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--lrs", "1e-3:10"], "start:stop:count"),
-    (["--lrs", "-1:10:5"], "0 < start"),
-    (["model.width=-3"], "model.width"),
-    (["--on", "valid"], "--on"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--lrs", "1e-3:10"], "start:stop:count"),
+        (["--lrs", "-1:10:5"], "0 < start"),
+        (["model.width=-3"], "model.width"),
+        (["--on", "valid"], "--on"),
+    ],
+)
 def test_lr_probe_bad_input(tiny_spec, write_spec, tmp_path, args, message):
     spec = write_spec(tiny_spec)
     result = CliRunner().invoke(app, ["lr-probe", str(spec), *args, "--out", str(tmp_path)])
@@ -80,9 +92,11 @@ def test_lr_is_a_lazy_subpackage_without_heavy_imports():
     import subprocess
     import sys
 
-    code = ("import sys, learnlab; assert 'torch' not in sys.modules; "
-            "f = learnlab.lr.loss_per_learning_rate; assert 'matplotlib' not in sys.modules; "
-            "print(sorted(learnlab.lr.__all__))")
+    code = (
+        "import sys, learnlab; assert 'torch' not in sys.modules; "
+        "f = learnlab.lr.loss_per_learning_rate; assert 'matplotlib' not in sys.modules; "
+        "print(sorted(learnlab.lr.__all__))"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr
     assert "loss_per_learning_rate" in done.stdout and "range_test" in done.stdout

@@ -45,7 +45,7 @@ def _dense_hessian(model, criterion, x, y):
         params, i = {}, 0
         for name, shape in zip(names, shapes):
             k = int(np.prod(shape))
-            params[name] = v[i:i + k].view(shape)
+            params[name] = v[i : i + k].view(shape)
             i += k
         return criterion(torch.func.functional_call(model, params, (x,)), y)
 
@@ -55,7 +55,7 @@ def _dense_hessian(model, criterion, x, y):
 def test_taylor_is_exact_on_a_quadratic(gen):
     model, x, y, hessian = _quadratic(gen)
     w = model.weight.detach().flatten()
-    g = (2.0 / x.shape[0] * x.T @ (x @ w - y.flatten()))
+    g = 2.0 / x.shape[0] * x.T @ (x @ w - y.flatten())
     loss0 = float(((x @ w - y.flatten()) ** 2).mean())
     lrs = torch.tensor([1e-3, 0.1, 0.3, 1.0], dtype=F64)
     pred = taylor_predictions(model, x, y, nn.MSELoss(), lrs)
@@ -67,8 +67,9 @@ def test_taylor_is_exact_on_a_quadratic(gen):
     torch.testing.assert_close(pred.second, measured, rtol=1e-10, atol=0)
     best = float(g @ g) / float(g @ hessian @ g)
     assert pred.optimal_lr == pytest.approx(best, rel=1e-12)
-    around = loss_per_learning_rate(model, x, y, nn.MSELoss(), torch.optim.SGD(model.parameters()),
-                                    [best * 0.9, best, best * 1.1])
+    around = loss_per_learning_rate(
+        model, x, y, nn.MSELoss(), torch.optim.SGD(model.parameters()), [best * 0.9, best, best * 1.1]
+    )
     assert around[1] < around[0] and around[1] < around[2]
 
 
@@ -135,8 +136,9 @@ def test_preconditioned_sharpness_for_adam(gen):
         optimizer.step()
     hessian, _ = _dense_hessian(model, nn.MSELoss(), x, y)
     t = 5
-    p_diag = torch.cat([((optimizer.state[p]["exp_avg_sq"] / (1 - 0.99**t)).sqrt() + 1e-8).flatten()
-                        for p in model.parameters()])
+    p_diag = torch.cat(
+        [((optimizer.state[p]["exp_avg_sq"] / (1 - 0.99**t)).sqrt() + 1e-8).flatten() for p in model.parameters()]
+    )
     d = p_diag.rsqrt()
     expected = torch.linalg.eigvalsh(d[:, None] * hessian * d[None, :]).flip(0)[:2]
     got = sharpness(model, x, y, nn.MSELoss(), k=2, preconditioner=optimizer, iters=21, tol=1e-12)
@@ -181,8 +183,9 @@ def test_sharpness_of_a_stack_is_each_members(gen):
     assert got.shape == (2, 2)
     for e in range(2):
         single = MLP(4, 8, 1, 1, generators=[gen(20 + e)], dtype=F64)
-        torch.testing.assert_close(got[e], sharpness(single, x[e], y[e], criterion, k=2, tol=1e-10, iters=40),
-                                   rtol=1e-7, atol=1e-9)
+        torch.testing.assert_close(
+            got[e], sharpness(single, x[e], y[e], criterion, k=2, tol=1e-10, iters=40), rtol=1e-7, atol=1e-9
+        )
     assert not torch.allclose(got[0], got[1])
 
 

@@ -36,8 +36,7 @@ def _net(gen, *, dropout: float = 0.0, batchnorm: bool = False) -> nn.Module:
 def _groups(model: nn.Module) -> list[dict]:
     """Three param groups with different learning rates (first Linear, rest, last bias)."""
     params = list(model.parameters())
-    return [{"params": params[:2], "lr": 0.1}, {"params": params[2:-1], "lr": 0.03},
-            {"params": params[-1:], "lr": 0.5}]
+    return [{"params": params[:2], "lr": 0.1}, {"params": params[2:-1], "lr": 0.03}, {"params": params[-1:], "lr": 0.5}]
 
 
 def _warm_up(model, optimizer, criterion, x, y, steps: int = 2) -> None:
@@ -60,8 +59,11 @@ def naive(model, x, y, criterion, optimizer, lrs, eval_x, eval_y, relative):
         criterion(m(x), y).backward()
         for group in opt.param_groups:
             lr = group["lr"]
-            new = alpha * torch.as_tensor(lr, dtype=F64) / first if relative else torch.full_like(
-                torch.as_tensor(lr, dtype=F64), alpha)
+            new = (
+                alpha * torch.as_tensor(lr, dtype=F64) / first
+                if relative
+                else torch.full_like(torch.as_tensor(lr, dtype=F64), alpha)
+            )
             group["lr"] = new.to(lr.dtype) if isinstance(lr, torch.Tensor) else float(new)
         opt.step()
         m.eval()
@@ -87,8 +89,9 @@ def test_matches_naive_deep_copy_loop(gen, name, relative, method):
     optimizer = OPTIMIZERS[name](_groups(model))
     _warm_up(model, optimizer, criterion, x, y)
     expected = naive(model, x, y, criterion, optimizer, LRS, ex, ey, relative)
-    got = loss_per_learning_rate(model, x, y, criterion, optimizer, LRS, eval_x=ex, eval_y=ey,
-                                 relative=relative, method=method)
+    got = loss_per_learning_rate(
+        model, x, y, criterion, optimizer, LRS, eval_x=ex, eval_y=ey, relative=relative, method=method
+    )
     assert got.dtype == F64 and got.shape == LRS.shape
     torch.testing.assert_close(got, expected, rtol=1e-6, atol=0)
     assert expected[0] != expected[-1]  # the learning rate matters here
@@ -106,8 +109,9 @@ def test_relative_keeps_group_ratios_and_absolute_does_not(gen):
     for group in optimizer.param_groups:
         group["lr"] = 0.2
     rel = loss_per_learning_rate(model, x, y, nn.MSELoss(), optimizer, LRS, relative=True)
-    torch.testing.assert_close(rel, loss_per_learning_rate(model, x, y, nn.MSELoss(), optimizer, LRS,
-                                                           relative=False), rtol=1e-12, atol=0)
+    torch.testing.assert_close(
+        rel, loss_per_learning_rate(model, x, y, nn.MSELoss(), optimizer, LRS, relative=False), rtol=1e-12, atol=0
+    )
 
 
 def test_sgd_equals_closed_form(gen):
@@ -118,8 +122,12 @@ def test_sgd_equals_closed_form(gen):
     criterion = nn.MSELoss()
     params = {n: p.detach() for n, p in model.named_parameters()}
     grads = torch.func.grad(lambda p: criterion(torch.func.functional_call(model, p, (x,)), y))(params)
-    expected = torch.stack([criterion(torch.func.functional_call(
-        model, {n: params[n] - a * grads[n] for n in params}, (x,)), y) for a in LRS.tolist()])
+    expected = torch.stack(
+        [
+            criterion(torch.func.functional_call(model, {n: params[n] - a * grads[n] for n in params}, (x,)), y)
+            for a in LRS.tolist()
+        ]
+    )
     got = loss_per_learning_rate(model, x, y, criterion, torch.optim.SGD(model.parameters()), LRS)
     torch.testing.assert_close(got, expected, rtol=1e-10, atol=0)
 
@@ -145,11 +153,14 @@ def _snapshot(model, optimizer):
         "buffers": [(n, b.detach().clone()) for n, b in model.named_buffers()],
         "grads": [(p, p.grad, None if p.grad is None else p.grad.clone()) for p in model.parameters()],
         "modes": [(m, m.training) for m in model.modules()],
-        "state": {p: {k: (v, v.clone() if isinstance(v, torch.Tensor) else copy.deepcopy(v)) for k, v in s.items()}
-                  for p, s in optimizer.state.items()},
+        "state": {
+            p: {k: (v, v.clone() if isinstance(v, torch.Tensor) else copy.deepcopy(v)) for k, v in s.items()}
+            for p, s in optimizer.state.items()
+        },
         "state_object": optimizer.state,
-        "lrs": [(g["lr"], g["lr"].clone() if isinstance(g["lr"], torch.Tensor) else g["lr"])
-                for g in optimizer.param_groups],
+        "lrs": [
+            (g["lr"], g["lr"].clone() if isinstance(g["lr"], torch.Tensor) else g["lr"]) for g in optimizer.param_groups
+        ],
         "keys": [sorted(g) for g in optimizer.param_groups],
         "rng": torch.get_rng_state(),
     }
@@ -235,9 +246,17 @@ def test_shape_of_learning_rates_and_chunking(gen):
         assert got.shape == (3, 4)
         torch.testing.assert_close(got, ref, rtol=1e-10, atol=0)
     listed = loss_per_learning_rate(model, x, y, nn.MSELoss(), optimizer, [0.1, 0.5])
-    torch.testing.assert_close(listed, ref.new_tensor([
-        float(loss_per_learning_rate(model, x, y, nn.MSELoss(), optimizer, 0.1)),
-        float(loss_per_learning_rate(model, x, y, nn.MSELoss(), optimizer, 0.5))]), rtol=1e-12, atol=0)
+    torch.testing.assert_close(
+        listed,
+        ref.new_tensor(
+            [
+                float(loss_per_learning_rate(model, x, y, nn.MSELoss(), optimizer, 0.1)),
+                float(loss_per_learning_rate(model, x, y, nn.MSELoss(), optimizer, 0.5)),
+            ]
+        ),
+        rtol=1e-12,
+        atol=0,
+    )
 
 
 def test_float32_fast_path_matches_deep_copy(gen):

@@ -29,8 +29,9 @@ def test_ramp_losses_and_divergence_on_a_quadratic(gen):
     model, x, y = _problem(gen)
     xb = torch.cat([x, torch.ones(x.shape[0], 1, dtype=F64)], dim=1)  # bias as a feature
     lam = float(torch.linalg.eigvalsh(2.0 / x.shape[0] * xb.T @ xb)[-1])
-    result = range_test(model, (x, y), nn.MSELoss(), torch.optim.SGD(model.parameters(), lr=0.1),
-                        start=1e-4, stop=100.0, steps=60)
+    result = range_test(
+        model, (x, y), nn.MSELoss(), torch.optim.SGD(model.parameters(), lr=0.1), start=1e-4, stop=100.0, steps=60
+    )
     assert result.stopped == "diverged"
     n = len(result.losses)
     assert 10 < n < 60
@@ -43,10 +44,9 @@ def test_ramp_losses_and_divergence_on_a_quadratic(gen):
 
 def test_linear_ramp_and_batch_sources(gen):
     model, x, y = _problem(gen)
-    batches = [(x[i:i + 16], y[i:i + 16]) for i in range(0, 64, 16)] * 3
+    batches = [(x[i : i + 16], y[i : i + 16]) for i in range(0, 64, 16)] * 3
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    result = range_test(model, iter(batches), nn.MSELoss(), optimizer, start=1e-3, stop=0.05, steps=10,
-                        mode="linear")
+    result = range_test(model, iter(batches), nn.MSELoss(), optimizer, start=1e-3, stop=0.05, steps=10, mode="linear")
     assert result.stopped == "completed"
     torch.testing.assert_close(result.learning_rates, torch.linspace(1e-3, 0.05, 10, dtype=F64))
     calls = []
@@ -86,13 +86,16 @@ def test_model_and_optimizer_are_given_back(gen):
     assert torch.equal(torch.get_rng_state(), rng)
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"start": 1.0, "stop": 0.1}, "start < stop"),
-    ({"start": 0.0}, "start < stop"),
-    ({"steps": 2}, "steps"),
-    ({"mode": "cosine"}, "mode"),
-    ({"ema": 1.0}, "ema"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"start": 1.0, "stop": 0.1}, "start < stop"),
+        ({"start": 0.0}, "start < stop"),
+        ({"steps": 2}, "steps"),
+        ({"mode": "cosine"}, "mode"),
+        ({"ema": 1.0}, "ema"),
+    ],
+)
 def test_bad_settings(gen, kwargs, match):
     model, x, y = _problem(gen)
     with pytest.raises(ValueError, match=match):

@@ -21,13 +21,21 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _mlp_seq(width=WIDTH, outputs=1):
-    return nn.Sequential(nn.Linear(D, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(),
-                         nn.Linear(width, outputs)).double()
+    return nn.Sequential(
+        nn.Linear(D, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(), nn.Linear(width, outputs)
+    ).double()
 
 
 def _cnn_seq(channels, width, outputs):
-    return nn.Sequential(nn.Conv2d(channels, width, 3, padding=1), nn.ReLU(), nn.Conv2d(width, width, 3, padding=1),
-                         nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, outputs)).double()
+    return nn.Sequential(
+        nn.Conv2d(channels, width, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(width, width, 3, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(width, outputs),
+    ).double()
 
 
 def _train(model, opt, batches):
@@ -40,8 +48,13 @@ def _train(model, opt, batches):
 
 def _batches(shape, outputs=1, steps=4):
     g = torch.Generator().manual_seed(8)
-    return [(torch.randn(*shape, generator=g, dtype=torch.float64),
-             torch.randn(shape[0], outputs, generator=g, dtype=torch.float64)) for _ in range(steps)]
+    return [
+        (
+            torch.randn(*shape, generator=g, dtype=torch.float64),
+            torch.randn(shape[0], outputs, generator=g, dtype=torch.float64),
+        )
+        for _ in range(steps)
+    ]
 
 
 @pytest.mark.parametrize("param", ["mup", "ntk", "mf"])
@@ -68,8 +81,15 @@ def test_applied_sequential_equals_the_native_mlp(param):
 def test_native_cnn_members_equal_applied_conv_sequentials():
     """The stacked grouped-conv CNN against nn.Conv2d models (conv fan_in = in_channels * k * k)."""
     shape, width, outputs, rows = (2, 5, 5), 12, 3, ["mup", "sp"]
-    native = CNN(shape, width, 2, outputs, param=rows, generators=[torch.Generator().manual_seed(s) for s in (1, 2)],
-                 dtype=torch.float64)
+    native = CNN(
+        shape,
+        width,
+        2,
+        outputs,
+        param=rows,
+        generators=[torch.Generator().manual_seed(s) for s in (1, 2)],
+        dtype=torch.float64,
+    )
     # closed-form init std of the hidden conv (W / z): sqrt(2 / (width * 9)) in both rows (b = 1/2)
     g = torch.Generator().manual_seed(1)
     torch.randn(width, 2, 3, 3, generator=g)
@@ -139,8 +159,12 @@ def _compile_models():
     convs = apply_parameterization(_cnn_seq(1, 4, 2), "mup")
     mlp = MLP(D, WIDTH, 2, param="mup", center=True, dtype=torch.float64)
     cnn = CNN((1, 4, 4), 4, 2, 2, param="ntk", dtype=torch.float64)
-    return [(seq, torch.randn(5, D, dtype=torch.float64)), (convs, torch.randn(5, 1, 4, 4, dtype=torch.float64)),
-            (mlp, torch.randn(5, D, dtype=torch.float64)), (cnn, torch.randn(5, 16, dtype=torch.float64))]
+    return [
+        (seq, torch.randn(5, D, dtype=torch.float64)),
+        (convs, torch.randn(5, 1, 4, 4, dtype=torch.float64)),
+        (mlp, torch.randn(5, D, dtype=torch.float64)),
+        (cnn, torch.randn(5, 16, dtype=torch.float64)),
+    ]
 
 
 def test_torch_compile_traces_the_multipliers_in_one_graph():
@@ -163,8 +187,10 @@ def test_torch_compile_traces_the_multipliers_in_one_graph():
 @pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")  # torch's own
 def test_torch_compile_inductor_forward_and_backward_equality():
     if not any(shutil.which(c) for c in ("g++", "c++", "clang++")):
-        pytest.skip("torch.compile's default (inductor) backend needs a C++ compiler (g++, c++ or clang++) "
-                    "on PATH to build CPU kernels; none was found")
+        pytest.skip(
+            "torch.compile's default (inductor) backend needs a C++ compiler (g++, c++ or clang++) "
+            "on PATH to build CPU kernels; none was found"
+        )
     torch._dynamo.reset()
     for model, x in _compile_models()[:1]:  # an applied module: hooks, buffers (the native models: above)
         compiled = torch.compile(model)

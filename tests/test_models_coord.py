@@ -24,7 +24,13 @@ def _slopes(param, optimizer, lr, steps, seeds):
     x, y = _batch()
     frame = coord_check(
         lambda width, seed: MLP(D, width, 2, K, param=param, generators=[torch.Generator().manual_seed(seed)]),
-        WIDTHS, x, y, steps=steps, seeds=seeds, optimizer=optimizer, lr=lr,
+        WIDTHS,
+        x,
+        y,
+        steps=steps,
+        seeds=seeds,
+        optimizer=optimizer,
+        lr=lr,
     )
     assert list(frame.columns) == ["width", "layer", "step", "l1"]
     assert len(frame) == len(WIDTHS) * 3 * (steps + 1) and set(frame["layer"]) == {"input", "hidden.1", "output"}
@@ -59,8 +65,22 @@ def test_coord_check_cli_writes_csv_and_png(tmp_path, write_spec, tiny_spec):
     tiny_spec["model"].update(depth=2, param="mup")
     spec = write_spec(tiny_spec)
     out = tmp_path / "cc"
-    result = CliRunner().invoke(app, ["coord-check", str(spec), "train.optimizer=adam", "--widths", "16,32,64",
-                                      "--steps", "2", "--seeds", "2", "--out", str(out)])
+    result = CliRunner().invoke(
+        app,
+        [
+            "coord-check",
+            str(spec),
+            "train.optimizer=adam",
+            "--widths",
+            "16,32,64",
+            "--steps",
+            "2",
+            "--seeds",
+            "2",
+            "--out",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     frame = pd.read_csv(out / "coord_check.csv")
     assert list(frame.columns) == ["width", "layer", "step", "l1"]
@@ -71,13 +91,16 @@ def test_coord_check_cli_writes_csv_and_png(tmp_path, write_spec, tiny_spec):
     assert "slope" in result.output and "hidden.1" in result.output
 
 
-@pytest.mark.parametrize("args, needle", [
-    (["--widths", "16,abc"], "--widths must be comma-separated integers"),
-    (["--widths", "16"], "at least two integers"),
-    (["model.param=mupp"], "valid: ip, ipllr, mf, mup, ntk, sp"),
-    (["model.gamma=0"], "model.gamma"),
-    (["model.name=cnn", "model.image_shape=[1,2,2]"], "has 4 values per input but the task's inputs have d = 6"),
-])
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--widths", "16,abc"], "--widths must be comma-separated integers"),
+        (["--widths", "16"], "at least two integers"),
+        (["model.param=mupp"], "valid: ip, ipllr, mf, mup, ntk, sp"),
+        (["model.gamma=0"], "model.gamma"),
+        (["model.name=cnn", "model.image_shape=[1,2,2]"], "has 4 values per input but the task's inputs have d = 6"),
+    ],
+)
 def test_coord_check_cli_bad_input_exits_2(tmp_path, write_spec, tiny_spec, args, needle):
     result = CliRunner().invoke(app, ["coord-check", str(write_spec(tiny_spec)), *args, "--out", str(tmp_path)])
     assert result.exit_code == 2, result.output

@@ -42,8 +42,14 @@ def test_ipllr_warmup_factors_match_hajjar_et_al():
     n = WIDTH
     factors = lr_factors(_ipllr(), "sgd", 0)
     names = [name for name, _ in _ipllr().named_parameters()]
-    expected = {"weights.0": n**0.5, "weights.1": 1.0, "weights.2": n**0.5,
-                "biases.0": n**0.5, "biases.1": n**0.5, "biases.2": 1.0}
+    expected = {
+        "weights.0": n**0.5,
+        "weights.1": 1.0,
+        "weights.2": n**0.5,
+        "biases.0": n**0.5,
+        "biases.1": n**0.5,
+        "biases.2": 1.0,
+    }
     assert {k: f.item() for k, f in zip(names, factors)} == pytest.approx(expected, rel=1e-12)
     assert lr_factors(_ipllr(), "sgd", 1) is None  # n_warmup = 1
     assert lr_factors(_ipllr(), "adam", 0) is None  # Adam: no warm-up
@@ -82,10 +88,16 @@ def test_torch_optimizer_refuses_a_warmup_it_cannot_apply():
 def test_user_param_groups_keep_their_settings_and_get_scaled_lrs():
     model = MLP(D, WIDTH, 2, param="mup", generators=[torch.Generator().manual_seed(0)])
     weights, biases = list(model.weights), list(model.biases)
-    opt = build_optimizer(model, "adamw", lr=1e-3, weight_decay=0.1, param_groups=[
-        {"params": weights, "lr": 2e-3},
-        {"params": biases, "weight_decay": 0.0},
-    ])
+    opt = build_optimizer(
+        model,
+        "adamw",
+        lr=1e-3,
+        weight_decay=0.1,
+        param_groups=[
+            {"params": weights, "lr": 2e-3},
+            {"params": biases, "weight_decay": 0.0},
+        ],
+    )
     groups = {g["name"]: g for g in opt.param_groups}
     assert len(groups) == 6
     # muP Adam: c_adam = (1/2, 1, 1/2) on weights, biases take the input row 1/2, the output bias 0
@@ -102,8 +114,13 @@ def test_user_param_groups_keep_their_settings_and_get_scaled_lrs():
 
 def test_a_torch_optimizer_is_split_per_tensor_and_scaled_in_place_once():
     model = MLP(D, WIDTH, 2, param="mup", generators=[torch.Generator().manual_seed(0)], dtype=torch.float64)
-    opt = torch.optim.AdamW([{"params": list(model.weights), "weight_decay": 0.3},
-                             {"params": list(model.biases), "lr": 5e-3, "weight_decay": 0.0}], lr=1e-3)
+    opt = torch.optim.AdamW(
+        [
+            {"params": list(model.weights), "weight_decay": 0.3},
+            {"params": list(model.biases), "lr": 5e-3, "weight_decay": 0.0},
+        ],
+        lr=1e-3,
+    )
     same = build_optimizer(model, opt)
     assert same is opt and len(opt.param_groups) == 6
     lrs = {id(g["params"][0]): g for g in opt.param_groups}
@@ -141,8 +158,9 @@ def test_stacked_members_in_different_rows_equal_standalone_torch_adam(optimizer
     whose per-layer lrs are written by hand."""
     rows, lrs, wds = ["mup", "ntk", "mf"], [0.02, 0.05, 0.01], [0.0, 0.1, 0.01]
     seeds = [1, 2, 3]
-    stacked = MLP(D, WIDTH, 2, param=rows, generators=[torch.Generator().manual_seed(s) for s in seeds],
-                  dtype=torch.float64)
+    stacked = MLP(
+        D, WIDTH, 2, param=rows, generators=[torch.Generator().manual_seed(s) for s in seeds], dtype=torch.float64
+    )
     opt = build_optimizer(stacked, optimizer, lr=lrs, weight_decay=wds)
     batches = _batches(members=3)
     for x, y in batches:
@@ -171,8 +189,16 @@ def test_select_members_keeps_rows_gammas_warmups_and_centering():
     assert all(g["lr"].shape == (2,) for g in opt.param_groups)
     x = torch.randn(2, 4, D, dtype=torch.float64)
     torch.testing.assert_close(model(x), torch.zeros(2, 4, 1, dtype=torch.float64))  # still centered at init
-    solo = MLP(D, WIDTH, 2, param="ipllr", gamma=2.0, center=True, generators=[torch.Generator().manual_seed(6)],
-               dtype=torch.float64)
+    solo = MLP(
+        D,
+        WIDTH,
+        2,
+        param="ipllr",
+        gamma=2.0,
+        center=True,
+        generators=[torch.Generator().manual_seed(6)],
+        dtype=torch.float64,
+    )
     solo_opt = build_optimizer(solo, "sgd", lr=0.01)
     for xb, yb in _batches(members=2, steps=3):
         _step(model, opt, xb, yb)

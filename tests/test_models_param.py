@@ -18,22 +18,51 @@ D, DEPTH = 10, 2
 # output bias 0). Written from the papers' definitions, not from learnlab's table.
 ROOT2 = math.sqrt(2)
 CLOSED = {
-    "sp": dict(m=lambda n: (1, 1, 1), s=lambda n: (D**-0.5, ROOT2 * n**-0.5, ROOT2 * n**-0.5),
-               sgd=lambda n: (1, 1, 1), adam=lambda n: (1, 1, 1), bias_m=lambda n: (1, 1, 1),
-               bias_sgd=lambda n: (1, 1, 1), bias_adam=lambda n: (1, 1, 1)),
-    "ntk": dict(m=lambda n: (1, n**-0.5, n**-0.5), s=lambda n: (D**-0.5, ROOT2, ROOT2),
-                sgd=lambda n: (1, 1, 1), adam=lambda n: (n**-0.5, 1 / n, n**-0.5), bias_m=lambda n: (1, 1, 1),
-                bias_sgd=lambda n: (1, 1, 1), bias_adam=lambda n: (n**-0.5, n**-0.5, 1)),
-    "mup": dict(m=lambda n: (n**0.5, 1, n**-0.5), s=lambda n: ((D * n) ** -0.5, ROOT2 * n**-0.5, ROOT2 * n**-0.5),
-                sgd=lambda n: (1, 1, 1), adam=lambda n: (n**-0.5, 1 / n, n**-0.5),
-                bias_m=lambda n: (n**0.5, n**0.5, 1), bias_sgd=lambda n: (1, 1, 1),
-                bias_adam=lambda n: (n**-0.5, n**-0.5, 1)),
-    "mf": dict(m=lambda n: (1, n**-0.5, 1 / n), s=lambda n: (D**-0.5, ROOT2, ROOT2),
-               sgd=lambda n: (n, n, n), adam=lambda n: (1, n**-0.5, 1), bias_m=lambda n: (1, 1, 1),
-               bias_sgd=lambda n: (n, n, 1), bias_adam=lambda n: (1, 1, 1)),
-    "ip": dict(m=lambda n: (1, 1 / n, 1 / n), s=lambda n: (D**-0.5, ROOT2, ROOT2),
-               sgd=lambda n: (n, n * n, n), adam=lambda n: (1, 1, 1), bias_m=lambda n: (1, 1, 1),
-               bias_sgd=lambda n: (n, n, 1), bias_adam=lambda n: (1, 1, 1)),
+    "sp": dict(
+        m=lambda n: (1, 1, 1),
+        s=lambda n: (D**-0.5, ROOT2 * n**-0.5, ROOT2 * n**-0.5),
+        sgd=lambda n: (1, 1, 1),
+        adam=lambda n: (1, 1, 1),
+        bias_m=lambda n: (1, 1, 1),
+        bias_sgd=lambda n: (1, 1, 1),
+        bias_adam=lambda n: (1, 1, 1),
+    ),
+    "ntk": dict(
+        m=lambda n: (1, n**-0.5, n**-0.5),
+        s=lambda n: (D**-0.5, ROOT2, ROOT2),
+        sgd=lambda n: (1, 1, 1),
+        adam=lambda n: (n**-0.5, 1 / n, n**-0.5),
+        bias_m=lambda n: (1, 1, 1),
+        bias_sgd=lambda n: (1, 1, 1),
+        bias_adam=lambda n: (n**-0.5, n**-0.5, 1),
+    ),
+    "mup": dict(
+        m=lambda n: (n**0.5, 1, n**-0.5),
+        s=lambda n: ((D * n) ** -0.5, ROOT2 * n**-0.5, ROOT2 * n**-0.5),
+        sgd=lambda n: (1, 1, 1),
+        adam=lambda n: (n**-0.5, 1 / n, n**-0.5),
+        bias_m=lambda n: (n**0.5, n**0.5, 1),
+        bias_sgd=lambda n: (1, 1, 1),
+        bias_adam=lambda n: (n**-0.5, n**-0.5, 1),
+    ),
+    "mf": dict(
+        m=lambda n: (1, n**-0.5, 1 / n),
+        s=lambda n: (D**-0.5, ROOT2, ROOT2),
+        sgd=lambda n: (n, n, n),
+        adam=lambda n: (1, n**-0.5, 1),
+        bias_m=lambda n: (1, 1, 1),
+        bias_sgd=lambda n: (n, n, 1),
+        bias_adam=lambda n: (1, 1, 1),
+    ),
+    "ip": dict(
+        m=lambda n: (1, 1 / n, 1 / n),
+        s=lambda n: (D**-0.5, ROOT2, ROOT2),
+        sgd=lambda n: (n, n * n, n),
+        adam=lambda n: (1, 1, 1),
+        bias_m=lambda n: (1, 1, 1),
+        bias_sgd=lambda n: (n, n, 1),
+        bias_adam=lambda n: (1, 1, 1),
+    ),
 }
 CLOSED["ipllr"] = CLOSED["ip"]  # after the warm-up (tested in test_models_optim.py)
 
@@ -65,8 +94,9 @@ def test_multipliers_init_and_lrs_match_the_closed_forms(param, width):
 def test_at_the_base_width_every_row_is_the_standard_model(param):
     """n = n0: multipliers 1, fan-in init sigma / sqrt(fan_in), one learning rate."""
     n0 = 48
-    model = MLP(D, n0, 3, param=param, base_width=n0, generators=[torch.Generator().manual_seed(1)],
-                dtype=torch.float64)
+    model = MLP(
+        D, n0, 3, param=param, base_width=n0, generators=[torch.Generator().manual_seed(1)], dtype=torch.float64
+    )
     ref = MLP(D, n0, 3, param="sp", base_width=1, generators=[torch.Generator().manual_seed(1)], dtype=torch.float64)
     for w, w_ref in zip(model.weights, ref.weights):
         torch.testing.assert_close(w, w_ref, rtol=1e-14, atol=0)
@@ -102,8 +132,11 @@ def test_mf_is_mup_moved_by_one_half_and_ip_equals_mf_at_depth_one():
     "model, path, needle",
     [
         ({"param": "mupp"}, "model.param", "valid: ip, ipllr, mf, mup, ntk, sp"),
-        ({"depth": 3, "param": {"a": [0, 0], "b": [0, 0, 0], "c": [0, 0, 0]}}, "model.param",
-         "expected 3 (input, hidden, output) or depth + 1 = 4"),
+        (
+            {"depth": 3, "param": {"a": [0, 0], "b": [0, 0, 0], "c": [0, 0, 0]}},
+            "model.param",
+            "expected 3 (input, hidden, output) or depth + 1 = 4",
+        ),
         ({"depth": 2, "param": {"like": "mup", "c_adam": [1, 1, 1, 1, 1]}}, "model.param", "'c_adam': 5"),
         ({"param": {"a": [0, 0, 0]}}, "model.param", "custom exponents need b, c"),
         ({"param": {"like": "nope"}}, "model.param", "unknown parameterization 'nope'"),
@@ -141,8 +174,9 @@ def test_python_api_bad_input_says_what_to_do():
 
 
 def test_spec_round_trips_new_keys(tiny_spec):
-    tiny_spec["model"].update(param={"like": "ipllr", "n_warmup": 2}, gamma=0.5, gamma_lr="gamma2", center=True,
-                              base_width=4)
+    tiny_spec["model"].update(
+        param={"like": "ipllr", "n_warmup": 2}, gamma=0.5, gamma_lr="gamma2", center=True, base_width=4
+    )
     spec, _ = load_spec(tiny_spec)
     again = ModelSpec.model_validate(spec.model.model_dump(mode="json"))
     assert again == spec.model
@@ -160,8 +194,11 @@ def test_unit_multipliers_skip_the_multiply_with_the_same_bits():
     x = torch.randn(3, 16, D)
     h = x
     for l, (w, b) in enumerate(zip(model.weights, model.biases)):
-        h = torch.addcmul(b * getattr(model, f"bias_mult_{l}"), torch.bmm(h, w) if w.shape[-1] > 1 else
-                          torch.bmm(h, torch.cat([w, torch.zeros_like(w)], -1))[..., :1], getattr(model, f"mult_{l}"))
+        h = torch.addcmul(
+            b * getattr(model, f"bias_mult_{l}"),
+            torch.bmm(h, w) if w.shape[-1] > 1 else torch.bmm(h, torch.cat([w, torch.zeros_like(w)], -1))[..., :1],
+            getattr(model, f"mult_{l}"),
+        )
         h = torch.relu(h) if l < DEPTH else h
     assert torch.equal(model(x), h)
     state = model.state_dict()

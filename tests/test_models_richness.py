@@ -18,10 +18,17 @@ def _mlp(**kw):
     return MLP(D, WIDTH, 2, dtype=torch.float64, **kw)
 
 
-@pytest.mark.parametrize("gamma, rule, factor", [
-    (4.0, "piecewise", 4.0), (0.25, "piecewise", 0.0625), (1.0, "piecewise", 1.0),
-    (4.0, "gamma2", 16.0), (0.25, "gamma", 0.25), (0.25, "none", 1.0),
-])
+@pytest.mark.parametrize(
+    "gamma, rule, factor",
+    [
+        (4.0, "piecewise", 4.0),
+        (0.25, "piecewise", 0.0625),
+        (1.0, "piecewise", 1.0),
+        (4.0, "gamma2", 16.0),
+        (0.25, "gamma", 0.25),
+        (0.25, "none", 1.0),
+    ],
+)
 def test_gamma_divides_the_output_and_sets_the_base_lr(gamma, rule, factor):
     assert gamma_lr_factor(gamma, rule) == pytest.approx(factor)
     plain, rich = _mlp(param="mup"), _mlp(param="mup", gamma=gamma, gamma_lr=rule)
@@ -78,8 +85,17 @@ def test_centered_output_is_zero_at_init_and_equals_f_minus_f0_after_training(pa
 
 
 def test_centered_cnn_is_zero_at_init_and_learns():
-    model = CNN((1, 4, 4), 8, 2, 2, param="mup", center=True, gamma=2.0,
-                generators=[torch.Generator().manual_seed(0)], dtype=torch.float64)
+    model = CNN(
+        (1, 4, 4),
+        8,
+        2,
+        2,
+        param="mup",
+        center=True,
+        gamma=2.0,
+        generators=[torch.Generator().manual_seed(0)],
+        dtype=torch.float64,
+    )
     x = torch.randn(5, 16, dtype=torch.float64)
     assert torch.count_nonzero(model(x)) == 0
     opt = build_optimizer(model, "adam", lr=0.05)

@@ -44,8 +44,15 @@ def _losses(model, optimizer, lr, batches, **kw):
 
 def _pair(row_a, row_b, width, depth=2, base_width=1):
     def make(row):
-        return MLP(D, width, depth, param=row, base_width=base_width, generators=[torch.Generator().manual_seed(11)],
-                   dtype=torch.float64)
+        return MLP(
+            D,
+            width,
+            depth,
+            param=row,
+            base_width=base_width,
+            generators=[torch.Generator().manual_seed(11)],
+            dtype=torch.float64,
+        )
 
     return make(row_a), make(row_b)
 
@@ -112,8 +119,13 @@ def test_cnn_members_share_draws_across_rows():
     for l, (a, b) in enumerate(zip(sp.weights, mup.weights)):
         ra = a / b
         assert ra.std().item() < 1e-10 * ra.abs().mean().item(), l
-    built = build_model({"name": "cnn", "image_shape": [2, 5, 5], "width": 16, "depth": 2, "param": "sp"}, 50, 3,
-                        generators=[torch.Generator().manual_seed(4)], dtype=torch.float64)
+    built = build_model(
+        {"name": "cnn", "image_shape": [2, 5, 5], "width": 16, "depth": 2, "param": "sp"},
+        50,
+        3,
+        generators=[torch.Generator().manual_seed(4)],
+        dtype=torch.float64,
+    )
     assert built.weights[0].equal(sp.weights[0])
     with pytest.raises(ValueError, match=r"image_shape \[2, 5, 5\] has 50 values per input but .* d = 49"):
         build_model({"name": "cnn", "image_shape": [2, 5, 5], "width": 16}, 49, 3)

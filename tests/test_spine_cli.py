@@ -22,8 +22,15 @@ from learnlab.experiments import open_store
 
 runner = CliRunner()
 
-TRAIN = {"optimizer": "sgd", "lr": 0.05, "batch_size": 16, "steps": 20, "eval_every": 10, "log_every": 5,
-         "thresholds": [5.0]}
+TRAIN = {
+    "optimizer": "sgd",
+    "lr": 0.05,
+    "batch_size": 16,
+    "steps": 20,
+    "eval_every": 10,
+    "log_every": 5,
+    "thresholds": [5.0],
+}
 
 
 def _spec(tiny_spec) -> dict:
@@ -117,13 +124,15 @@ BAD = {
     "malformed yaml": ("name: x\ntask: {inputs: [unclosed\n", [], ["malformed YAML", "spec.yaml"]),
     "unknown key": ({"model": {"widht": 3}}, [], ["model.widht", "unknown key", "width"]),
     "negative lr": ({"train": {"lr": -1}}, [], ["train.lr", "-1"]),
-    "parity index >= d": ({"task": {"target": {"name": "parity", "indices": [[0, 6]]}}}, [],
-                          ["task.target", "6"]),
+    "parity index >= d": ({"task": {"target": {"name": "parity", "indices": [[0, 6]]}}}, [], ["task.target", "6"]),
     "override of an unknown key": ({}, ["model.widht=3"], ["model.widht", "unknown key"]),
     "override of a bad value": ({}, ["model.width=0"], ["model.width"]),
     "grid axis naming an unknown key": ({"sweep": {"grid": {"model.widht": [8, 16]}}}, [], ["model.widht"]),
-    "zip with unequal lengths": ({"sweep": {"zip": {"train.lr": [0.1, 0.2], "model.width": [8]}}}, [],
-                                 ["sweep.zip", "equal"]),
+    "zip with unequal lengths": (
+        {"sweep": {"zip": {"train.lr": [0.1, 0.2], "model.width": [8]}}},
+        [],
+        ["sweep.zip", "equal"],
+    ),
 }
 
 
@@ -162,8 +171,10 @@ def test_bad_input_exits_2_with_one_readable_message(case, tiny_spec, tmp_path):
 
 
 def test_every_problem_is_listed_at_once(tiny_spec, write_spec, tmp_path):
-    spec = _merge(_spec(tiny_spec), {"model": {"widht": 3}, "train": {"lr": -1},
-                                     "task": {"target": {"name": "parity", "indices": [[0, 9]]}}})
+    spec = _merge(
+        _spec(tiny_spec),
+        {"model": {"widht": 3}, "train": {"lr": -1}, "task": {"target": {"name": "parity", "indices": [[0, 9]]}}},
+    )
     out = tmp_path / "out"
     result = _invoke("run", write_spec(spec), "model.depth=0", "--out", out, "--executor", "serial")
     _assert_bad_input(result, ["model.widht", "train.lr", "task.target", "model.depth", "4 problems"], out)
@@ -188,12 +199,15 @@ def test_console_script_and_python_m(tiny_spec, write_spec, tmp_path):
     assert (out / "results.db").is_file() and (out / "learning_curves.png").is_file()
     before = _finished(out)
     assert len(before) == 4
-    again = subprocess.run([sys.executable, "-m", "learnlab", "run", str(path), "--out", str(out),
-                            "--executor", "serial"], **env_run)
+    again = subprocess.run(
+        [sys.executable, "-m", "learnlab", "run", str(path), "--out", str(out), "--executor", "serial"], **env_run
+    )
     assert again.returncode == 0, again.stdout + again.stderr
     assert _finished(out) == before
-    bad = subprocess.run([sys.executable, "-m", "learnlab", "run", str(tmp_path / "missing.yaml"),
-                          "--out", str(tmp_path / "bad")], **env_run)
+    bad = subprocess.run(
+        [sys.executable, "-m", "learnlab", "run", str(tmp_path / "missing.yaml"), "--out", str(tmp_path / "bad")],
+        **env_run,
+    )
     assert bad.returncode == 2
     assert "missing.yaml" in bad.stderr and "Traceback" not in bad.stdout + bad.stderr
     assert not (tmp_path / "bad").exists()

@@ -38,7 +38,7 @@ AXES = {
     "train.lr": st.floats(1e-4, 10.0, allow_nan=False),
     "train.batch_size": st.integers(1, 512),
     "task.n_test": st.integers(1, 10_000),
-    "task.noise": st.floats(0.0, 0.5, allow_nan=False)  # parity: a label-flip probability,
+    "task.noise": st.floats(0.0, 0.5, allow_nan=False),  # parity: a label-flip probability,
 }
 
 
@@ -124,11 +124,22 @@ def _shuffled(tree, rng: random.Random):
 SPEC_WITH_EVERYTHING = {
     "name": "order",
     "seed": 3,
-    "task": {"inputs": {"name": "hypercube", "d": 8}, "target": {"name": "parity", "indices": [[0, 1], [2]]},
-             "noise": 0.1, "n_test": 64},
+    "task": {
+        "inputs": {"name": "hypercube", "d": 8},
+        "target": {"name": "parity", "indices": [[0, 1], [2]]},
+        "noise": 0.1,
+        "n_test": 64,
+    },
     "model": {"name": "mlp", "width": 8, "depth": 2, "activation": "relu", "param": "mup"},
-    "train": {"optimizer": "adam", "lr": 0.01, "batch_size": 8, "steps": 5, "eval_every": 5,
-              "thresholds": [0.5, 0.1], "ema": 0.9},
+    "train": {
+        "optimizer": "adam",
+        "lr": 0.01,
+        "batch_size": 8,
+        "steps": 5,
+        "eval_every": 5,
+        "thresholds": [0.5, 0.1],
+        "ema": 0.9,
+    },
     "sweep": {"grid": {"model.width": [8, 16], "train.lr": [0.01, 0.1]}, "zip": {}, "seeds": 2},
 }
 
@@ -146,14 +157,37 @@ def test_run_id_is_stable_under_key_reordering(rng):
 
 
 @settings(max_examples=50, deadline=None)
-@given(st.sampled_from(["model.width", "model.depth", "train.lr", "train.batch_size", "task.n_test",
-                        "task.noise", "seed", "train.ema", "model.activation", "train.optimizer"]),
-       st.data())
+@given(
+    st.sampled_from(
+        [
+            "model.width",
+            "model.depth",
+            "train.lr",
+            "train.batch_size",
+            "task.n_test",
+            "task.noise",
+            "seed",
+            "train.ema",
+            "model.activation",
+            "train.optimizer",
+        ]
+    ),
+    st.data(),
+)
 def test_run_id_differs_when_any_config_value_differs(key, data):
     (config,) = plan(BASE).runs
-    other = {"model.width": 300, "model.depth": 4, "train.lr": 0.123, "train.batch_size": 7,
-             "task.n_test": 99, "task.noise": 0.5, "seed": 42, "train.ema": 0.5,
-             "model.activation": "tanh", "train.optimizer": "adam"}[key]
+    other = {
+        "model.width": 300,
+        "model.depth": 4,
+        "train.lr": 0.123,
+        "train.batch_size": 7,
+        "task.n_test": 99,
+        "task.noise": 0.5,
+        "seed": 42,
+        "train.ema": 0.5,
+        "model.activation": "tanh",
+        "train.optimizer": "adam",
+    }[key]
     (changed,) = plan(BASE, [f"{key}={other}"]).runs
     assert changed.run_id != config.run_id
     assert changed.run_id == plan(BASE, [f"{key}={other}"]).runs[0].run_id  # deterministic
@@ -201,8 +235,15 @@ def test_two_runs_never_share_a_stream(resolve):
 
 # ---------------------------------------------------------------------------- store round trip
 
-TINY_TRAIN = {"optimizer": "sgd", "lr": 0.05, "batch_size": 16, "steps": 20, "eval_every": 10, "log_every": 5,
-              "thresholds": [5.0, 1e-9]}
+TINY_TRAIN = {
+    "optimizer": "sgd",
+    "lr": 0.05,
+    "batch_size": 16,
+    "steps": 20,
+    "eval_every": 10,
+    "log_every": 5,
+    "thresholds": [5.0, 1e-9],
+}
 
 
 def _tiny(tiny_spec, **sweep_spec):

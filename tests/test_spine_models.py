@@ -45,16 +45,23 @@ def _slow_forward(model: MLP, x: torch.Tensor, param: str) -> torch.Tensor:
 @pytest.mark.parametrize("width, base_width", [(8, 1), (32, 4)])
 def test_forward_equals_a_slow_explicit_computation(gen, param, width, base_width):
     d, members = 5, 3
-    model = MLP(d, width, 2, outputs=2, param=param, base_width=base_width,
-                generators=[gen(e) for e in range(members)], dtype=torch.float64)
+    model = MLP(
+        d,
+        width,
+        2,
+        outputs=2,
+        param=param,
+        base_width=base_width,
+        generators=[gen(e) for e in range(members)],
+        dtype=torch.float64,
+    )
     with torch.no_grad():  # non-zero biases so that their multipliers matter
         for b in model.biases:
             b.normal_(generator=gen(99))
     x = torch.randn(members, 7, d, generator=gen(100), dtype=torch.float64)
     torch.testing.assert_close(model(x), _slow_forward(model, x, param), rtol=1e-12, atol=1e-12)
     # a single member takes and returns 2-d tensors like an ordinary module
-    single = MLP(d, width, 2, outputs=2, param=param, base_width=base_width, generators=[gen(0)],
-                 dtype=torch.float64)
+    single = MLP(d, width, 2, outputs=2, param=param, base_width=base_width, generators=[gen(0)], dtype=torch.float64)
     assert single(x[0]).shape == (7, 2)
 
 
@@ -67,8 +74,11 @@ def _expected_init_std(param: str, d: int, width: int, base_width: int) -> list[
     r = width / base_width
     if param == "sp":
         return [1 / math.sqrt(d), math.sqrt(2 / base_width) / math.sqrt(r), math.sqrt(2 / base_width) / math.sqrt(r)]
-    return [1 / math.sqrt(d) / math.sqrt(r), math.sqrt(2 / base_width) / math.sqrt(r),
-            math.sqrt(2 / base_width) / math.sqrt(r)]
+    return [
+        1 / math.sqrt(d) / math.sqrt(r),
+        math.sqrt(2 / base_width) / math.sqrt(r),
+        math.sqrt(2 / base_width) / math.sqrt(r),
+    ]
 
 
 def _expected_effective_std(param: str, d: int, width: int, base_width: int) -> list[float]:
@@ -83,8 +93,15 @@ def _expected_effective_std(param: str, d: int, width: int, base_width: int) -> 
 @pytest.mark.parametrize("width, base_width", [(256, 1), (512, 16)])
 def test_init_std_per_layer_matches_the_closed_form(gen, param, width, base_width):
     d, members = 40, 8
-    model = MLP(d, width, 2, param=param, base_width=base_width,
-                generators=[gen(e) for e in range(members)], dtype=torch.float64)
+    model = MLP(
+        d,
+        width,
+        2,
+        param=param,
+        base_width=base_width,
+        generators=[gen(e) for e in range(members)],
+        dtype=torch.float64,
+    )
     raw = _expected_init_std(param, d, width, base_width)
     eff = _expected_effective_std(param, d, width, base_width)
     mults, _ = _multipliers(param, width / base_width)

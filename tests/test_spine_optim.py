@@ -78,8 +78,11 @@ def test_build_optimizer_matches_torch_optim(gen, optimizer, weight_decay, param
     _train(ours, opt, batches, member=0)
     _train(ref, ref_opt, batches, member=0)
     moved = False
-    for p, q, p0 in zip(ours.parameters(), ref.parameters(), MLP(D, WIDTH, 2, param=param, generators=[gen(1)],
-                                                                  dtype=torch.float64).parameters()):
+    for p, q, p0 in zip(
+        ours.parameters(),
+        ref.parameters(),
+        MLP(D, WIDTH, 2, param=param, generators=[gen(1)], dtype=torch.float64).parameters(),
+    ):
         torch.testing.assert_close(p, q, **TOL)
         moved |= not torch.allclose(p, p0)
     assert moved, "the parameters must have changed"
@@ -91,15 +94,17 @@ def test_our_classes_with_float_hyperparameters_match_torch_optim(gen, optimizer
     ref = copy.deepcopy(ours)
     lr, wd = LR[optimizer], 0.05
     if optimizer in ("adam", "adamw"):
-        opt = Adam(ours.parameters(), lr=lr, betas=(0.8, 0.99), eps=1e-6, weight_decay=wd,
-                   decoupled=optimizer == "adamw")
+        opt = Adam(
+            ours.parameters(), lr=lr, betas=(0.8, 0.99), eps=1e-6, weight_decay=wd, decoupled=optimizer == "adamw"
+        )
         cls = torch.optim.AdamW if optimizer == "adamw" else torch.optim.Adam
         ref_opt = cls(ref.parameters(), lr=lr, betas=(0.8, 0.99), eps=1e-6, weight_decay=wd)
     else:
         mom = 0.0 if optimizer == "sgd" else 0.7
         opt = SGD(ours.parameters(), lr=lr, momentum=mom, nesterov=optimizer == "nesterov", weight_decay=wd)
-        ref_opt = torch.optim.SGD(ref.parameters(), lr=lr, momentum=mom, nesterov=optimizer == "nesterov",
-                                  weight_decay=wd)
+        ref_opt = torch.optim.SGD(
+            ref.parameters(), lr=lr, momentum=mom, nesterov=optimizer == "nesterov", weight_decay=wd
+        )
     batches = _batches(gen, 1)
     _train(ours, opt, batches, member=0)
     _train(ref, ref_opt, batches, member=0)
@@ -127,8 +132,13 @@ def test_per_member_hyperparameters_equal_standalone_torch_runs(gen, optimizer):
         else:
             mom = 0.0 if optimizer == "sgd" else moms[e]
             # torch refuses nesterov without momentum; with momentum 0 it is plain SGD
-            ref_opt = torch.optim.SGD(solo.parameters(), lr=lrs[e], weight_decay=wds[e], momentum=mom,
-                                      nesterov=optimizer == "nesterov" and mom > 0)
+            ref_opt = torch.optim.SGD(
+                solo.parameters(),
+                lr=lrs[e],
+                weight_decay=wds[e],
+                momentum=mom,
+                nesterov=optimizer == "nesterov" and mom > 0,
+            )
         _train(solo, ref_opt, batches, member=e)
         for p, q in zip(stacked.parameters(), solo.parameters()):
             torch.testing.assert_close(p[e], q[0], **TOL)

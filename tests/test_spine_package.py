@@ -42,8 +42,20 @@ def test_public_names_resolve_lazily():
     )
     info = json.loads(out)
     assert info["before"] is False and info["same"] is True
-    for name in ("open_store", "sweep", "plan", "load_spec", "SpecError", "make_task", "MLP",
-                 "Parameterization", "build_optimizer", "fit", "plot_learning_curves", "__version__"):
+    for name in (
+        "open_store",
+        "sweep",
+        "plan",
+        "load_spec",
+        "SpecError",
+        "make_task",
+        "MLP",
+        "Parameterization",
+        "build_optimizer",
+        "fit",
+        "plot_learning_curves",
+        "__version__",
+    ):
         assert name in info["all"]
 
 
@@ -61,8 +73,17 @@ def test_every_exported_name_resolves():
         learnlab.nope  # noqa: B018
 
 
-@pytest.mark.parametrize("module", ["learnlab.tasks", "learnlab.models", "learnlab.train",
-                                    "learnlab.experiments", "learnlab.analysis", "learnlab.cli"])
+@pytest.mark.parametrize(
+    "module",
+    [
+        "learnlab.tasks",
+        "learnlab.models",
+        "learnlab.train",
+        "learnlab.experiments",
+        "learnlab.analysis",
+        "learnlab.cli",
+    ],
+)
 def test_subpackages_declare_their_public_names(module):
     import importlib
 

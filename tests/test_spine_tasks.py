@@ -34,8 +34,9 @@ from learnlab.tasks import (
 def parity_case(draw):
     """(d, index sets, x in {-1, +1}^d as a list, a bit to flip)."""
     d = draw(st.integers(1, 12))
-    subsets = draw(st.lists(
-        st.lists(st.integers(0, d - 1), min_size=1, max_size=d, unique=True), min_size=1, max_size=4))
+    subsets = draw(
+        st.lists(st.lists(st.integers(0, d - 1), min_size=1, max_size=d, unique=True), min_size=1, max_size=4)
+    )
     x = draw(st.lists(st.sampled_from([-1.0, 1.0]), min_size=d, max_size=d))
     j = draw(st.integers(0, d - 1))
     return d, subsets, x, j
@@ -160,8 +161,9 @@ def test_hermite_monomial_is_the_product_of_one_dimensional_hermites(gen):
     np.testing.assert_allclose(hermite_monomial(monomial, z).numpy(), expected, rtol=1e-12, atol=1e-12)
     target = Hermite(monomial=tuple(sorted(monomial.items())))
     np.testing.assert_allclose(target(z)[:, 0].numpy(), expected, rtol=1e-12, atol=1e-12)
-    task = make_task({"inputs": {"name": "gaussian", "d": 6},
-                      "target": {"name": "hermite", "monomial": {0: 2, 3: 1, 5: 4}}})
+    task = make_task(
+        {"inputs": {"name": "gaussian", "d": 6}, "target": {"name": "hermite", "monomial": {0: 2, 3: 1, 5: 4}}}
+    )
     _, y = task.sample(300, gen(1), dtype=torch.float64)
     np.testing.assert_allclose(y[:, 0].numpy(), expected, rtol=1e-12, atol=1e-12)
 
@@ -187,8 +189,9 @@ def test_label_noise_std_matches_the_spec(gen):
 
 
 def test_same_generator_seed_gives_identical_samples(gen):
-    task = make_task({"inputs": {"name": "gaussian", "d": 5},
-                      "target": {"name": "hermite", "monomial": {0: 3}}, "noise": 0.1})
+    task = make_task(
+        {"inputs": {"name": "gaussian", "d": 5}, "target": {"name": "hermite", "monomial": {0: 3}}, "noise": 0.1}
+    )
     a, b, c = task.sample(64, gen(11)), task.sample(64, gen(11)), task.sample(64, gen(12))
     torch.testing.assert_close(a, b, rtol=0, atol=0)
     assert not torch.equal(a[0], c[0])
@@ -224,8 +227,14 @@ def _row_ids(sample_x: torch.Tensor, x: torch.Tensor) -> list[int]:
 
 @pytest.mark.parametrize("n_train, batch_size", [(48, 8), (50, 16)])
 def test_offline_stream_cycles_through_the_fixed_sample(gen, n_train, batch_size):
-    task = make_task({"inputs": {"name": "gaussian", "d": 3},
-                      "target": {"name": "hermite", "monomial": {0: 1}}, "n_train": n_train, "noise": 0.1})
+    task = make_task(
+        {
+            "inputs": {"name": "gaussian", "d": 3},
+            "target": {"name": "hermite", "monomial": {0: 1}},
+            "n_train": n_train,
+            "noise": 0.1,
+        }
+    )
     stream = BatchStream(task, batch_size, gen(9), dtype=torch.float64)
     fixed_x, fixed_y = task.train_sample(gen(9), dtype=torch.float64)  # drawn first from the stream's generator
     torch.testing.assert_close(stream.sample[0], fixed_x, rtol=0, atol=0)

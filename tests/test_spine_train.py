@@ -21,11 +21,19 @@ from learnlab.train import ThresholdTracker
 BASE = {
     "name": "train-tests",
     "seed": 0,
-    "task": {"inputs": {"name": "hypercube", "d": 6}, "target": {"name": "parity", "indices": [[0, 1]]},
-             "n_test": 256},
+    "task": {"inputs": {"name": "hypercube", "d": 6}, "target": {"name": "parity", "indices": [[0, 1]]}, "n_test": 256},
     "model": {"name": "mlp", "width": 16, "depth": 1, "param": "sp"},
-    "train": {"optimizer": "sgd", "lr": 0.3, "batch_size": 64, "steps": 40, "eval_every": 10, "log_every": 1,
-              "thresholds": [0.9, 0.6], "ema": 0.9, "dtype": "float64"},
+    "train": {
+        "optimizer": "sgd",
+        "lr": 0.3,
+        "batch_size": 64,
+        "steps": 40,
+        "eval_every": 10,
+        "log_every": 1,
+        "thresholds": [0.9, 0.6],
+        "ema": 0.9,
+        "dtype": "float64",
+    },
 }
 
 # ---------------------------------------------------------------------------- EMA tracker
@@ -73,14 +81,27 @@ def _reference_run(config: dict) -> dict:
     def generator(role):
         return torch.Generator().manual_seed(derive_seed(seed, rid, role))
 
-    model = MLP(task.d, m["width"], m["depth"], task.outputs, activation=m["activation"], param="sp",
-                generators=[generator("init")], dtype=dtype)
+    model = MLP(
+        task.d,
+        m["width"],
+        m["depth"],
+        task.outputs,
+        activation=m["activation"],
+        param="sp",
+        generators=[generator("init")],
+        dtype=dtype,
+    )
     stream = BatchStream(task, tr["batch_size"], generator("data"), dtype=dtype)
     x_test, y_test = task.test_sample(generator("test"), dtype=dtype)
     opt = torch.optim.SGD(model.parameters(), lr=tr["lr"])  # sp: one learning rate for every layer
     s, thresholds = tr["ema"], sorted(tr["thresholds"], reverse=True)
-    out = {"train/loss": {}, "test/mse": {}, "status": "finished", "step": tr["steps"],
-           "thresholds": {c: None for c in thresholds}}
+    out = {
+        "train/loss": {},
+        "test/mse": {},
+        "status": "finished",
+        "step": tr["steps"],
+        "thresholds": {c: None for c in thresholds},
+    }
     ema = None
     for t in range(tr["steps"] + 1):
         if t % tr["eval_every"] == 0 or t == tr["steps"]:
@@ -174,8 +195,13 @@ STACK = {
     **BASE,
     "train": {**BASE["train"], "steps": 40},
     # three runs trained as one stacked model: one diverges, one stops early, one survives
-    "sweep": {"zip": {"train.lr": [30, 0.3, 0.3], "train.stop_at_thresholds": [False, True, False],
-                      "train.thresholds": [[0.5], [1.0], [0.8]]}},
+    "sweep": {
+        "zip": {
+            "train.lr": [30, 0.3, 0.3],
+            "train.stop_at_thresholds": [False, True, False],
+            "train.thresholds": [[0.5], [1.0], [0.8]],
+        }
+    },
 }
 
 

@@ -26,8 +26,7 @@ def scaled_target(x):
 SPEC = {
     "name": "notebook",
     "seed": 1,
-    "task": {"inputs": {"name": "gaussian", "d": 4}, "target": {"name": "callable", "function": None},
-             "n_test": 128},
+    "task": {"inputs": {"name": "gaussian", "d": 4}, "target": {"name": "callable", "function": None}, "n_test": 128},
     "model": {"width": 16, "depth": 1},
     "train": {"lr": 0.05, "batch_size": 16, "steps": 30, "eval_every": 10},
     "sweep": {"grid": {"train.lr": [0.05, 0.1]}, "seeds": 2},

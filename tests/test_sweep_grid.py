@@ -18,9 +18,9 @@ pytest.importorskip("pyarrow")  # so does --format parquet
 
 LRS, WIDTHS, SEEDS = [0.1, 0.05], [16, 8], [0, 1]  # given unsorted: the grid must sort them
 SPEC = {
-    "name": "grid", "seed": 0,
-    "task": {"inputs": {"name": "hypercube", "d": 6}, "target": {"name": "parity", "indices": [[0, 1]]},
-             "n_test": 128},
+    "name": "grid",
+    "seed": 0,
+    "task": {"inputs": {"name": "hypercube", "d": 6}, "target": {"name": "parity", "indices": [[0, 1]]}, "n_test": 128},
     "model": {"width": 16, "depth": 1},
     "train": {"lr": 0.05, "batch_size": 16, "steps": 30, "eval_every": 10, "thresholds": [0.9]},
     "sweep": {"grid": {"train.lr": LRS, "model.width": WIDTHS}, "seeds": len(SEEDS)},
@@ -130,6 +130,7 @@ def test_export_writes_the_runs_and_metrics_tables(swept, tmp_path, fmt):
     assert list(got["run_id"]) == list(expected["run_id"]) and list(got["status"]) == list(expected["status"])
     np.testing.assert_array_equal(got["test/mse"].to_numpy(float), expected["test/mse"].to_numpy(float))
     assert list(got["train.lr"]) == list(expected["train.lr"])
-    pd.testing.assert_frame_equal(metrics.reset_index(drop=True), store.metrics().reset_index(drop=True),
-                                  check_dtype=False)
+    pd.testing.assert_frame_equal(
+        metrics.reset_index(drop=True), store.metrics().reset_index(drop=True), check_dtype=False
+    )
     store.close()

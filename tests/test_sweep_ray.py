@@ -43,8 +43,10 @@ def ray_env(monkeypatch, tmp_path, short_tmp):
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
     monkeypatch.setenv("HOME", str(home))
     mkdtemp = tempfile.mkdtemp
-    monkeypatch.setattr("learnlab.experiments._ray.tempfile",
-                        SimpleNamespace(mkdtemp=lambda prefix: mkdtemp(prefix=prefix, dir=short_tmp)))
+    monkeypatch.setattr(
+        "learnlab.experiments._ray.tempfile",
+        SimpleNamespace(mkdtemp=lambda prefix: mkdtemp(prefix=prefix, dir=short_tmp)),
+    )
     return home, short_tmp
 
 
@@ -56,10 +58,13 @@ def _outcomes(store) -> dict:
     with store:
         runs = store.runs().set_index("run_id")
         metrics = store.metrics()
-    history = {rid: list(map(tuple, g[["step", "name", "value"]].itertuples(index=False)))
-               for rid, g in metrics.groupby("run_id")}
-    return {rid: (row["status"], row["test/mse"], repr(row["steps_to/0.9"]), history[rid])
-            for rid, row in runs.iterrows()}
+    history = {
+        rid: list(map(tuple, g[["step", "name", "value"]].itertuples(index=False)))
+        for rid, g in metrics.groupby("run_id")
+    }
+    return {
+        rid: (row["status"], row["test/mse"], repr(row["steps_to/0.9"]), history[rid]) for rid, row in runs.iterrows()
+    }
 
 
 @pytest.mark.slow
@@ -150,14 +155,14 @@ def silent_server():
 def test_unreachable_ray_address_is_a_clean_error_within_seconds(kind, tiny_spec, tmp_path, silent_server):
     import yaml
 
-    address = {"refused": f"127.0.0.1:{_closed_port()}", "silent": silent_server,
-               "malformed": "no-port-here"}[kind]
+    address = {"refused": f"127.0.0.1:{_closed_port()}", "silent": silent_server, "malformed": "no-port-here"}[kind]
     spec = tmp_path / "spec.yaml"
     spec.write_text(yaml.safe_dump(tiny_spec))
     out = tmp_path / "out"
     start = time.monotonic()
-    result = CliRunner().invoke(app, ["run", str(spec), "--out", str(out), "--executor", "ray",
-                                      "--ray-address", address])
+    result = CliRunner().invoke(
+        app, ["run", str(spec), "--out", str(out), "--executor", "ray", "--ray-address", address]
+    )
     elapsed = time.monotonic() - start
     assert result.exit_code == 2, result.output
     assert address in result.output and "Traceback" not in result.output
@@ -170,8 +175,9 @@ def test_ray_address_without_the_ray_executor_is_rejected(tiny_spec, tmp_path):
 
     spec = tmp_path / "spec.yaml"
     spec.write_text(yaml.safe_dump(tiny_spec))
-    result = CliRunner().invoke(app, ["run", str(spec), "--out", str(tmp_path / "out"),
-                                      "--ray-address", "127.0.0.1:6379"])
+    result = CliRunner().invoke(
+        app, ["run", str(spec), "--out", str(tmp_path / "out"), "--ray-address", "127.0.0.1:6379"]
+    )
     assert result.exit_code == 2
     assert "--ray-address needs --executor ray" in result.output
     assert not (tmp_path / "out").exists()

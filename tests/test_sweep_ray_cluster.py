@@ -20,8 +20,7 @@ pytestmark = pytest.mark.slow
 SPEC = {
     "name": "cluster",
     "seed": 3,
-    "task": {"inputs": {"name": "gaussian", "d": 8}, "target": {"name": "hermite", "monomial": {0: 2}},
-             "n_test": 256},
+    "task": {"inputs": {"name": "gaussian", "d": 8}, "target": {"name": "hermite", "monomial": {0: 2}}, "n_test": 256},
     "model": {"width": 32, "depth": 2},
     "train": {"lr": 0.05, "batch_size": 32, "steps": 2000, "eval_every": 100},
     "sweep": {"grid": {"train.lr": [0.01, 0.02, 0.05, 0.1]}, "seeds": 2},
@@ -38,10 +37,14 @@ def cluster():
         mp.setenv("RAY_AUTH_MODE", "disabled")
         mp.setenv("RAY_TMPDIR", root)
         mp.setenv("HOME", root)
-        c = Cluster(initialize_head=True, head_node_args={
-            "num_cpus": 1, "include_dashboard": False,
-            "_system_config": {"health_check_period_ms": 500, "health_check_failure_threshold": 3},
-        })
+        c = Cluster(
+            initialize_head=True,
+            head_node_args={
+                "num_cpus": 1,
+                "include_dashboard": False,
+                "_system_config": {"health_check_period_ms": 500, "health_check_failure_threshold": 3},
+            },
+        )
         worker = c.add_node(num_cpus=1)
         c.wait_for_nodes()
         try:
@@ -92,8 +95,7 @@ def test_sweep_completes_every_run_exactly_once_when_a_worker_node_dies(cluster,
         c.remove_node(worker, allow_graceful=False)  # SIGKILL the node's processes
         killed["after"] = done
 
-    store = sweep(SPEC, out=tmp_path / "ray", executor="ray", address=c.address, runs_per_task=1,
-                  on_result=on_result)
+    store = sweep(SPEC, out=tmp_path / "ray", executor="ray", address=c.address, runs_per_task=1, on_result=on_result)
     assert killed["task_pid"] is not None, "no task was running on the worker node when it was killed"
     assert killed["after"] < 8
     with pytest.raises(ProcessLookupError):

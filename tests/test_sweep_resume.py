@@ -17,11 +17,13 @@ from learnlab.experiments import sweep
 SPEC = {
     "name": "resume",
     "seed": 7,
-    "task": {"inputs": {"name": "gaussian", "d": 8}, "target": {"name": "hermite", "monomial": {0: 1, 1: 1}},
-             "n_test": 256},
+    "task": {
+        "inputs": {"name": "gaussian", "d": 8},
+        "target": {"name": "hermite", "monomial": {0: 1, 1: 1}},
+        "n_test": 256,
+    },
     "model": {"width": 32, "depth": 2},
-    "train": {"lr": 0.05, "batch_size": 32, "steps": 200, "eval_every": 50, "log_every": 10,
-              "thresholds": [0.5]},
+    "train": {"lr": 0.05, "batch_size": 32, "steps": 200, "eval_every": 50, "log_every": 10, "thresholds": [0.5]},
     "sweep": {"grid": {"train.lr": [0.02, 0.05, 0.1]}, "seeds": 2},
 }
 N_RUNS = 6
@@ -30,7 +32,9 @@ N_RUNS = 6
 def _snapshot(db: Path) -> dict:
     """Everything a resumed store must reproduce: run ids, statuses, finals, thresholds, histories."""
     with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
-        runs = conn.execute("SELECT run_id, config, status, step, final, thresholds FROM runs ORDER BY run_id").fetchall()
+        runs = conn.execute(
+            "SELECT run_id, config, status, step, final, thresholds FROM runs ORDER BY run_id"
+        ).fetchall()
         metrics = conn.execute("SELECT run_id, step, name, value FROM metrics ORDER BY run_id, name, step").fetchall()
     conn.close()
     return {"runs": runs, "metrics": metrics}
@@ -41,8 +45,12 @@ def _check_integrity(db: Path) -> None:
     try:
         assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
         assert conn.execute("SELECT run_id FROM runs GROUP BY run_id HAVING COUNT(*) > 1").fetchall() == []
-        assert conn.execute("SELECT run_id, name, step FROM metrics GROUP BY run_id, name, step "
-                            "HAVING COUNT(*) > 1").fetchall() == []
+        assert (
+            conn.execute(
+                "SELECT run_id, name, step FROM metrics GROUP BY run_id, name, step HAVING COUNT(*) > 1"
+            ).fetchall()
+            == []
+        )
     finally:
         conn.close()
 
@@ -56,7 +64,8 @@ def _finished(db: Path) -> int | None:
         conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=0.1)
         try:
             registered, finished = conn.execute(
-                "SELECT COUNT(*), COALESCE(SUM(status = 'finished'), 0) FROM runs").fetchone()
+                "SELECT COUNT(*), COALESCE(SUM(status = 'finished'), 0) FROM runs"
+            ).fetchone()
         finally:
             conn.close()
     except sqlite3.OperationalError:  # schema not created yet, or a writer holds a lock
@@ -85,8 +94,9 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-def _kill_after(spec: Path, out: Path, k: int, timeout: float = 120, executor: str = "serial",
-                workers: list[int] | None = None) -> int:
+def _kill_after(
+    spec: Path, out: Path, k: int, timeout: float = 120, executor: str = "serial", workers: list[int] | None = None
+) -> int:
     """Start ``learnlab run``, SIGKILL it once ``k`` runs are committed; return the count at the kill.
     The driver's child processes at the kill are appended to ``workers``."""
     cmd = [sys.executable, "-m", "learnlab", "run", str(spec), "--out", str(out), "--executor", executor]

@@ -19,8 +19,9 @@ from learnlab.models._param import PARAMETERIZATIONS
 
 # ---- values that no lax (pydantic) conversion can turn into the expected type -------------------
 WORDS = st.from_regex(r"[a-z]{6,10}", fullmatch=True).filter(lambda w: w not in ("infinity",))
-CONTAINERS = st.one_of(st.lists(st.integers(), min_size=1, max_size=3),
-                       st.dictionaries(WORDS, st.integers(), min_size=1, max_size=2))
+CONTAINERS = st.one_of(
+    st.lists(st.integers(), min_size=1, max_size=3), st.dictionaries(WORDS, st.integers(), min_size=1, max_size=2)
+)
 NOT_INT = st.one_of(WORDS, CONTAINERS, st.floats(0.1, 0.9).map(lambda f: 3 + f))
 NOT_FLOAT = st.one_of(WORDS, CONTAINERS)
 NOT_STR = st.one_of(st.integers(), st.floats(allow_nan=False), CONTAINERS)
@@ -28,25 +29,45 @@ NOT_BOOL = st.one_of(WORDS, CONTAINERS, st.integers(2, 100))
 NOT_LIST = st.one_of(WORDS, st.integers(), st.dictionaries(WORDS, st.integers(), min_size=1, max_size=2))
 
 WRONG_TYPES = {
-    "seed": NOT_INT, "name": CONTAINERS,
-    "model.width": NOT_INT, "model.depth": NOT_INT, "model.activation": NOT_STR, "model.bias": NOT_BOOL,
-    "train.lr": NOT_FLOAT, "train.steps": NOT_INT, "train.batch_size": NOT_INT, "train.eval_every": NOT_INT,
-    "train.momentum": NOT_FLOAT, "train.thresholds": NOT_LIST, "train.optimizer": NOT_STR,
-    "task.inputs.d": NOT_INT, "task.n_test": NOT_INT, "task.noise": NOT_FLOAT,
-    "task.target.indices": NOT_LIST, "sweep.grid": st.one_of(WORDS, st.integers(), st.lists(st.integers(), min_size=1)),
-    "model": st.one_of(WORDS, st.integers()), "train": st.one_of(WORDS, st.integers()),
-    "task": st.one_of(WORDS, st.integers()), "sweep": st.one_of(WORDS, st.integers()),
+    "seed": NOT_INT,
+    "name": CONTAINERS,
+    "model.width": NOT_INT,
+    "model.depth": NOT_INT,
+    "model.activation": NOT_STR,
+    "model.bias": NOT_BOOL,
+    "train.lr": NOT_FLOAT,
+    "train.steps": NOT_INT,
+    "train.batch_size": NOT_INT,
+    "train.eval_every": NOT_INT,
+    "train.momentum": NOT_FLOAT,
+    "train.thresholds": NOT_LIST,
+    "train.optimizer": NOT_STR,
+    "task.inputs.d": NOT_INT,
+    "task.n_test": NOT_INT,
+    "task.noise": NOT_FLOAT,
+    "task.target.indices": NOT_LIST,
+    "sweep.grid": st.one_of(WORDS, st.integers(), st.lists(st.integers(), min_size=1)),
+    "model": st.one_of(WORDS, st.integers()),
+    "train": st.one_of(WORDS, st.integers()),
+    "task": st.one_of(WORDS, st.integers()),
+    "sweep": st.one_of(WORDS, st.integers()),
 }
 BAD_VALUES = {
-    "model.width": st.integers(-1000, 0), "model.depth": st.integers(-10, 0),
+    "model.width": st.integers(-1000, 0),
+    "model.depth": st.integers(-10, 0),
     "model.activation": WORDS.filter(lambda w: w not in ACTIVATIONS),
     "model.param": WORDS.filter(lambda w: w not in PARAMETERIZATIONS),
-    "train.lr": st.floats(-10, 0), "train.steps": st.integers(-1000, 0), "train.batch_size": st.integers(-100, 0),
-    "train.momentum": st.one_of(st.floats(1, 10), st.floats(-10, -0.01)), "train.ema": st.floats(1, 10),
+    "train.lr": st.floats(-10, 0),
+    "train.steps": st.integers(-1000, 0),
+    "train.batch_size": st.integers(-100, 0),
+    "train.momentum": st.one_of(st.floats(1, 10), st.floats(-10, -0.01)),
+    "train.ema": st.floats(1, 10),
     "train.optimizer": WORDS.filter(lambda w: w not in ("momentum", "nesterov")),
     "train.device": WORDS.filter(lambda w: not w.startswith(("cuda", "mps"))),
     "train.thresholds": st.lists(st.floats(-10, 0), min_size=1, max_size=3),
-    "task.inputs.d": st.integers(-100, 0), "task.n_test": st.integers(-100, 0), "task.noise": st.floats(-10, -0.01),
+    "task.inputs.d": st.integers(-100, 0),
+    "task.n_test": st.integers(-100, 0),
+    "task.noise": st.floats(-10, -0.01),
     "sweep.seeds": st.integers(-100, 0),
 }
 SECTIONS = ["", "model", "train", "task", "task.inputs", "task.target", "sweep"]
@@ -118,4 +139,3 @@ def test_the_unmutated_spec_is_valid(tiny_spec, tmp_path):
     assert result.exit_code == 0, result.output
     assert "4 runs" in result.output
     assert not (tmp_path / "out").exists()
-

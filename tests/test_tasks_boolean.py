@@ -29,8 +29,9 @@ def _fourier_estimates(task, subsets, n, gen):
 @pytest.mark.parametrize("normalize", [False, True])
 def test_staircase_fourier_coefficients_by_sampling(gen, normalize):
     d, n = 6, 100_000
-    task = make_task({"inputs": {"name": "hypercube", "d": d},
-                      "target": {"name": "staircase", "degree": 3, "normalize": normalize}})
+    task = make_task(
+        {"inputs": {"name": "hypercube", "d": d}, "target": {"name": "staircase", "degree": 3, "normalize": normalize}}
+    )
     expected_sets = {(0,), (0, 1), (0, 1, 2)}
     scale = 1 / math.sqrt(3) if normalize else 1.0
     all_sets = [s for k in range(d + 1) for s in itertools.combinations(range(d), k)]
@@ -56,8 +57,9 @@ def test_merged_staircase_from_index_sets_and_parity_sum(gen):
 
 def test_parity_labels_are_exact_products_and_flip_noise_has_the_given_rate(gen):
     n, p = 100_000, 0.2
-    task = make_task({"inputs": {"name": "hypercube", "d": 10},
-                      "target": {"name": "parity", "indices": [[1, 4, 7]]}, "noise": p})
+    task = make_task(
+        {"inputs": {"name": "hypercube", "d": 10}, "target": {"name": "parity", "indices": [[1, 4, 7]]}, "noise": p}
+    )
     x, y = task.sample(n, gen(2), dtype=torch.float64)
     clean = _chi(x, [1, 4, 7])
     assert set(y.flatten().tolist()) == {-1.0, 1.0}, "+-1 labels stay +-1 under flip noise"
@@ -78,8 +80,9 @@ def test_staircase_degree_k_equals_the_sum_of_prefix_parities(k, seed):
 
 def test_hypercube_coordinates_are_fair_independent_coins(gen):
     n = 100_000
-    x = make_task({"inputs": {"name": "hypercube", "d": 3},
-                   "target": {"name": "parity", "indices": [[0]]}}).sample(n, gen(4), dtype=torch.float64)[0]
+    x = make_task({"inputs": {"name": "hypercube", "d": 3}, "target": {"name": "parity", "indices": [[0]]}}).sample(
+        n, gen(4), dtype=torch.float64
+    )[0]
     assert set(x.unique().tolist()) == {-1.0, 1.0}
     # means and pairwise correlations of fair independent coins: 0 +- 1/sqrt(n); 6 sigma
     assert x.mean(0).abs().max().item() < 6 / math.sqrt(n)

@@ -31,8 +31,17 @@ def test_tasks_json_lists_every_tagged_spec_and_every_field():
 def test_tasks_table_mentions_names_defaults_and_meanings():
     result = CliRunner().invoke(app, ["tasks"], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
-    for needle in ("power_law_gaussian", "staircase", "single_index", "cutoff_mode", "40000",
-                   "[-1/2, 1/2]", "train-images-idx3-ubyte", "LEARNLAB_DATA", "(required)"):
+    for needle in (
+        "power_law_gaussian",
+        "staircase",
+        "single_index",
+        "cutoff_mode",
+        "40000",
+        "[-1/2, 1/2]",
+        "train-images-idx3-ubyte",
+        "LEARNLAB_DATA",
+        "(required)",
+    ):
         assert needle in result.output, needle
 
 

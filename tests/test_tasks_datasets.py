@@ -63,8 +63,15 @@ def test_mnist_task_from_idx_files(tmp_path, gen, gz):
 
 def test_class_groups_subsets_center_normalize(tmp_path, gen):
     images, labels = _mnist_dir(tmp_path / "fashion_mnist")
-    spec = {"dataset": "fashion_mnist", "data_dir": str(tmp_path), "classes": [[0], [1, 2]],
-            "n_train": 10, "n_test": 5, "center": True, "normalize": True}
+    spec = {
+        "dataset": "fashion_mnist",
+        "data_dir": str(tmp_path),
+        "classes": [[0], [1, 2]],
+        "n_train": 10,
+        "n_test": 5,
+        "center": True,
+        "normalize": True,
+    }
     task = make_task(spec)
     x, y = task.train_sample(gen(2), dtype=torch.float64)
     keep = np.isin(labels["train"], [0, 1, 2])
@@ -88,7 +95,9 @@ def _cifar_dir(root, n=20):
         labels = list(RNG.integers(0, 10, n))
         labels = [int(v) for v in labels]
         with open(root / name, "wb") as fh:  # the official batches are protocol-2 pickles of dicts
-            pickle.dump({b"batch_label": b"x", b"labels": labels, b"data": data, b"filenames": [b"f"] * n}, fh, protocol=2)
+            pickle.dump(
+                {b"batch_label": b"x", b"labels": labels, b"data": data, b"filenames": [b"f"] * n}, fh, protocol=2
+            )
         batches[name] = (data, labels)
     return batches
 
@@ -130,7 +139,10 @@ def test_missing_files_error_lists_names_and_folders(tmp_path, monkeypatch):
         TaskSpec.model_validate({"dataset": "cifar10"})
     _mnist_dir(tmp_path / "mnist")
     monkeypatch.setenv("LEARNLAB_DATA", str(tmp_path))
-    assert make_task({"dataset": "mnist", "n_test": 7}).test_sample(torch.Generator().manual_seed(0))[0].shape == (7, 784)
+    assert make_task({"dataset": "mnist", "n_test": 7}).test_sample(torch.Generator().manual_seed(0))[0].shape == (
+        7,
+        784,
+    )
 
 
 def test_digits_load_offline_from_scikit_learn(gen):

@@ -72,9 +72,15 @@ def test_polynomial_in_float32_and_chunks_agree_with_float64(gen, monkeypatch):
 
 
 def test_hermite_target_terms_form_matches_issue_example(gen):
-    task = make_task({"inputs": {"name": "gaussian", "d": 4},
-                      "target": {"name": "hermite", "terms": [{"monomial": {0: 1}, "coef": 0.6},
-                                                              {"monomial": {1: 3}, "coef": 0.8}]}})
+    task = make_task(
+        {
+            "inputs": {"name": "gaussian", "d": 4},
+            "target": {
+                "name": "hermite",
+                "terms": [{"monomial": {0: 1}, "coef": 0.6}, {"monomial": {1: 3}, "coef": 0.8}],
+            },
+        }
+    )
     x, y = task.sample(500, gen(2), dtype=torch.float64)
     xn = x.numpy()
     expected = 0.6 * xn[:, 0] + 0.8 * (xn[:, 1] ** 3 - 3 * xn[:, 1]) / math.sqrt(6)
@@ -84,8 +90,12 @@ def test_hermite_target_terms_form_matches_issue_example(gen):
 
 def test_hermite_target_on_anisotropic_inputs_uses_standardized_coordinates(gen):
     spectrum = [4.0, 0.25, 1.0]
-    task = make_task({"inputs": {"name": "gaussian", "d": 3, "spectrum": spectrum},
-                      "target": {"name": "hermite", "monomial": {0: 2, 1: 1}}})
+    task = make_task(
+        {
+            "inputs": {"name": "gaussian", "d": 3, "spectrum": spectrum},
+            "target": {"name": "hermite", "monomial": {0: 2, 1: 1}},
+        }
+    )
     x, y = task.sample(400, gen(3), dtype=torch.float64)
     z = x.numpy() / np.sqrt(spectrum)
     np.testing.assert_allclose(y[:, 0].numpy(), _ref_h(2, z[:, 0]) * z[:, 1], rtol=1e-12, atol=1e-12)

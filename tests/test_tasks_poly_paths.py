@@ -57,5 +57,9 @@ def test_the_choice_is_per_level():
     kinds = [lv.dense is not None for lv in p.levels]
     assert kinds[0] is True and kinds[2] is False  # level 1: all terms on the root
     z = torch.randn(50, 30, dtype=torch.float64)
-    np.testing.assert_allclose(p(z).numpy(), _slow(first + scattered, np.ones((len(first) + len(scattered), 1)),
-                                                   z.numpy()), rtol=1e-11, atol=1e-11)
+    np.testing.assert_allclose(
+        p(z).numpy(),
+        _slow(first + scattered, np.ones((len(first) + len(scattered), 1)), z.numpy()),
+        rtol=1e-11,
+        atol=1e-11,
+    )

@@ -24,15 +24,23 @@ def test_power_law_spectrum_matches_the_formula():
     raw = np.array([(i + offset) ** -alpha for i in range(d)])
     np.testing.assert_allclose(lam, raw / raw.sum(), rtol=1e-14)
     assert lam.sum() == np.float64(1.0) or abs(lam.sum() - 1) < 1e-14
-    task = make_task({"inputs": {"name": "power_law_gaussian", "d": d, "alpha": alpha, "offset": offset},
-                      "target": {"name": "hermite", "monomial": {0: 1}}})
+    task = make_task(
+        {
+            "inputs": {"name": "power_law_gaussian", "d": d, "alpha": alpha, "offset": offset},
+            "target": {"name": "hermite", "monomial": {0: 1}},
+        }
+    )
     np.testing.assert_allclose(task.inputs.eigenvalues(), lam, rtol=1e-14)
 
 
 def test_power_law_inputs_have_the_covariance_by_sampling(gen):
     n = 200_000
-    task = make_task({"inputs": {"name": "power_law_gaussian", "d": 5, "alpha": 1.0, "offset": 1},
-                      "target": {"name": "hermite", "monomial": {0: 1}}})
+    task = make_task(
+        {
+            "inputs": {"name": "power_law_gaussian", "d": 5, "alpha": 1.0, "offset": 1},
+            "target": {"name": "hermite", "monomial": {0: 1}},
+        }
+    )
     x, _ = task.sample(n, gen(0), dtype=torch.float64)
     lam = power_law_spectrum(5, 1.0, 1)
     cov = (x.T @ x / n).numpy()
@@ -54,7 +62,7 @@ def test_relu_level_coefficients_are_derivatives_of_the_relu_ntk():
     for wv, bv in [(1.0, 1.0), (2.0, 0.5)]:
         q = bv + wv * lam.sum()
 
-        def kernel(t):  # NTK of a 1-hidden-layer ReLU net at x . x' = t (complex t for the contour)
+        def kernel(t, wv=wv, bv=bv, q=q):  # NTK of a 1-hidden-layer ReLU net at x . x' = t (complex t for the contour)
             c = (bv + wv * t) / q
             return wv * q / (2 * np.pi) * (np.sqrt(1 - c**2) + 2 * c * (np.pi - np.arccos(c)))
 
@@ -109,8 +117,10 @@ def _h(k, x):
 
 
 def test_power_law_target_equals_a_slow_evaluation(gen):
-    spec = {"inputs": {"name": "power_law_gaussian", "d": 12, "alpha": 2.0, "offset": 6},
-            "target": {"name": "power_law", "cutoff_mode": 300, "kmax": 5, "beta": 1.2, "yoffset": 1.2}}
+    spec = {
+        "inputs": {"name": "power_law_gaussian", "d": 12, "alpha": 2.0, "offset": 6},
+        "target": {"name": "power_law", "cutoff_mode": 300, "kmax": 5, "beta": 1.2, "yoffset": 1.2},
+    }
     task = make_task(spec)
     x, y = task.sample(200, gen(1), dtype=torch.float64)
     lam = power_law_spectrum(12, 2.0, 6)
@@ -130,8 +140,12 @@ def test_power_law_target_equals_a_slow_evaluation(gen):
 
 def test_normalized_power_law_target_has_unit_second_moment(gen):
     n = 200_000
-    task = make_task({"inputs": {"name": "power_law_gaussian", "d": 30},
-                      "target": {"name": "power_law", "cutoff_mode": 200, "kmax": 2}})
+    task = make_task(
+        {
+            "inputs": {"name": "power_law_gaussian", "d": 30},
+            "target": {"name": "power_law", "cutoff_mode": 200, "kmax": 2},
+        }
+    )
     _, y = task.sample(n, gen(2), dtype=torch.float64)
     second = (y**2).mean().item()
     # E[y^2] = sum v_k^2 = 1 by orthonormality; with degree <= 2 the 4th moment is a few units,
@@ -140,8 +154,12 @@ def test_normalized_power_law_target_has_unit_second_moment(gen):
 
 
 def test_explicit_target_monomials(gen):
-    task = make_task({"inputs": {"name": "power_law_gaussian", "d": 8},
-                      "target": {"name": "power_law", "target_monomials": [{0: 2}, {3: 1, 5: 1}]}})
+    task = make_task(
+        {
+            "inputs": {"name": "power_law_gaussian", "d": 8},
+            "target": {"name": "power_law", "target_monomials": [{0: 2}, {3: 1, 5: 1}]},
+        }
+    )
     x, y = task.sample(100, gen(3), dtype=torch.float64)
     z = x.numpy() / np.sqrt(power_law_spectrum(8, 2.0, 6))
     expected = (_h(2, z[:, 0]) + z[:, 3] * z[:, 5]) / math.sqrt(2)

@@ -20,8 +20,13 @@ BINARIZE = ("task.binarize", "binarize apply to datasets only (set task.dataset,
 NOISE = ("task.noise", "noise = 3.0 is a label-flip probability for sign labels: expected a value in [0, 1]")
 N_TEST = ("task.n_test", "n_test: null means 'the whole test split' and needs a dataset; give a size")
 # a parity target out of range for d, plus three problems that have nothing to do with it
-TASK = {"inputs": {"name": "hypercube", "d": 4}, "target": {"name": "parity", "indices": [[0, 9]]},
-        "binarize": True, "noise": 3, "n_test": None}
+TASK = {
+    "inputs": {"name": "hypercube", "d": 4},
+    "target": {"name": "parity", "indices": [[0, 9]]},
+    "binarize": True,
+    "noise": 3,
+    "n_test": None,
+}
 
 
 def _problems(task: dict) -> list[tuple[str, str]]:
@@ -59,19 +64,31 @@ def test_a_target_with_its_own_error_hides_no_independent_problem():
 
 
 def test_bad_inputs_hide_no_independent_problem():
-    task = {"inputs": {"name": "hypercube", "d": 0}, "target": {"name": "teacher", "widths": [4], "outputs": 2,
-                                                                 "labels": "sign"}, "classes": [[0], [1]], "noise": 3}
+    task = {
+        "inputs": {"name": "hypercube", "d": 0},
+        "target": {"name": "teacher", "widths": [4], "outputs": 2, "labels": "sign"},
+        "classes": [[0], [1]],
+        "noise": 3,
+    }
     problems = _problems(task)
     paths = [path for path, _ in problems]
     assert "task.inputs.d" in paths, problems
     assert ("task.target", "labels: sign needs 1 output, the target has 2; use labels: onehot") in problems
     assert ("task.classes", "classes apply to datasets only (set task.dataset, or remove them)") in problems
-    assert ("task.noise", "noise = 3.0 is a label-flip probability for sign labels: expected a value in [0, 1]") in problems
+    assert (
+        "task.noise",
+        "noise = 3.0 is a label-flip probability for sign labels: expected a value in [0, 1]",
+    ) in problems
 
 
 def test_every_dataset_problem_at_once_even_with_a_bad_field():
-    task = {"dataset": "digits", "inputs": {"name": "gaussian", "d": 2, "spectrum": [1.0]},
-            "classes": [[0], [12]], "n_train": 5000, "noise": 3}
+    task = {
+        "dataset": "digits",
+        "inputs": {"name": "gaussian", "d": 2, "spectrum": [1.0]},
+        "classes": [[0], [12]],
+        "n_train": 5000,
+        "noise": 3,
+    }
     problems = _problems(task)
     paths = [path for path, _ in problems]
     assert any(p == "task.inputs" and "spectrum has 1 values" in m for p, m in problems), problems
@@ -88,12 +105,25 @@ def test_an_unknown_dataset_still_gets_its_other_checks():
     assert ("task.classes", "classes has an empty group") in problems
 
 
-@pytest.mark.parametrize("target,needles", [
-    ({"name": "multi_index", "r": 3, "directions": [[1, 0, 0, 0]], "link": "max", "terms": [{"monomial": {5: 1}}]},
-     ["r = 3 but directions has 1 rows", "give link or terms, not both", "terms use projection indices [5]"]),
-    ({"name": "single_index", "direction": [0, 0, 0, 0], "link": "bogus", "coefficients": [1.0]},
-     ["give link or coefficients, not both", "unknown link 'bogus'", "direction is the zero vector"]),
-])
+@pytest.mark.parametrize(
+    "target,needles",
+    [
+        (
+            {
+                "name": "multi_index",
+                "r": 3,
+                "directions": [[1, 0, 0, 0]],
+                "link": "max",
+                "terms": [{"monomial": {5: 1}}],
+            },
+            ["r = 3 but directions has 1 rows", "give link or terms, not both", "terms use projection indices [5]"],
+        ),
+        (
+            {"name": "single_index", "direction": [0, 0, 0, 0], "link": "bogus", "coefficients": [1.0]},
+            ["give link or coefficients, not both", "unknown link 'bogus'", "direction is the zero vector"],
+        ),
+    ],
+)
 def test_every_problem_inside_one_index_target_at_once(target, needles):
     with pytest.raises(SpecError) as err:
         load_spec({"task": {"inputs": {"name": "gaussian", "d": 4}, "target": target}})

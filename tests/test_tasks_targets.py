@@ -71,22 +71,32 @@ def test_sphere_has_radius_sqrt_d_and_is_isotropic(gen):
 def test_single_index_named_and_hermite_links(gen):
     d = 6
     w = [1.0, 2.0, 0.0, 0.0, 0.0, 2.0]  # normalised to w / 3
-    relu = make_task({"inputs": {"name": "gaussian", "d": d},
-                      "target": {"name": "single_index", "direction": w, "link": "relu"}})
+    relu = make_task(
+        {"inputs": {"name": "gaussian", "d": d}, "target": {"name": "single_index", "direction": w, "link": "relu"}}
+    )
     x, y = relu.sample(300, gen(4), dtype=torch.float64)
     t = x.numpy() @ (np.array(w) / 3)
     np.testing.assert_allclose(y[:, 0].numpy(), np.maximum(t, 0), rtol=1e-12, atol=1e-12)
     coefs = [0.0, 0.5, 0.0, 0.7]
-    herm = make_task({"inputs": {"name": "gaussian", "d": d},
-                      "target": {"name": "single_index", "direction": w, "coefficients": coefs}})
+    herm = make_task(
+        {
+            "inputs": {"name": "gaussian", "d": d},
+            "target": {"name": "single_index", "direction": w, "coefficients": coefs},
+        }
+    )
     expected = 0.5 * t + 0.7 * (t**3 - 3 * t) / math.sqrt(6)
     np.testing.assert_allclose(herm.target(x)[:, 0].numpy(), expected, rtol=1e-12, atol=1e-12)
-    he3 = make_task({"inputs": {"name": "gaussian", "d": d},
-                     "target": {"name": "single_index", "direction": w, "link": "he3"}})
+    he3 = make_task(
+        {"inputs": {"name": "gaussian", "d": d}, "target": {"name": "single_index", "direction": w, "link": "he3"}}
+    )
     np.testing.assert_allclose(he3.target(x)[:, 0].numpy(), (t**3 - 3 * t) / math.sqrt(6), rtol=1e-12, atol=1e-12)
     for spelling in ("He_3", "he_3", "He3"):  # the issue writes the link He_k; every spelling is h_k
-        same = make_task({"inputs": {"name": "gaussian", "d": d},
-                          "target": {"name": "single_index", "direction": w, "link": spelling}})
+        same = make_task(
+            {
+                "inputs": {"name": "gaussian", "d": d},
+                "target": {"name": "single_index", "direction": w, "link": spelling},
+            }
+        )
         torch.testing.assert_close(same.target(x), he3.target(x), rtol=0, atol=0)
 
 
@@ -111,8 +121,12 @@ def test_multi_index_links_and_terms(gen):
     np.testing.assert_allclose(y[:, 0].numpy(), p.prod(axis=1), rtol=1e-12, atol=1e-12)
     norm = make_task({**base, "target": {"name": "multi_index", "r": 3, "seed": 1, "link": "norm"}})
     np.testing.assert_allclose(norm.target(x)[:, 0].numpy(), ((p**2).sum(1) - 3) / math.sqrt(6), rtol=1e-12)
-    terms = make_task({**base, "target": {"name": "multi_index", "r": 3, "seed": 1,
-                                          "terms": [{"monomial": {0: 1, 2: 1}, "coef": 2.0}]}})
+    terms = make_task(
+        {
+            **base,
+            "target": {"name": "multi_index", "r": 3, "seed": 1, "terms": [{"monomial": {0: 1, 2: 1}, "coef": 2.0}]},
+        }
+    )
     np.testing.assert_allclose(terms.target(x)[:, 0].numpy(), 2 * p[:, 0] * p[:, 2], rtol=1e-12)
 
 
@@ -123,19 +137,28 @@ def _write_module(tmp_path, monkeypatch, name: str, body: str) -> None:
 
 
 def test_user_callable_target_and_multiclass_labels(gen, tmp_path, monkeypatch):
-    _write_module(tmp_path, monkeypatch, "user_targets_a",
-                  "import torch\n"
-                  "def first_two(x):\n    return x[:, :2] * torch.tensor([1.0, -1.0], dtype=x.dtype)\n"
-                  "def scaled(factor):\n    return lambda x: factor * x[:, 0]\n")
+    _write_module(
+        tmp_path,
+        monkeypatch,
+        "user_targets_a",
+        "import torch\n"
+        "def first_two(x):\n    return x[:, :2] * torch.tensor([1.0, -1.0], dtype=x.dtype)\n"
+        "def scaled(factor):\n    return lambda x: factor * x[:, 0]\n",
+    )
     base = {"inputs": {"name": "gaussian", "d": 4}}
     task = make_task({**base, "target": {"name": "callable", "function": "user_targets_a:first_two", "outputs": 2}})
     x, y = task.sample(100, gen(6), dtype=torch.float64)
     torch.testing.assert_close(y, torch.stack([x[:, 0], -x[:, 1]], 1), rtol=0, atol=0)
-    factory = make_task({**base, "target": {"name": "callable", "function": "user_targets_a:scaled",
-                                            "kwargs": {"factor": 3.0}}})
+    factory = make_task(
+        {**base, "target": {"name": "callable", "function": "user_targets_a:scaled", "kwargs": {"factor": 3.0}}}
+    )
     torch.testing.assert_close(factory.target(x)[:, 0], 3 * x[:, 0], rtol=0, atol=0)
-    onehot = make_task({**base, "target": {"name": "callable", "function": "user_targets_a:first_two",
-                                           "outputs": 2, "labels": "onehot"}})
+    onehot = make_task(
+        {
+            **base,
+            "target": {"name": "callable", "function": "user_targets_a:first_two", "outputs": 2, "labels": "onehot"},
+        }
+    )
     labels = onehot.target(x)
     expected = (x[:, 0] < -x[:, 1]).long()  # argmax of (x0, -x1)
     torch.testing.assert_close(labels.argmax(1), expected, rtol=0, atol=0)
@@ -144,23 +167,32 @@ def test_user_callable_target_and_multiclass_labels(gen, tmp_path, monkeypatch):
 
 def test_sign_labels_and_class_swap_noise(gen):
     n, p = 50_000, 0.3
-    task = make_task({"inputs": {"name": "gaussian", "d": 5},
-                      "target": {"name": "teacher", "widths": [8], "seed": 0, "outputs": 3, "labels": "onehot"},
-                      "noise": p})
+    task = make_task(
+        {
+            "inputs": {"name": "gaussian", "d": 5},
+            "target": {"name": "teacher", "widths": [8], "seed": 0, "outputs": 3, "labels": "onehot"},
+            "noise": p,
+        }
+    )
     x, y = task.sample(n, gen(7), dtype=torch.float64)
     clean = task.target(x)
     changed = (y.argmax(1) != clean.argmax(1)).double().mean().item()
     assert abs(changed - p) < 6 * math.sqrt(p * (1 - p) / n)  # swaps always change the class
     assert y.sum(1).eq(1).all()
-    sign = make_task({"inputs": {"name": "gaussian", "d": 5},
-                      "target": {"name": "hermite", "monomial": {0: 1}, "labels": "sign"}})
+    sign = make_task(
+        {"inputs": {"name": "gaussian", "d": 5}, "target": {"name": "hermite", "monomial": {0: 1}, "labels": "sign"}}
+    )
     xs, ys = sign.sample(100, gen(8), dtype=torch.float64)
     torch.testing.assert_close(ys[:, 0], torch.where(xs[:, 0] >= 0, 1.0, -1.0).double(), rtol=0, atol=0)
 
 
 def test_gaussian_spectrum_scales_coordinates(gen):
-    task = make_task({"inputs": {"name": "gaussian", "d": 3, "spectrum": [4.0, 1.0, 0.25]},
-                      "target": {"name": "hermite", "monomial": {0: 1}}})
+    task = make_task(
+        {
+            "inputs": {"name": "gaussian", "d": 3, "spectrum": [4.0, 1.0, 0.25]},
+            "target": {"name": "hermite", "monomial": {0: 1}},
+        }
+    )
     x, _ = task.sample(100_000, gen(9), dtype=torch.float64)
     # sample variance of N(0, l): std l sqrt(2/n); 6 sigma
     for var, want in zip(x.var(0).tolist(), [4.0, 1.0, 0.25]):

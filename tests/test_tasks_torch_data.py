@@ -25,6 +25,7 @@ def test_two_workers_yield_distinct_reproducible_batches_equal_to_the_serial_str
     assert len(two) == 12 and len(set(_rows(two))) == 12, "no batch is duplicated across workers"
     for (x, y), (x2, y2), (xs, ys) in zip(two, again, serial):
         torch.testing.assert_close(x, x2, rtol=0, atol=0)
+        torch.testing.assert_close(y, y2, rtol=0, atol=0)
         torch.testing.assert_close(x, xs, rtol=0, atol=0)  # the same stream whatever the worker count
         torch.testing.assert_close(y, ys, rtol=0, atol=0)
     x0, y0 = two[0]

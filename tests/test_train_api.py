@@ -16,8 +16,7 @@ from learnlab.experiments import SpecError, open_store, plan, sweep
 from learnlab.train import PROBES, make_probes
 from learnlab.train._spec import ProbeSpec
 
-TASK = {"inputs": {"name": "gaussian", "d": 3}, "target": {"name": "hermite", "monomial": {0: 1, 2: 1}},
-        "n_test": 128}
+TASK = {"inputs": {"name": "gaussian", "d": 3}, "target": {"name": "hermite", "monomial": {0: 1, 2: 1}}, "n_test": 128}
 SPEC = {
     "name": "api",
     "task": TASK,
@@ -46,8 +45,18 @@ def test_a_user_module_with_a_torch_loss_and_optimizer_trains_like_a_bare_loop()
     net, rec = _net(), Recorder()
     reference = copy.deepcopy(net)
     opt = torch.optim.Adam(net.parameters(), lr=1e-2)
-    history = learnlab.train(net, TASK, optimizer=opt, loss=nn.SmoothL1Loss(), steps=25, batch_size=16,
-                             eval_every=5, log_every=1, probes=[rec], progress=False)
+    history = learnlab.train(
+        net,
+        TASK,
+        optimizer=opt,
+        loss=nn.SmoothL1Loss(),
+        steps=25,
+        batch_size=16,
+        eval_every=5,
+        log_every=1,
+        probes=[rec],
+        progress=False,
+    )
     ref_opt, ref_loss, losses = torch.optim.Adam(reference.parameters(), lr=1e-2), nn.SmoothL1Loss(), []
     for x, y in rec.batches:
         loss = ref_loss(reference(x), y)
@@ -72,8 +81,9 @@ def test_callable_probes_log_scalars_per_step():
         return {"w_sq": float(model.module[0].weight.detach().pow(2).sum())}
 
     weight_sq.every = 4
-    history = learnlab.train(_net(), TASK, steps=12, batch_size=16, probes=[weight_sq, PROBES["param_norm"](every=4)],
-                             progress=False)
+    history = learnlab.train(
+        _net(), TASK, steps=12, batch_size=16, probes=[weight_sq, PROBES["param_norm"](every=4)], progress=False
+    )
     assert calls == [0, 4, 8]
     ours = dict(history.metrics["probe/w_sq"])
     builtin = dict(history.metrics["probe/param_norm/0.weight"])
@@ -83,8 +93,7 @@ def test_callable_probes_log_scalars_per_step():
 
 
 def test_learnlab_train_returns_probe_tensors():
-    history = learnlab.train(_net(), TASK, steps=4, batch_size=16, probes=[PROBES["ntk"](every=2, n=3)],
-                             progress=False)
+    history = learnlab.train(_net(), TASK, steps=4, batch_size=16, probes=[PROBES["ntk"](every=2, n=3)], progress=False)
     steps = [s for s, _ in history.artifacts["ntk"]]
     assert steps == [0, 2]
 
@@ -148,12 +157,15 @@ def _spec(**train):
     return spec
 
 
-@pytest.mark.parametrize("train, expected", [
-    ({"optimizer": "adagrad"}, ["sgd", "momentum", "nesterov", "adam", "adamw"]),
-    ({"loss": "huber"}, ["mse", "cross_entropy", "hinge", "logistic"]),
-    ({"metrics": ["mse", "r2"]}, ["'r2'", "l1", "linf", "rel_l2", "accuracy", "coef"]),
-    ({"epochs": 3, "steps": None}, ["train.epochs", "n_train"]),
-])
+@pytest.mark.parametrize(
+    "train, expected",
+    [
+        ({"optimizer": "adagrad"}, ["sgd", "momentum", "nesterov", "adam", "adamw"]),
+        ({"loss": "huber"}, ["mse", "cross_entropy", "hinge", "logistic"]),
+        ({"metrics": ["mse", "r2"]}, ["'r2'", "l1", "linf", "rel_l2", "accuracy", "coef"]),
+        ({"epochs": 3, "steps": None}, ["train.epochs", "n_train"]),
+    ],
+)
 def test_bad_recipes_fail_at_planning_and_say_what_is_valid(train, expected):
     with pytest.raises(SpecError) as err:
         plan(_spec(**train))
@@ -171,15 +183,19 @@ def test_make_probes_names_the_valid_probes_options_and_import_errors():
     from learnlab.train._probes import _probe_class
 
     assert [type(p).__name__ for p in make_probes([ProbeSpec(name=n) for n in PROBES])] == [
-        _probe_class(n).__name__ for n in PROBES]
+        _probe_class(n).__name__ for n in PROBES
+    ]
 
 
-@pytest.mark.parametrize("train, expected", [
-    ({"probes": [{"name": "ntk2"}]}, "valid: param_norm"),
-    ({"probes": [{"name": "ntk", "options": {"m": 3}}]}, "no options"),
-    ({"probes": [{"name": "no_such_module_xyz:probe"}]}, "cannot import module 'no_such_module_xyz'"),
-    ({"loss": "no_such_module_xyz:loss"}, "cannot import module 'no_such_module_xyz'"),
-])
+@pytest.mark.parametrize(
+    "train, expected",
+    [
+        ({"probes": [{"name": "ntk2"}]}, "valid: param_norm"),
+        ({"probes": [{"name": "ntk", "options": {"m": 3}}]}, "no options"),
+        ({"probes": [{"name": "no_such_module_xyz:probe"}]}, "cannot import module 'no_such_module_xyz'"),
+        ({"loss": "no_such_module_xyz:loss"}, "cannot import module 'no_such_module_xyz'"),
+    ],
+)
 def test_bad_probes_and_references_fail_at_planning(train, expected):
     with pytest.raises(SpecError, match=expected):
         plan(_spec(**train))

@@ -18,29 +18,56 @@ from learnlab.experiments import build_group, plan, run_group
 from learnlab.train import Checkpointer, fit
 
 ONLINE = {
-    "task": {"inputs": {"name": "gaussian", "d": 4}, "target": {"name": "hermite", "monomial": {0: 1, 1: 1}},
-             "noise": 0.1, "n_test": 64},
+    "task": {
+        "inputs": {"name": "gaussian", "d": 4},
+        "target": {"name": "hermite", "monomial": {0: 1, 1: 1}},
+        "noise": 0.1,
+        "n_test": 64,
+    },
     "model": {"width": 16, "depth": 2},
-    "train": {"optimizer": "adam", "lr": 0.01, "schedule": {"name": "cosine", "warmup": 3}, "steps": 30,
-              "batch_size": 16, "eval_every": 10, "log_every": 1, "thresholds": [0.9, 0.5], "checkpoint_every": 5},
+    "train": {
+        "optimizer": "adam",
+        "lr": 0.01,
+        "schedule": {"name": "cosine", "warmup": 3},
+        "steps": 30,
+        "batch_size": 16,
+        "eval_every": 10,
+        "log_every": 1,
+        "thresholds": [0.9, 0.5],
+        "checkpoint_every": 5,
+    },
     "sweep": {"grid": {"train.lr": [0.01, 0.02]}},
 }
 OFFLINE = {
-    "task": {"inputs": {"name": "hypercube", "d": 5}, "target": {"name": "parity", "indices": [[0, 1]]},
-             "n_train": 40, "n_test": 64},
+    "task": {
+        "inputs": {"name": "hypercube", "d": 5},
+        "target": {"name": "parity", "indices": [[0, 1]]},
+        "n_train": 40,
+        "n_test": 64,
+    },
     "model": {"width": 16, "depth": 1},
-    "train": {"optimizer": "momentum", "lr": 0.05, "schedule": {"name": "step", "every": 8, "gamma": 0.5},
-              "steps": 30, "batch_size": 16, "eval_every": 10, "log_every": 1, "checkpoint_every": 5,
-              "eval_sets": ["test", "train"]},
+    "train": {
+        "optimizer": "momentum",
+        "lr": 0.05,
+        "schedule": {"name": "step", "every": 8, "gamma": 0.5},
+        "steps": 30,
+        "batch_size": 16,
+        "eval_every": 10,
+        "log_every": 1,
+        "checkpoint_every": 5,
+        "eval_sets": ["test", "train"],
+    },
     "sweep": {"grid": {"train.momentum": [0.8, 0.9]}},
 }
 
 
 def _configs(spec):
     spec = copy.deepcopy(spec)
-    spec["train"]["probes"] = [{"name": "interrupt_probe:Interrupt", "every": 1},
-                               {"name": "ntk", "every": 5, "options": {"n": 4}},
-                               {"name": "param_norm", "every": 5}]
+    spec["train"]["probes"] = [
+        {"name": "interrupt_probe:Interrupt", "every": 1},
+        {"name": "ntk", "every": 5, "options": {"n": 4}},
+        {"name": "param_norm", "every": 5},
+    ]
     return [r.config for r in plan(spec).runs]
 
 
@@ -120,4 +147,4 @@ def test_save_final_keeps_the_final_weights(tmp_path):
         saved = torch.load(tmp_path / "checkpoints" / f"{result.run_id}.pt", weights_only=True)
         weights = saved.get("model", saved)
         for name, value in built.model.state_dict().items():
-            assert torch.equal(weights[name].reshape(value[e:e + 1].shape), value[e:e + 1])
+            assert torch.equal(weights[name].reshape(value[e : e + 1].shape), value[e : e + 1])

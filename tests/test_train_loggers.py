@@ -19,11 +19,16 @@ from learnlab.experiments import open_store, sweep
 
 SPEC = {
     "name": "loggers",
-    "task": {"inputs": {"name": "hypercube", "d": 4}, "target": {"name": "parity", "indices": [[0, 1]]},
-             "n_test": 64},
+    "task": {"inputs": {"name": "hypercube", "d": 4}, "target": {"name": "parity", "indices": [[0, 1]]}, "n_test": 64},
     "model": {"width": 8, "depth": 1},
-    "train": {"lr": 0.1, "steps": 20, "batch_size": 16, "eval_every": 5, "log_every": 2,
-              "probes": [{"name": "grad_norm", "every": 10}]},
+    "train": {
+        "lr": 0.1,
+        "steps": 20,
+        "batch_size": 16,
+        "eval_every": 5,
+        "log_every": 2,
+        "probes": [{"name": "grad_norm", "every": 10}],
+    },
 }
 
 
@@ -70,8 +75,8 @@ def _wandb_records(path: Path) -> list[bytes]:
         if left < 7:  # a block's tail too short for a header is padding
             pos += left
             continue
-        length, kind = int.from_bytes(data[pos + 4:pos + 6], "little"), data[pos + 6]
-        payload = data[pos + 7:pos + 7 + length]
+        length, kind = int.from_bytes(data[pos + 4 : pos + 6], "little"), data[pos + 6]
+        payload = data[pos + 7 : pos + 7 + length]
         pos += 7 + length
         if kind == 1:
             out.append(payload)
@@ -124,8 +129,13 @@ def wandb_env(tmp_path, monkeypatch):
     """Offline W&B with every folder it writes inside tmp_path; stops its service afterwards."""
     wandb = pytest.importorskip("wandb")
     home = tmp_path / "home"
-    for key, sub in {"WANDB_DIR": "wandb-dir", "WANDB_CACHE_DIR": "cache", "WANDB_CONFIG_DIR": "config",
-                     "WANDB_DATA_DIR": "data", "WANDB_ARTIFACT_DIR": "artifacts"}.items():
+    for key, sub in {
+        "WANDB_DIR": "wandb-dir",
+        "WANDB_CACHE_DIR": "cache",
+        "WANDB_CONFIG_DIR": "config",
+        "WANDB_DATA_DIR": "data",
+        "WANDB_ARTIFACT_DIR": "artifacts",
+    }.items():
         monkeypatch.setenv(key, str(tmp_path / sub))
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
@@ -143,7 +153,9 @@ def test_wandb_offline_run_holds_the_metric_history(tmp_path, wandb_env):
     (log,) = (out / "wandb").rglob(f"run-{rid}.wandb")
     assert "offline-run" in log.parent.name
     logged = _wandb_logged(log, history)
-    assert logged == history, _wandb_internal_log(log)  # every step of every metric, values exact (JSON round-trips floats)
+    assert logged == history, _wandb_internal_log(
+        log
+    )  # every step of every metric, values exact (JSON round-trips floats)
     written = sorted(str(p) for p in wandb_env.rglob("*")) if wandb_env.exists() else []
     assert not written, written  # nothing written to HOME
 
@@ -162,8 +174,11 @@ def test_logs_of_a_crashed_then_rerun_run_hold_each_step_once(tmp_path, interrup
     start): TensorBoard and W&B end with exactly the store's history, no step twice."""
     pytest.importorskip("tensorboard")
     out = tmp_path / "out"
-    train = {**SPEC["train"], "loggers": ["tensorboard", "wandb"],
-             "probes": [{"name": "interrupt_probe:Interrupt", "every": 1}, {"name": "grad_norm", "every": 10}]}
+    train = {
+        **SPEC["train"],
+        "loggers": ["tensorboard", "wandb"],
+        "probes": [{"name": "interrupt_probe:Interrupt", "every": 1}, {"name": "grad_norm", "every": 10}],
+    }
     if checkpoint_every:
         train["checkpoint_every"] = checkpoint_every
     spec = {**SPEC, "train": train}

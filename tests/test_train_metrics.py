@@ -40,22 +40,40 @@ class KnownError(nn.Module):
 
 def _numpy_metrics(err: np.ndarray, y: np.ndarray) -> dict[str, float]:
     rel = np.abs(err) / (np.abs(y) + REL_EPS)
-    return {"mse": np.mean(err**2), "l1": np.mean(np.abs(err)), "l2": np.sqrt(np.mean(err**2)),
-            "linf": np.max(np.abs(err)), "rel_mse": np.mean(rel**2), "rel_l1": np.mean(rel),
-            "rel_l2": np.sqrt(np.mean(rel**2)), "rel_linf": np.max(rel)}
+    return {
+        "mse": np.mean(err**2),
+        "l1": np.mean(np.abs(err)),
+        "l2": np.sqrt(np.mean(err**2)),
+        "linf": np.max(np.abs(err)),
+        "rel_mse": np.mean(rel**2),
+        "rel_l1": np.mean(rel),
+        "rel_l2": np.sqrt(np.mean(rel**2)),
+        "rel_linf": np.max(rel),
+    }
 
 
 def test_error_of_constant_size_gives_closed_form_metrics():
     # x in {-1, 1}^4, y = x0 x2 in {-1, 1}, f = y + c x1: |e| = c and |y| = 1 at every point
     c = 0.25
-    task = make_task({"inputs": {"name": "hypercube", "d": 4}, "target": {"name": "parity", "indices": [[0, 2]]},
-                      "n_test": 500})
+    task = make_task(
+        {"inputs": {"name": "hypercube", "d": 4}, "target": {"name": "parity", "indices": [[0, 2]]}, "n_test": 500}
+    )
     model = KnownError(task.target, c)
-    history = learnlab.train(model, task, lr=0.1, steps=2, eval_every=1, batch_size=8,
-                             metrics=[*ERRORS, "accuracy"], progress=False)
+    history = learnlab.train(
+        model, task, lr=0.1, steps=2, eval_every=1, batch_size=8, metrics=[*ERRORS, "accuracy"], progress=False
+    )
     rel = c / (1 + REL_EPS)
-    expected = {"mse": c**2, "l1": c, "l2": c, "linf": c, "rel_mse": rel**2, "rel_l1": rel, "rel_l2": rel,
-                "rel_linf": rel, "accuracy": 1.0}  # |c| < 1: sign f = sign y everywhere
+    expected = {
+        "mse": c**2,
+        "l1": c,
+        "l2": c,
+        "linf": c,
+        "rel_mse": rel**2,
+        "rel_l1": rel,
+        "rel_l2": rel,
+        "rel_linf": rel,
+        "accuracy": 1.0,
+    }  # |c| < 1: sign f = sign y everywhere
     for name, value in expected.items():
         steps = [s for s, _ in history.metrics[f"test/{name}"]]
         assert steps == [0, 1, 2]
@@ -67,11 +85,22 @@ def test_large_set_is_streamed_and_equals_the_same_points_evaluated_at_once():
     # Gaussian x, y = h_2(x0) = (x0^2 - 1) / sqrt 2, f = y + c x1: e = c x1. 150_000 points are
     # evaluated in chunks of at most 65_536; numpy evaluates the concatenated points at once.
     c, n_large = 0.5, 150_000
-    task = make_task({"inputs": {"name": "gaussian", "d": 3}, "target": {"name": "hermite", "monomial": {0: 2}},
-                      "n_test": 1000})
+    task = make_task(
+        {"inputs": {"name": "gaussian", "d": 3}, "target": {"name": "hermite", "monomial": {0: 2}}, "n_test": 1000}
+    )
     model = KnownError(task.target, c)
-    history = learnlab.train(model, task, lr=0.1, steps=1, eval_every=1, batch_size=8, metrics=ERRORS,
-                             eval_sets=["test", "large"], large_n=n_large, progress=False)
+    history = learnlab.train(
+        model,
+        task,
+        lr=0.1,
+        steps=1,
+        eval_every=1,
+        batch_size=8,
+        metrics=ERRORS,
+        eval_sets=["test", "large"],
+        large_n=n_large,
+        progress=False,
+    )
     calls = [x for x in model.seen]
     test_calls = [x for x in calls if x.shape[0] == 1000]
     large_calls = [x for x in calls if x.shape[0] != 1000]
@@ -97,15 +126,15 @@ def test_large_set_is_streamed_and_equals_the_same_points_evaluated_at_once():
 
 def test_coef_is_the_learned_functions_coefficient_on_each_target_parity():
     # staircase y = x0 + x0 x1; f = 0.7 x0 + 0.2 x0 x1 + 0.1 x3: coef/S = mean f chi_S on the test points
-    task = make_task({"inputs": {"name": "hypercube", "d": 4},
-                      "target": {"name": "parity", "indices": [[0], [0, 1]]}, "n_test": 300})
+    task = make_task(
+        {"inputs": {"name": "hypercube", "d": 4}, "target": {"name": "parity", "indices": [[0], [0, 1]]}, "n_test": 300}
+    )
 
     def f(x):
         return (0.7 * x[:, 0] + 0.2 * x[:, 0] * x[:, 1] + 0.1 * x[:, 3]).unsqueeze(1)
 
     model = KnownError(f, 0.0)
-    history = learnlab.train(model, task, lr=0.1, steps=1, eval_every=1, batch_size=8, metrics=["coef"],
-                             progress=False)
+    history = learnlab.train(model, task, lr=0.1, steps=1, eval_every=1, batch_size=8, metrics=["coef"], progress=False)
     x = model.seen[0].numpy()
     fx = 0.7 * x[:, 0] + 0.2 * x[:, 0] * x[:, 1] + 0.1 * x[:, 3]
     assert dict(history.metrics["test/coef/x0"])[0] == pytest.approx(np.mean(fx * x[:, 0]), rel=1e-12)
@@ -122,7 +151,7 @@ class _Stacked(nn.Module):
 
     def forward(self, x):
         n = x.shape[1]
-        out = self.table[:, self.pos:self.pos + n]
+        out = self.table[:, self.pos : self.pos + n]
         self.pos += n
         return out
 

@@ -21,10 +21,8 @@ from learnlab.models import MLP
 from learnlab.train import LOSSES, fit
 
 STEPS = 30
-TASK = {"inputs": {"name": "gaussian", "d": 4}, "target": {"name": "hermite", "monomial": {0: 1, 1: 1}},
-        "n_test": 64}
-SIGN_TASK = {"inputs": {"name": "hypercube", "d": 4}, "target": {"name": "parity", "indices": [[0, 1]]},
-             "n_test": 64}
+TASK = {"inputs": {"name": "gaussian", "d": 4}, "target": {"name": "hermite", "monomial": {0: 1, 1: 1}}, "n_test": 64}
+SIGN_TASK = {"inputs": {"name": "hypercube", "d": 4}, "target": {"name": "parity", "indices": [[0, 1]]}, "n_test": 64}
 TOL = dict(rtol=1e-10, atol=1e-12)
 
 TORCH_OPT = {
@@ -73,8 +71,17 @@ def _assert_same_params(trained, reference):
 def test_each_optimizer_matches_torch_optim(gen, name):
     model, rec = _mlp(gen), Recorder()
     reference = copy.deepcopy(model)
-    learnlab.train(model, TASK, optimizer=name, lr=LR[name], weight_decay=0.01, steps=STEPS, batch_size=16,
-                   probes=[rec], progress=False)
+    learnlab.train(
+        model,
+        TASK,
+        optimizer=name,
+        lr=LR[name],
+        weight_decay=0.01,
+        steps=STEPS,
+        batch_size=16,
+        probes=[rec],
+        progress=False,
+    )
     assert len(rec.batches) == STEPS
     _replay(reference, TORCH_OPT[name](reference.parameters(), LR[name], 0.01), rec.batches, F.mse_loss)
     _assert_same_params(model, reference)
@@ -82,18 +89,31 @@ def test_each_optimizer_matches_torch_optim(gen, name):
 
 
 SCHEDULES = {
-    "cosine": ({"name": "cosine", "final_factor": 0.1},
-               lambda opt: torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=STEPS, eta_min=0.1 * 0.05)),
-    "exponential": ({"name": "exponential", "final_factor": 0.01},
-                    lambda opt: torch.optim.lr_scheduler.ExponentialLR(opt, gamma=0.01 ** (1 / STEPS))),
-    "step": ({"name": "step", "every": 7, "gamma": 0.5},
-             lambda opt: torch.optim.lr_scheduler.StepLR(opt, step_size=7, gamma=0.5)),
-    "warmup": ({"name": "constant", "warmup": 5},
-               lambda opt: torch.optim.lr_scheduler.LinearLR(opt, start_factor=1 / 5, end_factor=1.0, total_iters=4)),
-    "warmup+step": ({"name": "step", "every": 10, "gamma": 0.3, "warmup": 4},
-                    lambda opt: torch.optim.lr_scheduler.ChainedScheduler([
-                        torch.optim.lr_scheduler.LinearLR(opt, start_factor=1 / 4, end_factor=1.0, total_iters=3),
-                        torch.optim.lr_scheduler.StepLR(opt, step_size=10, gamma=0.3)])),
+    "cosine": (
+        {"name": "cosine", "final_factor": 0.1},
+        lambda opt: torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=STEPS, eta_min=0.1 * 0.05),
+    ),
+    "exponential": (
+        {"name": "exponential", "final_factor": 0.01},
+        lambda opt: torch.optim.lr_scheduler.ExponentialLR(opt, gamma=0.01 ** (1 / STEPS)),
+    ),
+    "step": (
+        {"name": "step", "every": 7, "gamma": 0.5},
+        lambda opt: torch.optim.lr_scheduler.StepLR(opt, step_size=7, gamma=0.5),
+    ),
+    "warmup": (
+        {"name": "constant", "warmup": 5},
+        lambda opt: torch.optim.lr_scheduler.LinearLR(opt, start_factor=1 / 5, end_factor=1.0, total_iters=4),
+    ),
+    "warmup+step": (
+        {"name": "step", "every": 10, "gamma": 0.3, "warmup": 4},
+        lambda opt: torch.optim.lr_scheduler.ChainedScheduler(
+            [
+                torch.optim.lr_scheduler.LinearLR(opt, start_factor=1 / 4, end_factor=1.0, total_iters=3),
+                torch.optim.lr_scheduler.StepLR(opt, step_size=10, gamma=0.3),
+            ]
+        ),
+    ),
 }
 
 
@@ -102,8 +122,17 @@ def test_each_schedule_matches_torch_lr_scheduler(gen, name):
     spec, make_scheduler = SCHEDULES[name]
     model, rec = _mlp(gen), Recorder()
     reference = copy.deepcopy(model)
-    learnlab.train(model, TASK, optimizer="momentum", lr=0.05, schedule=spec, steps=STEPS, batch_size=16,
-                   probes=[rec], progress=False)
+    learnlab.train(
+        model,
+        TASK,
+        optimizer="momentum",
+        lr=0.05,
+        schedule=spec,
+        steps=STEPS,
+        batch_size=16,
+        probes=[rec],
+        progress=False,
+    )
     opt = TORCH_OPT["momentum"](reference.parameters(), 0.05, 0.0)
     _replay(reference, opt, rec.batches, F.mse_loss, make_scheduler(opt))
     _assert_same_params(model, reference)
@@ -130,8 +159,9 @@ def test_losses_match_torch_functional_per_member(gen):
     for e in range(members):
         assert ce_hard[e].item() == pytest.approx(F.cross_entropy(out[e], labels[e]).item(), rel=1e-13)
         assert ce_soft[e].item() == pytest.approx(F.cross_entropy(out[e], probs[e]).item(), rel=1e-13)
-        assert LOSSES["logistic"](f, sign)[e].item() == pytest.approx(F.soft_margin_loss(f[e], sign[e]).item(),
-                                                                       rel=1e-13)
+        assert LOSSES["logistic"](f, sign)[e].item() == pytest.approx(
+            F.soft_margin_loss(f[e], sign[e]).item(), rel=1e-13
+        )
         assert LOSSES["hinge"](f, sign)[e].item() == pytest.approx(_hinge_reference(f[e], sign[e]).item(), rel=1e-13)
         assert LOSSES["mse"](out, probs)[e].item() == pytest.approx(F.mse_loss(out[e], probs[e]).item(), rel=1e-13)
 
@@ -173,9 +203,12 @@ class ClipCheck:
 
 
 def test_gradient_clipping_is_clip_grad_norm_per_member():
-    spec = {"task": TASK, "model": {"width": 8, "depth": 1},
-            "train": {"optimizer": "sgd", "steps": 20, "batch_size": 16, "clip_grad_norm": 2.0, "dtype": "float64"},
-            "sweep": {"grid": {"train.lr": [0.05, 0.5]}}}
+    spec = {
+        "task": TASK,
+        "model": {"width": 8, "depth": 1},
+        "train": {"optimizer": "sgd", "steps": 20, "batch_size": 16, "clip_grad_norm": 2.0, "dtype": "float64"},
+        "sweep": {"grid": {"train.lr": [0.05, 0.5]}},
+    }
     built = build_group([r.config for r in plan(spec).runs])
     check = ClipCheck(2.0)
     built.settings.probes = [check]

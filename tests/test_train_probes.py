@@ -12,9 +12,9 @@ import math
 
 import numpy as np
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-import torch
 from torch import nn
 
 from learnlab.models import MLP
@@ -37,8 +37,16 @@ class AsStack(nn.Module):
 
 
 def _ctx(model, x, y, init, *, stacked=True, tasks=()):
-    return ProbeContext(step=0, batch=(x, y), init_params=init, optimizer=None, tasks=list(tasks),
-                        loss_fn=None, stacked=stacked, members=x.shape[0])
+    return ProbeContext(
+        step=0,
+        batch=(x, y),
+        init_params=init,
+        optimizer=None,
+        tasks=list(tasks),
+        loss_fn=None,
+        stacked=stacked,
+        members=x.shape[0],
+    )
 
 
 @pytest.fixture
@@ -90,7 +98,8 @@ def test_param_norm_and_distance_from_init_per_member(stacked):
             assert dist[f"dist_init/inf/{name}"][e].item() == np.abs(w - w0).max()
             if name.startswith("weights"):  # biases start at 0: relative distance undefined
                 assert rel[f"dist_init/fro/{name}"][e].item() == pytest.approx(
-                    np.linalg.norm(w - w0) / np.linalg.norm(w0), rel=1e-12)
+                    np.linalg.norm(w - w0) / np.linalg.norm(w0), rel=1e-12
+                )
 
 
 def test_grad_norm_is_the_norm_of_each_members_whole_gradient(stacked):
@@ -185,7 +194,7 @@ def _ntk_by_loop(f, params, x: torch.Tensor) -> torch.Tensor:
     """K_ij = sum_c <grad f_c(x_i), grad f_c(x_j)>, one backward pass per (point, output)."""
     rows = []
     for i in range(x.shape[0]):
-        out = f(x[i:i + 1]).reshape(-1)
+        out = f(x[i : i + 1]).reshape(-1)
         grads = [torch.autograd.grad(out[c], params, retain_graph=True) for c in range(out.numel())]
         rows.append(torch.stack([torch.cat([g.reshape(-1) for g in per_output]) for per_output in grads]))
     jac = torch.stack(rows)  # (n, k, P)
@@ -195,7 +204,7 @@ def _ntk_by_loop(f, params, x: torch.Tensor) -> torch.Tensor:
 def _member(model: MLP, e: int, **kwargs) -> MLP:
     """Member e of a stack as a standalone MLP (its parameters and buffers copied)."""
     single = MLP(D, WIDTH, 2, K, generators=[torch.Generator()], dtype=torch.float64, **kwargs)
-    single.load_state_dict({k: v[e:e + 1].clone() for k, v in model.state_dict().items()})
+    single.load_state_dict({k: v[e : e + 1].clone() for k, v in model.state_dict().items()})
     return single
 
 
@@ -301,8 +310,7 @@ def test_activation_sizes_of_a_user_module_via_forward_hooks(user):
 
 
 @settings(max_examples=25, deadline=None)
-@given(m=st.integers(2, 9), n=st.integers(2, 9), seed=st.integers(0, 2**31 - 1),
-       scale=st.floats(1e-3, 1e3))
+@given(m=st.integers(2, 9), n=st.integers(2, 9), seed=st.integers(0, 2**31 - 1), scale=st.floats(1e-3, 1e3))
 def test_ranks_are_scale_and_rotation_invariant_and_bounded(m, n, seed, scale):
     g = torch.Generator().manual_seed(seed)
     w = torch.randn(1, m, n, generator=g, dtype=torch.float64)

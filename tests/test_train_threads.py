@@ -73,12 +73,15 @@ def test_step_threads_only_for_small_cpu_steps(restore_threads):
 
 def _spec(steps):
     return {
-        "name": "threads", "seed": 3,
-        "task": {"inputs": {"name": "gaussian", "d": 12}, "target": {"name": "hermite", "monomial": {0: 1, 1: 1}},
-                 "n_test": 256},
+        "name": "threads",
+        "seed": 3,
+        "task": {
+            "inputs": {"name": "gaussian", "d": 12},
+            "target": {"name": "hermite", "monomial": {0: 1, 1: 1}},
+            "n_test": 256,
+        },
         "model": {"width": 96, "depth": 2},
-        "train": {"optimizer": "sgd", "batch_size": 32, "steps": steps, "eval_every": 10,
-                  "metrics": ["mse"]},
+        "train": {"optimizer": "sgd", "batch_size": 32, "steps": steps, "eval_every": 10, "metrics": ["mse"]},
         "sweep": {"grid": {"train.lr": [0.01, 0.05, 0.2]}, "seeds": 2},
     }
 

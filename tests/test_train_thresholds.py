@@ -47,8 +47,9 @@ def _ema_crossings(losses, thresholds, s, scale=1.0) -> dict[float, int | None]:
 
 
 def _train(c0=1.0, lr=0.05, steps=60, dtype=torch.float64, **recipe):
-    return learnlab.train(ScaledInput(c0, dtype), TASK, lr=lr, steps=steps, batch_size=8, log_every=1,
-                          progress=False, **recipe)
+    return learnlab.train(
+        ScaledInput(c0, dtype), TASK, lr=lr, steps=steps, batch_size=8, log_every=1, progress=False, **recipe
+    )
 
 
 def test_train_loss_is_the_closed_form_sequence():
@@ -97,8 +98,15 @@ def test_thresholds_on_an_eval_metric_use_its_values_at_eval_steps(relative):
     thresholds = [0.3, 0.02] if relative else [1.0, 0.05]
     scale = losses[0] if relative else 1.0
     expected = {c: next(t for t in range(0, 61, every) if losses[t] < c * scale) for c in thresholds}
-    history = _train(c0=c0, lr=lr, thresholds=thresholds, threshold_metric="test/mse", eval_every=every,
-                     relative_thresholds=relative, stop_at_thresholds=True)
+    history = _train(
+        c0=c0,
+        lr=lr,
+        thresholds=thresholds,
+        threshold_metric="test/mse",
+        eval_every=every,
+        relative_thresholds=relative,
+        stop_at_thresholds=True,
+    )
     assert history.thresholds == expected
     assert history.step == max(expected.values()) and history.status == "finished"
 

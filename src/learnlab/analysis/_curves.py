@@ -42,7 +42,7 @@ def plot_learning_curves(store, path: str | Path, metric: str = "test/mse", *, l
         history["config"] = history["run_id"].map(labels) if labels is not None else "all runs"
         for config, rows in history.groupby("config", sort=True):
             stats = rows.groupby("step")["value"].agg(["mean", "min", "max"])
-            line, = ax.plot(stats.index, stats["mean"], label=config)
+            (line,) = ax.plot(stats.index, stats["mean"], label=config)
             ax.fill_between(stats.index, stats["min"], stats["max"], alpha=0.2, color=line.get_color())
         ax.set_title(", ".join(axes) if axes else metric)
         if len(history):

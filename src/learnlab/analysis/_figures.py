@@ -45,8 +45,7 @@ def fit_power_law(x, y) -> dict:
     keep = np.isfinite(x) & np.isfinite(y) & (x > 0) & (y > 0)
     n = int(keep.sum())
     if n < 2:
-        raise ValueError(f"fit_power_law needs at least 2 pairs with finite, positive x and y; "
-                         f"got {n} of {x.size}")
+        raise ValueError(f"fit_power_law needs at least 2 pairs with finite, positive x and y; got {n} of {x.size}")
     lx, ly = np.log(x[keep]), np.log(y[keep])
     dx, dy = lx - lx.mean(), ly - ly.mean()
     sxx = float(dx @ dx)
@@ -86,6 +85,7 @@ def _labels(runs, axes: list[str]):
 def _in_order(groups, runs, axes: list[str], labels):
     """(label, group) pairs of a groupby on config labels, ordered by the axes' values
     (numbers as numbers: width 32 before 128), not alphabetically."""
+
     def key(value):
         number = isinstance(value, numbers.Real) and not isinstance(value, bool)  # numpy scalars too
         return (0, float(value), "") if number else (1, 0.0, str(value))
@@ -112,8 +112,11 @@ def numeric_axes(runs) -> list[str]:
     """The varying config columns whose values are all numbers (not booleans)."""
     import pandas as pd
 
-    return [c for c in varying_columns(runs)
-            if pd.api.types.is_numeric_dtype(runs[c]) and not pd.api.types.is_bool_dtype(runs[c])]
+    return [
+        c
+        for c in varying_columns(runs)
+        if pd.api.types.is_numeric_dtype(runs[c]) and not pd.api.types.is_bool_dtype(runs[c])
+    ]
 
 
 def threshold_columns(runs) -> dict[float, str]:
@@ -125,19 +128,20 @@ def threshold_columns(runs) -> dict[float, str]:
 def _threshold_column(runs, threshold: float | None) -> str:
     columns = threshold_columns(runs)
     if not columns:
-        raise ValueError("no time-to-threshold data in this store: add train.thresholds "
-                         "(e.g. [0.5, 0.1]) to the spec and run it")
+        raise ValueError(
+            "no time-to-threshold data in this store: add train.thresholds (e.g. [0.5, 0.1]) to the spec and run it"
+        )
     if threshold is None:
         return next(iter(columns.values()))
     for c, col in columns.items():
         if math.isclose(c, float(threshold), rel_tol=1e-9):
             return col
-    raise ValueError(f"threshold {threshold:g} is not in this store; thresholds present: "
-                     f"{', '.join(f'{c:g}' for c in columns)}")
+    raise ValueError(
+        f"threshold {threshold:g} is not in this store; thresholds present: {', '.join(f'{c:g}' for c in columns)}"
+    )
 
 
-def plot_time_to_threshold(store, path, x: str = "model.width", threshold: float | None = None, *,
-                           fit: bool = True):
+def plot_time_to_threshold(store, path, x: str = "model.width", threshold: float | None = None, *, fit: bool = True):
     """Steps to reach a loss threshold against a numeric config axis, log-log, with power-law fits.
 
     One series per combination of the other varying axes: a faint point per run that reached
@@ -173,20 +177,24 @@ def plot_time_to_threshold(store, path, x: str = "model.width", threshold: float
         if points.empty:
             continue
         means = points.groupby(x)[col].mean()
-        line, = ax.plot(means.index, means.values, "o-", label=label)
+        (line,) = ax.plot(means.index, means.values, "o-", label=label)
         ax.scatter(points[x], points[col], color=line.get_color(), alpha=0.35, s=14)
         if fit and points[x].nunique() >= 2:
             fits[label] = result = fit_power_law(points[x], points[col])
             grid = np.geomspace(points[x].min(), points[x].max(), 50)
-            ax.plot(grid, result["prefactor"] * grid ** result["exponent"], "--", color=line.get_color(),
-                    label=f"fit: exponent {result['exponent']:.2f} ± {result['exponent_stderr']:.2f}")
+            ax.plot(
+                grid,
+                result["prefactor"] * grid ** result["exponent"],
+                "--",
+                color=line.get_color(),
+                label=f"fit: exponent {result['exponent']:.2f} ± {result['exponent_stderr']:.2f}",
+            )
     if ax.get_legend_handles_labels()[0]:
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.legend(fontsize=7)
     else:
-        ax.text(0.5, 0.5, f"no run reached {col.split('/', 1)[1]}", ha="center", va="center",
-                transform=ax.transAxes)
+        ax.text(0.5, 0.5, f"no run reached {col.split('/', 1)[1]}", ha="center", va="center", transform=ax.transAxes)
     ax.set_xlabel(x)
     ax.set_ylabel(f"steps to loss < {col.split('/', 1)[1]}")
     ax.set_title(f"time to threshold vs {x}" + (f" (per {', '.join(others)})" if others else ""))
@@ -227,7 +235,7 @@ def plot_loss_vs_lr(store, path, metric: str = "test/mse", lr: str = "train.lr")
         if values.empty:
             continue
         stats = values.groupby(lr)[metric].agg(["mean", "min", "max"])
-        line, = ax.plot(stats.index, stats["mean"], "o-", label=label)
+        (line,) = ax.plot(stats.index, stats["mean"], "o-", label=label)
         ax.fill_between(stats.index, stats["min"], stats["max"], color=line.get_color(), alpha=0.2)
         best[label] = float(stats["mean"].idxmin())
         ax.plot([best[label]], [stats["mean"].min()], "*", color=line.get_color(), markersize=14)
@@ -264,17 +272,20 @@ def plot_l2_vs_linf(store, path, l2: str = "test/mse", linf: str = "test/linf"):
     missing = [m for m in (l2, linf) if m not in runs.columns or runs[m].isna().all()]
     if missing:
         metric_names = sorted({m.split("/", 1)[1] for m in missing if "/" in m})
-        raise ValueError(f"no final values of {', '.join(missing)} in this store: add "
-                         f"{', '.join(repr(n) for n in metric_names)} to train.metrics (e.g. "
-                         f"train.metrics: [mse, linf]) and run the spec again")
+        raise ValueError(
+            f"no final values of {', '.join(missing)} in this store: add "
+            f"{', '.join(repr(n) for n in metric_names)} to train.metrics (e.g. "
+            f"train.metrics: [mse, linf]) and run the spec again"
+        )
     axes = varying_columns(runs)
     labels = _labels(runs, axes)
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 5))
     points = runs[[l2, linf]].astype(float)
     points = points[(points[l2] > 0) & (points[linf] > 0)]
-    for label, group in _in_order(points.groupby(runs.loc[points.index, "run_id"].map(labels).values), runs, axes,
-                                  labels):
+    for label, group in _in_order(
+        points.groupby(runs.loc[points.index, "run_id"].map(labels).values), runs, axes, labels
+    ):
         ax.scatter(group[l2], group[linf], label=label, s=22)
     if not points.empty:
         lo = min(points[l2].min(), points[linf].min())
@@ -308,8 +319,10 @@ def plot_sharpness(store, path):
     """
     history = store.metrics(names=["probe/sharpness", "probe/threshold"])
     if not (history["name"] == "probe/sharpness").any():
-        raise ValueError("no probe/sharpness data in this store: add the probe to the spec, "
-                         "train.probes: [{name: sharpness, every: 100}], and run it")
+        raise ValueError(
+            "no probe/sharpness data in this store: add the probe to the spec, "
+            "train.probes: [{name: sharpness, every: 100}], and run it"
+        )
     runs = store.runs()
     axes = varying_columns(runs)
     history["config"] = history["run_id"].map(_labels(runs, axes))
@@ -320,7 +333,7 @@ def plot_sharpness(store, path):
         sharp = mean.loc["probe/sharpness"] if "probe/sharpness" in mean.index else None
         if sharp is None:
             continue
-        line, = ax.plot(sharp.index, sharp.values, label=config)
+        (line,) = ax.plot(sharp.index, sharp.values, label=config)
         if "probe/threshold" in mean.index:
             edge = mean.loc["probe/threshold"]
             ax.plot(edge.index, edge.values, "--", color=line.get_color(), lw=1)

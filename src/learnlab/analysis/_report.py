@@ -44,14 +44,23 @@ def report_figures(store) -> list[tuple[str, object, dict]]:
     if runs.empty:
         return []
     names = set(store.metrics()["name"].unique())
-    figures = [(f"learning curves: {m} (mean over seeds, band = min..max)", plot_learning_curves, {"metric": m})
-               for m in ("test/mse", "train/loss") if m in names]
+    figures = [
+        (f"learning curves: {m} (mean over seeds, band = min..max)", plot_learning_curves, {"metric": m})
+        for m in ("test/mse", "train/loss")
+        if m in names
+    ]
     axes = numeric_axes(runs)
     if axes:
         x = "model.width" if "model.width" in axes else axes[0]
-        figures += [(f"steps to train-loss EMA < {c:g} vs {x}, power-law fit per series",
-                     plot_time_to_threshold, {"x": x, "threshold": c})
-                    for c, col in threshold_columns(runs).items() if runs[col].notna().any()]
+        figures += [
+            (
+                f"steps to train-loss EMA < {c:g} vs {x}, power-law fit per series",
+                plot_time_to_threshold,
+                {"x": x, "threshold": c},
+            )
+            for c, col in threshold_columns(runs).items()
+            if runs[col].notna().any()
+        ]
     if "train.lr" in axes and "test/mse" in runs:
         figures.append(("final test mse vs train.lr per config (mean over seeds, * = best)", plot_loss_vs_lr, {}))
     if {"test/mse", "test/linf"} <= names:
@@ -78,8 +87,13 @@ def report(store, path: str | Path, *, title: str | None = None) -> Path:
     runs = store.runs()
     name = runs["name"].dropna().iloc[0] if not runs.empty and runs["name"].notna().any() else "learnlab"
     title = title or f"{name}: {store.path}"
-    parts = [f"<h1>{_e(title)}</h1>", "<h2>Runs by status</h2>", _status_counts(runs),
-             "<h2>Summary (mean over seeds)</h2>", _summary(store)]
+    parts = [
+        f"<h1>{_e(title)}</h1>",
+        "<h2>Runs by status</h2>",
+        _status_counts(runs),
+        "<h2>Summary (mean over seeds)</h2>",
+        _summary(store),
+    ]
     failures = _failures(runs)
     if failures:
         parts += ["<h2>Failures</h2>", failures]
@@ -88,9 +102,10 @@ def report(store, path: str | Path, *, title: str | None = None) -> Path:
         parts.append("<h2>Figures</h2>")
     for caption, plot, kwargs in figures:
         parts.append(_figure(store, caption, plot, kwargs))
-    page = ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<title>{_e(title)}</title><style>{_STYLE}</style></head>\n<body>\n"
-            + "\n".join(parts) + "\n</body></html>\n")
+    page = (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>{_e(title)}</title><style>{_STYLE}</style></head>\n<body>\n" + "\n".join(parts) + "\n</body></html>\n"
+    )
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(page, encoding="utf-8")
@@ -104,8 +119,9 @@ def _e(value) -> str:
 def _status_counts(runs) -> str:
     if runs.empty:
         return "<p>no runs</p>"
-    rows = "".join(f"<tr><td>{_e(s)}</td><td>{n}</td></tr>"
-                   for s, n in runs["status"].value_counts().sort_index().items())
+    rows = "".join(
+        f"<tr><td>{_e(s)}</td><td>{n}</td></tr>" for s, n in runs["status"].value_counts().sort_index().items()
+    )
     return f"<table><tr><th>status</th><th>runs</th></tr>{rows}</table>"
 
 
@@ -123,8 +139,7 @@ def _failures(runs) -> str:
     items = []
     for _, row in bad.iterrows():
         lines = (row["error"] or "").strip().splitlines()
-        items.append(f"<li><code>{_e(row['run_id'])}</code> {_e(row['status'])}: "
-                     f"{_e(lines[-1] if lines else '')}</li>")
+        items.append(f"<li><code>{_e(row['run_id'])}</code> {_e(row['status'])}: {_e(lines[-1] if lines else '')}</li>")
     return f"<ul>{''.join(items)}</ul>" if items else ""
 
 
@@ -136,13 +151,19 @@ def _figure(store, caption: str, plot, kwargs: dict) -> str:
     data = base64.b64encode(buffer.getvalue()).decode("ascii")
     table = ""
     if extra and all(isinstance(f, dict) for f in extra.values()):
-        rows = "".join(f"<tr><td>{_e(label)}</td><td>{f['exponent']:.3f}</td><td>{f['exponent_stderr']:.3f}</td>"
-                       f"<td>{f['prefactor']:.4g}</td><td>{f['r2']:.3f}</td><td>{f['n']}</td></tr>"
-                       for label, f in extra.items())
-        table = ("<table><tr><th>series</th><th>exponent</th><th>stderr</th><th>prefactor</th><th>r²</th>"
-                 f"<th>n</th></tr>{rows}</table>")
+        rows = "".join(
+            f"<tr><td>{_e(label)}</td><td>{f['exponent']:.3f}</td><td>{f['exponent_stderr']:.3f}</td>"
+            f"<td>{f['prefactor']:.4g}</td><td>{f['r2']:.3f}</td><td>{f['n']}</td></tr>"
+            for label, f in extra.items()
+        )
+        table = (
+            "<table><tr><th>series</th><th>exponent</th><th>stderr</th><th>prefactor</th><th>r²</th>"
+            f"<th>n</th></tr>{rows}</table>"
+        )
     elif extra:
         rows = "".join(f"<tr><td>{_e(label)}</td><td>{value:g}</td></tr>" for label, value in extra.items())
         table = f"<table><tr><th>series</th><th>best learning rate</th></tr>{rows}</table>"
-    return (f'<figure><img alt="{_e(caption)}" src="data:image/png;base64,{data}">'
-            f"<figcaption>{_e(caption)}</figcaption>{table}</figure>")
+    return (
+        f'<figure><img alt="{_e(caption)}" src="data:image/png;base64,{data}">'
+        f"<figcaption>{_e(caption)}</figcaption>{table}</figure>"
+    )

@@ -1,10 +1,12 @@
 """The ``learnlab`` command line: one module per group of commands, all on one typer app."""
 
-from learnlab.cli import _run  # noqa: F401  (registers run, status, export, schema)
-from learnlab.cli import _tasks  # noqa: F401
-from learnlab.cli import _coord  # noqa: F401
-from learnlab.cli import _lr  # noqa: F401
-from learnlab.cli import _plot  # noqa: F401  (registers plot, report)
+from learnlab.cli import (
+    _coord,  # noqa: F401
+    _lr,  # noqa: F401
+    _plot,  # noqa: F401  (registers plot, report)
+    _run,  # noqa: F401  (registers run, status, export, schema)
+    _tasks,  # noqa: F401
+)
 from learnlab.cli._app import app
 
 __all__ = ["app", "main"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -37,11 +37,24 @@ def _configs(spec: Path, overrides: list[str], widths: list[int]) -> list[dict]:
     except SpecError as exc:
         bad_input(str(SpecError(exc.problems, source=str(spec))))
     if base["model"]["name"] not in ("mlp", "cnn"):
-        bad_input(str(SpecError([("model.name", (
-            f"coord-check varies model.width of learnlab's mlp or cnn; {base['model']['name']!r} is your own "
-            "model. Parameterize it with learnlab.apply_parameterization and call learnlab.models.coord_check "
-            "from Python with a factory of widths")
-        )], source=str(spec))))
+        bad_input(
+            str(
+                SpecError(
+                    [
+                        (
+                            "model.name",
+                            (
+                                f"coord-check varies model.width of learnlab's mlp or cnn; "
+                                f"{base['model']['name']!r} is your own model. Parameterize it with "
+                                "learnlab.apply_parameterization and call learnlab.models.coord_check "
+                                "from Python with a factory of widths"
+                            ),
+                        )
+                    ],
+                    source=str(spec),
+                )
+            )
+        )
     configs, problems = [], []
     for width in widths:
         config = copy.deepcopy(base)
@@ -75,7 +88,7 @@ def _factory(configs: dict[int, dict], d: int, outputs: int, dtype):
 @app.command("coord-check")
 def coord_check_command(
     spec: Annotated[Path, typer.Argument(help="YAML spec; its model and train sections are used (no sweep).")],
-    overrides: Annotated[Optional[list[str]], typer.Argument(help="key=value overrides with dotted keys.")] = None,
+    overrides: Annotated[list[str] | None, typer.Argument(help="key=value overrides with dotted keys.")] = None,
     widths: Annotated[str, typer.Option(help="Comma-separated widths.")] = "256,512,1024,2048",
     steps: Annotated[int, typer.Option(min=0, help="Optimizer steps on one fixed batch.")] = 3,
     seeds: Annotated[int, typer.Option(min=1, help="Models per width (l1 is averaged).")] = 3,
@@ -107,10 +120,19 @@ def coord_check_command(
     x, y = task.sample(train["batch_size"], torch.Generator().manual_seed(first["seed"]), dtype=dtype)
     loss_fn = get_loss(train["loss"])
     frame = coord_check(
-        _factory(dict(zip(width_list, configs)), task.d, task.outputs, dtype), width_list,
-        x.unsqueeze(0), y.unsqueeze(0), steps=steps, seeds=range(seeds), optimizer=train["optimizer"],
-        lr=train["lr"], momentum=train["momentum"], betas=tuple(train["betas"]), eps=train["eps"],
-        weight_decay=train["weight_decay"], loss=lambda o, t: loss_fn(o, t).sum(),
+        _factory(dict(zip(width_list, configs)), task.d, task.outputs, dtype),
+        width_list,
+        x.unsqueeze(0),
+        y.unsqueeze(0),
+        steps=steps,
+        seeds=range(seeds),
+        optimizer=train["optimizer"],
+        lr=train["lr"],
+        momentum=train["momentum"],
+        betas=tuple(train["betas"]),
+        eps=train["eps"],
+        weight_decay=train["weight_decay"],
+        loss=lambda o, t: loss_fn(o, t).sum(),
     )
     out.mkdir(parents=True, exist_ok=True)
     frame[["width", "layer", "step", "l1"]].to_csv(out / "coord_check.csv", index=False)

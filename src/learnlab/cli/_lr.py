@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -35,8 +35,7 @@ def parse_lrs(text: str) -> list[float]:
     except ValueError:
         raise ValueError(f"--lrs must be start:stop:count with numbers and an integer count; got {text!r}") from None
     if not (math.isfinite(start) and math.isfinite(stop) and 0 < start <= stop) or count < 1:
-        raise ValueError(f"--lrs needs 0 < start <= stop and count >= 1; got start={start}, stop={stop}, "
-                         f"count={count}")
+        raise ValueError(f"--lrs needs 0 < start <= stop and count >= 1; got start={start}, stop={stop}, count={count}")
     if count == 1 or start == stop:
         return [start] * count
     ratio = math.log(stop / start) / (count - 1)
@@ -46,12 +45,14 @@ def parse_lrs(text: str) -> list[float]:
 @app.command("lr-probe")
 def lr_probe(
     spec: Annotated[Path, typer.Argument(help="YAML spec file.")],
-    overrides: Annotated[Optional[list[str]], typer.Argument(help="key=value overrides with dotted keys.")] = None,
+    overrides: Annotated[list[str] | None, typer.Argument(help="key=value overrides with dotted keys.")] = None,
     lrs: Annotated[str, typer.Option("--lrs", help="Base learning rates start:stop:count, log-spaced.")] = "1e-4:10:50",
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (loss_vs_lr.csv, .png).")] = Path(
-        "runs/lr_probe"),
-    on: Annotated[str, typer.Option(
-        "--on", help="Loss after the step on the 'test' sample or the 'train' batch.")] = "test",
+        "runs/lr_probe"
+    ),
+    on: Annotated[
+        str, typer.Option("--on", help="Loss after the step on the 'test' sample or the 'train' batch.")
+    ] = "test",
 ) -> None:
     """Loss after one optimizer step vs learning rate for each config of SPEC (CSV + figure in OUT)."""
     from learnlab.experiments import SpecError, plan
@@ -140,9 +141,16 @@ def _frame(curves: dict, grid: list[float]):
     rows = []
     for group in curves.values():
         for i, lr in enumerate(grid):
-            rows.append({**{k: _cell(v) for k, v in group["point"].items()}, "lr": lr,
-                         "loss": float(group["mean"][i]), "loss_min": float(group["min"][i]),
-                         "loss_max": float(group["max"][i]), "seeds": len(group["losses"])})
+            rows.append(
+                {
+                    **{k: _cell(v) for k, v in group["point"].items()},
+                    "lr": lr,
+                    "loss": float(group["mean"][i]),
+                    "loss_min": float(group["min"][i]),
+                    "loss_max": float(group["max"][i]),
+                    "seeds": len(group["losses"]),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -170,7 +178,7 @@ def _plot(curves: dict, grid: list[float], path: Path, title: str) -> None:
         finite = [(lr, float(v)) for lr, v in zip(grid, group["mean"]) if math.isfinite(float(v))]
         if not finite:
             continue
-        line, = ax.plot([f[0] for f in finite], [f[1] for f in finite], label=label)
+        (line,) = ax.plot([f[0] for f in finite], [f[1] for f in finite], label=label)
         best_lr, best_loss = _best(group["mean"], grid)
         ax.plot([best_lr], [best_loss], "o", color=line.get_color())
         low, high = min(low, best_loss), max(high, max(f[1] for f in finite))

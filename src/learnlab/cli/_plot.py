@@ -25,11 +25,13 @@ def _open(out: Path):
 def plot(
     out: Annotated[Path, typer.Argument(help="Output folder of a sweep.")],
     kind: Annotated[str, typer.Option(help="Figure: curves, thresholds, lr, l2-linf or sharpness.")] = "curves",
-    metric: Annotated[str, typer.Option(
-        help="Metric of the learning curves, or the final loss of kind lr.")] = "test/mse",
+    metric: Annotated[
+        str, typer.Option(help="Metric of the learning curves, or the final loss of kind lr.")
+    ] = "test/mse",
     x: Annotated[str, typer.Option("--x", help="Numeric config axis of the thresholds figure.")] = "model.width",
-    threshold: Annotated[float | None, typer.Option(
-        help="Loss threshold of the thresholds figure (default: the smallest in the store).")] = None,
+    threshold: Annotated[
+        float | None, typer.Option(help="Loss threshold of the thresholds figure (default: the smallest in the store).")
+    ] = None,
     to: Annotated[Path | None, typer.Option("--to", help="PNG file (default: OUT/<kind>.png).")] = None,
 ) -> None:
     """Draw one figure of a store; for thresholds also print the fitted power-law exponents."""
@@ -59,21 +61,26 @@ def plot(
     store.close()
     console.print(f"figure: {path}", markup=False, soft_wrap=True)
     for label, fit in (fits or {}).items():
-        console.print(f"{label}: steps ~ {fit['prefactor']:.3g} * {x}^({fit['exponent']:.3f} "
-                      f"± {fit['exponent_stderr']:.3f}), r2 {fit['r2']:.3f}, n {fit['n']}", markup=False,
-                      soft_wrap=True)
+        console.print(
+            f"{label}: steps ~ {fit['prefactor']:.3g} * {x}^({fit['exponent']:.3f} "
+            f"± {fit['exponent_stderr']:.3f}), r2 {fit['r2']:.3f}, n {fit['n']}",
+            markup=False,
+            soft_wrap=True,
+        )
     for label, rate in (best or {}).items():
         console.print(f"{label}: best train.lr {rate:g}", markup=False, soft_wrap=True)
     if fits == {}:
-        console.print("no fit: no series has runs that reached the threshold at two or more values of "
-                      f"{x}", markup=False)
+        console.print(
+            f"no fit: no series has runs that reached the threshold at two or more values of {x}", markup=False
+        )
 
 
 def _check_metric(store, metric: str) -> None:
     names = sorted(store.metrics()["name"].unique())
     if metric not in names:
-        raise ValueError(f"--metric {metric!r} is not in this store; metrics present: "
-                         f"{', '.join(names) if names else 'none'}")
+        raise ValueError(
+            f"--metric {metric!r} is not in this store; metrics present: {', '.join(names) if names else 'none'}"
+        )
 
 
 @app.command()

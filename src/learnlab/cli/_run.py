@@ -6,7 +6,7 @@ import json
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -30,21 +30,26 @@ class ExportFormat(str, Enum):
 @app.command()
 def run(
     spec: Annotated[Path, typer.Argument(help="YAML spec file.")],
-    overrides: Annotated[Optional[list[str]], typer.Argument(help="key=value overrides with dotted keys.")] = None,
+    overrides: Annotated[list[str] | None, typer.Argument(help="key=value overrides with dotted keys.")] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (results.db, figures).")] = Path("runs/out"),
-    executor: Annotated[ExecutorName, typer.Option(
-        help="auto: stack runs that share all shapes (ensemble), else a process pool.")] = ExecutorName.auto,
-    workers: Annotated[Optional[int], typer.Option(min=1, help="Worker processes (default: cores).")] = None,
-    max_members: Annotated[Optional[int], typer.Option(
-        min=1, help="Largest stacked group (default 64 for ensemble, 1 for pools).")] = None,
-    devices: Annotated[Optional[str], typer.Option(
-        help="Comma-separated devices to spread runs over (cpu, cuda:0,cuda:1); overrides train.device.")] = None,
+    executor: Annotated[
+        ExecutorName, typer.Option(help="auto: stack runs that share all shapes (ensemble), else a process pool.")
+    ] = ExecutorName.auto,
+    workers: Annotated[int | None, typer.Option(min=1, help="Worker processes (default: cores).")] = None,
+    max_members: Annotated[
+        int | None, typer.Option(min=1, help="Largest stacked group (default 64 for ensemble, 1 for pools).")
+    ] = None,
+    devices: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated devices to spread runs over (cpu, cuda:0,cuda:1); overrides train.device."),
+    ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the expanded runs and groups, and exit.")] = False,
-    ray_address: Annotated[Optional[str], typer.Option(help="Ray cluster to join (host:port or auto); default: a local instance.")] = None,
+    ray_address: Annotated[
+        str | None, typer.Option(help="Ray cluster to join (host:port or auto); default: a local instance.")
+    ] = None,
 ) -> None:
     """Run a spec's sweep into OUT; re-running resumes (finished runs are skipped)."""
     from learnlab.experiments import SpecError, plan, sweep
-
     from learnlab.experiments._sweep import schedule
 
     try:
@@ -52,26 +57,45 @@ def run(
     except SpecError as exc:
         bad_input(str(exc))
     if dry_run:
-        _print_plan(p, schedule([r.config for r in p.runs], executor.value, workers=workers,
-                                max_members=max_members))
+        _print_plan(p, schedule([r.config for r in p.runs], executor.value, workers=workers, max_members=max_members))
         return
     if executor is ExecutorName.ensemble:
         _say_if_nothing_stacks(p, max_members)
     options = {} if ray_address is None else {"address": _checked_ray_address(ray_address, executor)}
     if devices:
         options["devices"] = _checked_devices(devices)
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
-    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn())
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+    )
     with Progress(*columns, console=console, transient=False) as progress:
         bar = progress.add_task(f"{p.spec.name}: runs", total=None)
 
         def on_result(result, done, total):
             progress.update(bar, completed=done, total=total)
 
-        store = sweep(p.spec, out=out, executor=executor.value, workers=workers, max_members=max_members,
-                      on_result=on_result, **options)
+        store = sweep(
+            p.spec,
+            out=out,
+            executor=executor.value,
+            workers=workers,
+            max_members=max_members,
+            on_result=on_result,
+            **options,
+        )
         total = progress.tasks[bar].total
         if total is None:
             progress.update(bar, total=0, completed=0)
@@ -131,8 +155,10 @@ def _print_plan(p, plan_) -> None:
         table.add_row(r.run_id, str(group_of.get(r.run_id, "")), *(str(r.point.get(k, "")) for k in keys))
     console.print(table)
     sizes = [len(g) for g in plan_.groups]
-    console.print(f"{len(p.runs)} runs in {len(sizes)} groups (sizes {', '.join(map(str, sizes))}); "
-                  f"executor: {plan_.executor}" + (f" ({plan_.reason})" if plan_.reason else ""))
+    console.print(
+        f"{len(p.runs)} runs in {len(sizes)} groups (sizes {', '.join(map(str, sizes))}); "
+        f"executor: {plan_.executor}" + (f" ({plan_.reason})" if plan_.reason else "")
+    )
 
 
 def _print_summary(store) -> None:
@@ -156,7 +182,12 @@ def _print_summary(store) -> None:
     for _, row in frame.iterrows():
         cells = [_fmt(row[a]) for a in axes]
         runs = int(row["runs"])
-        cells += [str(runs), str(int(row["diverged"])), str(int(row["failed"])), _fmt(row.get("test/mse", float("nan")))]
+        cells += [
+            str(runs),
+            str(int(row["diverged"])),
+            str(int(row["failed"])),
+            _fmt(row.get("test/mse", float("nan"))),
+        ]
         cells += [f"{_steps(row[f'steps_to/{c}'])} ({int(row[f'reached/{c}'])}/{runs})" for c in thresholds]
         table.add_row(*cells)
     console.print(table)
@@ -202,7 +233,7 @@ def status(out: Annotated[Path, typer.Argument(help="Output folder of a sweep.")
 @app.command()
 def export(
     out: Annotated[Path, typer.Argument(help="Output folder of a sweep.")],
-    dest: Annotated[Optional[Path], typer.Option("--to", help="Destination folder (default: OUT).")] = None,
+    dest: Annotated[Path | None, typer.Option("--to", help="Destination folder (default: OUT).")] = None,
     fmt: Annotated[ExportFormat, typer.Option("--format", help="File format.")] = ExportFormat.csv,
 ) -> None:
     """Write runs and metrics tables (csv or parquet) from the store."""

@@ -40,8 +40,9 @@ def tasks(
         return
     console.print(_params_table("task.inputs (name: ...)", cat["inputs"]))
     console.print(_params_table("task.target (name: ...)", cat["targets"]))
-    datasets = Table(title="task.dataset (instead of inputs/target; never downloaded)", show_lines=True,
-                     title_justify="left")
+    datasets = Table(
+        title="task.dataset (instead of inputs/target; never downloaded)", show_lines=True, title_justify="left"
+    )
     for col in ("name", "meaning", "train/test", "files (in task.data_dir or $LEARNLAB_DATA)"):
         datasets.add_column(col, overflow="fold")
     for d in cat["datasets"]:

@@ -95,12 +95,14 @@ class ProcessExecutor:
         workers = min(self.workers, len(groups))
         ctx = mp.get_context("spawn")
         shipped = payload(set().union(*(refs_in(c) for g in groups for c in g)))
-        pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
-                                   initargs=(self.threads, shipped, os.getpid()))
+        pool = ProcessPoolExecutor(
+            workers, mp_context=ctx, initializer=_init_worker, initargs=(self.threads, shipped, os.getpid())
+        )
         try:
             devices = self.devices
-            pending = {pool.submit(run_group, g, self.out, None, devices[k % len(devices)]): g
-                       for k, g in enumerate(groups)}
+            pending = {
+                pool.submit(run_group, g, self.out, None, devices[k % len(devices)]): g for k, g in enumerate(groups)
+            }
             while pending:
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for future in done:

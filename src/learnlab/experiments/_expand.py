@@ -75,7 +75,11 @@ def expand(spec: Spec, raw: dict, source: str | None = None) -> list[Run]:
             except ValidationError as err:
                 where = ", ".join(f"{k}={v!r}" for k, v in point.items())
                 for path, msg in problems_from_validation(err, RunConfig):
-                    suffix = f" [sweep point {where}]" if where and any(path.startswith(k) or k.startswith(path) for k in point) else ""
+                    suffix = (
+                        f" [sweep point {where}]"
+                        if where and any(path.startswith(k) or k.startswith(path) for k in point)
+                        else ""
+                    )
                     problems.append((path, msg + suffix))
                 continue
             crossed = cross_checks(validated)

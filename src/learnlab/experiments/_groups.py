@@ -40,9 +40,14 @@ def member_bytes(config: dict) -> int:
     return size * (4 * params + activations + data + eval_chunk)
 
 
-def form_groups(configs: list[dict], *, max_members: int = DEFAULT_MAX_MEMBERS,
-                memory_budget: int = DEFAULT_MEMORY_BUDGET, workers: int = 1,
-                groupable=None) -> list[list[dict]]:
+def form_groups(
+    configs: list[dict],
+    *,
+    max_members: int = DEFAULT_MAX_MEMBERS,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    workers: int = 1,
+    groupable=None,
+) -> list[list[dict]]:
     """Partition run configs into groups that can be stacked, in the order of first appearance.
 
     Args:
@@ -68,5 +73,5 @@ def form_groups(configs: list[dict], *, max_members: int = DEFAULT_MAX_MEMBERS,
         cap = max(1, min(max_members, memory_budget // max(1, member_bytes(bucket[0]))))
         n_groups = max(math.ceil(len(bucket) / cap), min(workers, len(bucket)))
         size = math.ceil(len(bucket) / n_groups)
-        groups += [bucket[i:i + size] for i in range(0, len(bucket), size)]
+        groups += [bucket[i : i + size] for i in range(0, len(bucket), size)]
     return groups

@@ -32,9 +32,7 @@ def _import_ray():
     try:
         import ray
     except ImportError as exc:  # pragma: no cover - CI installs the extra
-        raise ImportError(
-            "the ray executor needs Ray: pip install 'learnlab[ray]'"
-        ) from exc
+        raise ImportError("the ray executor needs Ray: pip install 'learnlab[ray]'") from exc
     return ray
 
 
@@ -98,8 +96,13 @@ def batch_groups(groups: list[list[dict]], runs_per_task: int) -> list[list[list
     return tasks
 
 
-def _run_task(groups: list[list[dict]], threads: int, out: str | None,
-              callables: dict[str, bytes] | None, device: str | None = None) -> list[list[RunResult]]:
+def _run_task(
+    groups: list[list[dict]],
+    threads: int,
+    out: str | None,
+    callables: dict[str, bytes] | None,
+    device: str | None = None,
+) -> list[list[RunResult]]:
     """Body of one Ray task: train its groups one after another with ``threads`` torch threads.
 
     ``callables`` are the cloudpickled functions the configs name (``callable:`` references
@@ -138,9 +141,18 @@ class RayExecutor:
         ValueError: for an unreachable or malformed ``address`` (within seconds).
     """
 
-    def __init__(self, workers: int | None = None, address: str | None = None, num_cpus: float = 1,
-                 num_gpus: float = 0, runs_per_task: int | None = None, max_retries: int = 3,
-                 out=None, devices: list[str] | None = None, **_):
+    def __init__(
+        self,
+        workers: int | None = None,
+        address: str | None = None,
+        num_cpus: float = 1,
+        num_gpus: float = 0,
+        runs_per_task: int | None = None,
+        max_retries: int = 3,
+        out=None,
+        devices: list[str] | None = None,
+        **_,
+    ):
         self._ray = _import_ray()
         if devices and set(devices) != {"cpu"}:
             raise ValueError(
@@ -171,7 +183,10 @@ class RayExecutor:
             num_gpus = self.num_gpus or (1 if any(cuda) else 0)
             device = "cuda" if all(cuda) else self.device  # a task sees only its GPUs: cuda:N is its cuda:0
             remote = ray.remote(_run_task).options(
-                num_cpus=self.num_cpus, num_gpus=num_gpus, max_retries=self.max_retries, retry_exceptions=False,
+                num_cpus=self.num_cpus,
+                num_gpus=num_gpus,
+                max_retries=self.max_retries,
+                retry_exceptions=False,
             )
             if session_dir:
                 self._check_fits(num_gpus)
@@ -202,9 +217,15 @@ class RayExecutor:
         session_dir = tempfile.mkdtemp(prefix="learnlab-ray-")
         try:
             # no dashboard and no metrics agent: nothing reads them, and they cost ~1-1.5 s of start-up
-            ray.init(address="local", num_cpus=self.workers or os.cpu_count() or 1, include_dashboard=False,
-                     log_to_driver=False, logging_level=logging.WARNING, _temp_dir=session_dir,
-                     _system_config={"enable_metrics_collection": False})
+            ray.init(
+                address="local",
+                num_cpus=self.workers or os.cpu_count() or 1,
+                include_dashboard=False,
+                log_to_driver=False,
+                logging_level=logging.WARNING,
+                _temp_dir=session_dir,
+                _system_config={"enable_metrics_collection": False},
+            )
         except BaseException:
             shutil.rmtree(session_dir, ignore_errors=True)
             raise
@@ -215,8 +236,10 @@ class RayExecutor:
         have = self._ray.cluster_resources()
         for name, need in (("CPU", self.num_cpus), ("GPU", num_gpus)):
             if need > have.get(name, 0):
-                raise ValueError(f"each Ray task asks for {name.lower()}s = {need}, but the local Ray "
-                                 f"instance has {have.get(name, 0):g}; lower num_{name.lower()}s or join a cluster")
+                raise ValueError(
+                    f"each Ray task asks for {name.lower()}s = {need}, but the local Ray "
+                    f"instance has {have.get(name, 0):g}; lower num_{name.lower()}s or join a cluster"
+                )
 
     def _runs_per_task(self, groups: list[list[dict]]) -> int:
         if self.runs_per_task is not None:

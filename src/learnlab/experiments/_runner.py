@@ -50,9 +50,22 @@ def resolve_device(device: str) -> torch.device:
 MEMBER_KEYS = {
     "seed": None,
     "model": ("param", "init_seed", "gamma"),
-    "train": ("lr", "momentum", "weight_decay", "betas", "eps", "thresholds", "threshold_metric",
-              "relative_thresholds", "ema", "stop_at_thresholds", "diverge_factor", "checkpoint_every",
-              "save_final", "loggers"),
+    "train": (
+        "lr",
+        "momentum",
+        "weight_decay",
+        "betas",
+        "eps",
+        "thresholds",
+        "threshold_metric",
+        "relative_thresholds",
+        "ema",
+        "stop_at_thresholds",
+        "diverge_factor",
+        "checkpoint_every",
+        "save_final",
+        "loggers",
+    ),
     "task": ("noise", "target.seed"),  # a dotted key is nested: the seed of a teacher or index target
 }
 
@@ -105,14 +118,22 @@ def build_group(configs: list[dict], ids: list[str] | None = None, device: str |
         tasks.append(task)
         seed = run.model.init_seed if run.model.init_seed is not None else derive_seed(run.seed, rid, "init")
         init_generators.append(torch.Generator().manual_seed(seed))
-        members.append(make_member(task, run.train, lambda role, r=run, i=rid: derive_seed(r.seed, i, role),
-                                   dtype=dtype, device=device))
-    model = build_model([r.model for r in runs], tasks[0].d, tasks[0].outputs,
-                        generators=init_generators, dtype=dtype, device=device)
+        members.append(
+            make_member(
+                task, run.train, lambda role, r=run, i=rid: derive_seed(r.seed, i, role), dtype=dtype, device=device
+            )
+        )
+    model = build_model(
+        [r.model for r in runs], tasks[0].d, tasks[0].outputs, generators=init_generators, dtype=dtype, device=device
+    )
     t = first.train
     optimizer = build_optimizer(
-        model, t.optimizer, lr=[r.train.lr for r in runs], momentum=[r.train.momentum for r in runs],
-        weight_decay=[r.train.weight_decay for r in runs], betas=[tuple(r.train.betas) for r in runs],
+        model,
+        t.optimizer,
+        lr=[r.train.lr for r in runs],
+        momentum=[r.train.momentum for r in runs],
+        weight_decay=[r.train.weight_decay for r in runs],
+        betas=[tuple(r.train.betas) for r in runs],
         eps=[r.train.eps for r in runs],
     )
     sample = members[0].stream.sample  # the fixed training set of an offline task (or None)
@@ -125,8 +146,9 @@ def build_run(config: dict) -> Built:
     return build_group([config])
 
 
-def run_group(configs: list[dict], out: str | Path | None = None, callables: dict | None = None,
-              device: str | None = None) -> list[RunResult]:
+def run_group(
+    configs: list[dict], out: str | Path | None = None, callables: dict | None = None, device: str | None = None
+) -> list[RunResult]:
     """Train runs sharing all shapes as one stacked model; never raises.
 
     Args:
@@ -150,8 +172,9 @@ def run_group(configs: list[dict], out: str | Path | None = None, callables: dic
             loggers += member.history.sinks
         checkpoint = _checkpointer(built, out)
         with step_threads(built.model, built.runs[0].train.batch_size) as on_step:
-            histories = fit(built.model, built.optimizer, built.members, built.settings,
-                            on_step=on_step, checkpoint=checkpoint)
+            histories = fit(
+                built.model, built.optimizer, built.members, built.settings, on_step=on_step, checkpoint=checkpoint
+            )
         artifacts = _save_outputs(built, out)
         if checkpoint is not None:
             checkpoint.remove()
@@ -163,10 +186,18 @@ def run_group(configs: list[dict], out: str | Path | None = None, callables: dic
             logger.close()
     finished = time.time()
     return [
-        RunResult(rid, h.status, error=h.reason, step=h.step, started=started, finished=finished,
-                  final=h.final, thresholds={repr(float(c)): s for c, s in h.thresholds.items()},
-                  metrics=[(s, name, v) for name, rows in h.metrics.items() for s, v in rows],
-                  artifacts=artifacts.get(rid))
+        RunResult(
+            rid,
+            h.status,
+            error=h.reason,
+            step=h.step,
+            started=started,
+            finished=finished,
+            final=h.final,
+            thresholds={repr(float(c)): s for c, s in h.thresholds.items()},
+            metrics=[(s, name, v) for name, rows in h.metrics.items() for s, v in rows],
+            artifacts=artifacts.get(rid),
+        )
         for rid, h in zip(ids, histories)
     ]
 

@@ -39,8 +39,10 @@ class SweepSpec(Section):
         if empty:
             raise ValueError(f"axes {empty} have no values")
         if "seed" in axes:
-            raise ValueError("seed cannot be a grid or zip axis: repeat runs with sweep.seeds "
-                             "(a count, e.g. 3, or a list of seeds, e.g. [0, 1, 2])")
+            raise ValueError(
+                "seed cannot be a grid or zip axis: repeat runs with sweep.seeds "
+                "(a count, e.g. 3, or a list of seeds, e.g. [0, 1, 2])"
+            )
         return axes
 
     @model_validator(mode="after")
@@ -87,8 +89,9 @@ def cross_checks(run: RunConfig) -> list[tuple[str, str]]:
     if run.model.user:
         from learnlab.experiments._user_models import user_model_facts
 
-        error = user_model_facts(run.model.model_dump(mode="json"), run.task.model_dump(mode="json"),
-                                 run.train.dtype).error
+        error = user_model_facts(
+            run.model.model_dump(mode="json"), run.task.model_dump(mode="json"), run.train.dtype
+        ).error
         if error:
             problems.append(("model", error))
     if getattr(run.task, "dataset", None) is not None:
@@ -115,8 +118,13 @@ def _dataset_size_problems(run: RunConfig) -> list[tuple[str, str]]:
     sizes, problems = _DATASET_SIZES[key], []
     for split, n in (("train", run.task.n_train), ("test", run.task.n_test)):
         if n is not None and split in sizes and n > sizes[split]:
-            problems.append((f"task.n_{split}", f"{run.task.dataset} has {sizes[split]} {split} examples of the "
-                             f"kept classes; asked for {n}: lower it, or null for the whole split"))
+            problems.append(
+                (
+                    f"task.n_{split}",
+                    f"{run.task.dataset} has {sizes[split]} {split} examples of the "
+                    f"kept classes; asked for {n}: lower it, or null for the whole split",
+                )
+            )
     return problems
 
 
@@ -223,8 +231,9 @@ def unknown_axis_keys(sweep) -> list[tuple[str, str]]:
             for part in str(key).split("."):
                 fields = model.model_fields
                 if part not in fields:
-                    out.append((f"sweep.{kind}.{key}",
-                                f"unknown key {part!r} (valid keys here: {', '.join(sorted(fields))})"))
+                    out.append(
+                        (f"sweep.{kind}.{key}", f"unknown key {part!r} (valid keys here: {', '.join(sorted(fields))})")
+                    )
                     break
                 annotation = fields[part].annotation
                 if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):

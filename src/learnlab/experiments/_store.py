@@ -113,9 +113,17 @@ class Store:
             c.execute(
                 "UPDATE runs SET status = ?, error = ?, step = ?, started = ?, finished = ?, "
                 "final = ?, thresholds = ?, artifacts = ? WHERE run_id = ?",
-                (result.status, result.error, result.step, result.started,
-                 result.finished if result.finished is not None else time.time(),
-                 json.dumps(result.final), json.dumps(result.thresholds), result.artifacts, result.run_id),
+                (
+                    result.status,
+                    result.error,
+                    result.step,
+                    result.started,
+                    result.finished if result.finished is not None else time.time(),
+                    json.dumps(result.final),
+                    json.dumps(result.thresholds),
+                    result.artifacts,
+                    result.run_id,
+                ),
             )
 
     def _transaction(self):
@@ -140,12 +148,23 @@ class Store:
         import pandas as pd
 
         rows = []
-        query = ("SELECT run_id, name, config, status, error, step, started, finished, final, thresholds, "
-                 "artifacts FROM runs ORDER BY rowid")
-        for rid, name, cfg, status, error, step, started, finished, final, thresholds, artifacts in \
-                self._conn.execute(query):
-            row = {"run_id": rid, "status": status, "name": name, "error": error, "step": step,
-                   "started": started, "finished": finished, "artifacts": artifacts}
+        query = (
+            "SELECT run_id, name, config, status, error, step, started, finished, final, thresholds, "
+            "artifacts FROM runs ORDER BY rowid"
+        )
+        for rid, name, cfg, status, error, step, started, finished, final, thresholds, artifacts in self._conn.execute(
+            query
+        ):
+            row = {
+                "run_id": rid,
+                "status": status,
+                "name": name,
+                "error": error,
+                "step": step,
+                "started": started,
+                "finished": finished,
+                "artifacts": artifacts,
+            }
             row.update(flatten(json.loads(cfg)))
             row.update(json.loads(final) if final else {})
             for c, s in (json.loads(thresholds) if thresholds else {}).items():
@@ -165,8 +184,10 @@ class Store:
                 args += values
         if where:
             query += " WHERE " + " AND ".join(where)
-        frame = pd.DataFrame(self._conn.execute(query + " ORDER BY run_id, name, step", args).fetchall(),
-                             columns=["run_id", "step", "name", "value"])
+        frame = pd.DataFrame(
+            self._conn.execute(query + " ORDER BY run_id, name, step", args).fetchall(),
+            columns=["run_id", "step", "name", "value"],
+        )
         frame["value"] = frame["value"].astype(float)
         return frame
 

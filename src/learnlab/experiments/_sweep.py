@@ -27,8 +27,7 @@ class Plan:
         self.spec, self.runs, self.source = spec, runs, source
 
 
-def plan(spec: str | Path | dict | Spec, overrides: list[str] | None = None, *,
-         check_devices: bool = True) -> Plan:
+def plan(spec: str | Path | dict | Spec, overrides: list[str] | None = None, *, check_devices: bool = True) -> Plan:
     """Validate a spec (file, dict or Spec) with overrides and expand it; SpecError on any problem.
 
     ``check_devices`` checks that every ``train.device`` exists on this machine (not
@@ -57,8 +56,14 @@ class Schedule:
     reason: str
 
 
-def schedule(configs: list[dict], executor: str = "auto", *, workers: int | None = None,
-             max_members: int | None = None, memory_budget: int = DEFAULT_MEMORY_BUDGET) -> Schedule:
+def schedule(
+    configs: list[dict],
+    executor: str = "auto",
+    *,
+    workers: int | None = None,
+    max_members: int | None = None,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
+) -> Schedule:
     """Choose the executor and form groups.
 
     ``serial`` and ``processes``/``ray`` train every run alone unless ``max_members`` > 1
@@ -71,8 +76,9 @@ def schedule(configs: list[dict], executor: str = "auto", *, workers: int | None
     reason = ""
     stackable = _user_models_stackable()
     if executor == "auto":
-        stacked = form_groups(configs, max_members=max_members or DEFAULT_MAX_MEMBERS, memory_budget=memory_budget,
-                              groupable=stackable)
+        stacked = form_groups(
+            configs, max_members=max_members or DEFAULT_MAX_MEMBERS, memory_budget=memory_budget, groupable=stackable
+        )
         if any(len(g) > 1 for g in stacked):
             executor, reason = "ensemble", "auto: runs share all shapes, so they train stacked in one process"
         elif stackable.rejected:
@@ -87,8 +93,13 @@ def schedule(configs: list[dict], executor: str = "auto", *, workers: int | None
         import os
 
         pool = os.cpu_count() or 1
-    groups = form_groups(configs, max_members=max_members, memory_budget=memory_budget, workers=pool,
-                         groupable=stackable if max_members > 1 else None)
+    groups = form_groups(
+        configs,
+        max_members=max_members,
+        memory_budget=memory_budget,
+        workers=pool,
+        groupable=stackable if max_members > 1 else None,
+    )
     if executor == "ensemble" and all(len(g) == 1 for g in groups) and len(groups) > 1:
         if max_members == 1:
             why = "max_members is 1"
@@ -114,8 +125,12 @@ def _user_models_stackable() -> Callable[[dict], bool]:
             stackable.rejected = True
             if model["name"] not in warned:
                 warned.add(model["name"])
-                warnings.warn(f"model {model['name']}: torch.func cannot stack it ({problem}); its runs train "
-                              "one at a time (serially, or spread over the pool's workers)", UserWarning, stacklevel=3)
+                warnings.warn(
+                    f"model {model['name']}: torch.func cannot stack it ({problem}); its runs train "
+                    "one at a time (serially, or spread over the pool's workers)",
+                    UserWarning,
+                    stacklevel=3,
+                )
         return problem is None
 
     stackable.rejected = False
@@ -159,8 +174,9 @@ def sweep(
     if existing is not None:
         existing.close()
     todo = [r for r in p.runs if status.get(r.run_id) not in DONE_STATUSES]
-    plan_ = schedule([r.config for r in todo], executor, workers=workers, max_members=max_members,
-                     memory_budget=memory_budget)
+    plan_ = schedule(
+        [r.config for r in todo], executor, workers=workers, max_members=max_members, memory_budget=memory_budget
+    )
     ex = make_executor(plan_.executor, workers, out=Path(out), **executor_options)  # fails before writing
     store = Store(out, create=True)
     store.add_runs((r.run_id, p.spec.name, r.config) for r in p.runs)

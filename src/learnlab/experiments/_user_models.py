@@ -44,8 +44,14 @@ def _find(model: dict, task: dict, dtype: str) -> UserModelFacts:
 
     try:
         built = make_task(task)
-        members = build_user_members(resolve(model["name"]), model.get("options", {}), built.d, built.outputs,
-                                     [0, 1], dtype=getattr(torch, dtype))
+        members = build_user_members(
+            resolve(model["name"]),
+            model.get("options", {}),
+            built.d,
+            built.outputs,
+            [0, 1],
+            dtype=getattr(torch, dtype),
+        )
     except Exception as exc:  # noqa: BLE001 - reported as the spec's problem
         return UserModelFacts(f"{model['name']}(d=..., outputs=..., **options) fails: {type(exc).__name__}: {exc}")
     size = sum(t.numel() for t in (*members[0].parameters(), *members[0].buffers()))

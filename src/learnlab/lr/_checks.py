@@ -35,14 +35,17 @@ def check_learning_rates(learning_rates) -> torch.Tensor:
             f"({exc}). Example: torch.logspace(-4, 1, 50)"
         ) from None
     if lrs.numel() == 0:
-        raise ValueError("learning_rates is empty; pass at least one positive learning rate, "
-                         "e.g. torch.logspace(-4, 1, 50)")
+        raise ValueError(
+            "learning_rates is empty; pass at least one positive learning rate, e.g. torch.logspace(-4, 1, 50)"
+        )
     bad = ~(torch.isfinite(lrs) & (lrs > 0))
     if bad.any():
         where = bad.flatten().nonzero().flatten()[:5].tolist()
         values = [lrs.flatten()[i].item() for i in where]
-        raise ValueError(f"learning rates must be finite and > 0; got {values} at flat positions {where} "
-                         f"({int(bad.sum())} bad of {lrs.numel()})")
+        raise ValueError(
+            f"learning rates must be finite and > 0; got {values} at flat positions {where} "
+            f"({int(bad.sum())} bad of {lrs.numel()})"
+        )
     return lrs
 
 
@@ -75,8 +78,11 @@ def trainable(model: nn.Module) -> list[nn.Parameter]:
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         total = sum(1 for _ in model.parameters())
-        why, fix = ((f"{total} parameters, all frozen", "Unfreeze some with p.requires_grad_(True).") if total else
-                    ("it has no parameters at all", "Pass the module that holds the weights."))
+        why, fix = (
+            (f"{total} parameters, all frozen", "Unfreeze some with p.requires_grad_(True).")
+            if total
+            else ("it has no parameters at all", "Pass the module that holds the weights.")
+        )
         raise ValueError(
             f"{type(model).__name__} has no parameters that require grad ({why}); "
             f"there is nothing for a learning rate to move. {fix}"
@@ -100,8 +106,10 @@ def check_model_and_optimizer(model: nn.Module, optimizer: torch.optim.Optimizer
     stepped = []
     for i, group in enumerate(optimizer.param_groups):
         if "lr" not in group:
-            raise ValueError(f"param group {i} of {name} has no 'lr' key; learning rates can only be "
-                             "scaled for optimizers that keep their learning rate in group['lr']")
+            raise ValueError(
+                f"param group {i} of {name} has no 'lr' key; learning rates can only be "
+                "scaled for optimizers that keep their learning rate in group['lr']"
+            )
         for p in group["params"]:
             if id(p) not in owned:
                 raise ValueError(

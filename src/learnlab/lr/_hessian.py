@@ -62,7 +62,7 @@ class LossFunction:
         for n in self.names:
             t = self.theta[n]
             size = t.numel() // self.members
-            out[n] = v[:, start:start + size].reshape(t.shape).to(t.dtype)
+            out[n] = v[:, start : start + size].reshape(t.shape).to(t.dtype)
             start += size
         return out
 
@@ -78,8 +78,18 @@ def _ritz(alphas: list, betas: list, e: int, m: int) -> tuple[torch.Tensor, torc
     return values, vectors[-1]
 
 
-def lanczos(matvec, members: int, n: int, k: int, *, iters: int, tol: float, seed: int,
-            device: torch.device, breakdown: float = 1e-10) -> torch.Tensor:
+def lanczos(
+    matvec,
+    members: int,
+    n: int,
+    k: int,
+    *,
+    iters: int,
+    tol: float,
+    seed: int,
+    device: torch.device,
+    breakdown: float = 1e-10,
+) -> torch.Tensor:
     """Top-k eigenvalues (descending) of a symmetric operator on (E, n), per member: (E, k).
 
     Lanczos with full reorthogonalisation (twice, "twice is enough", Parlett 1980). A
@@ -101,7 +111,7 @@ def lanczos(matvec, members: int, n: int, k: int, *, iters: int, tol: float, see
         norm_aq = w.norm(dim=1)
         a = (w * q).sum(dim=1)
         for _ in range(2):
-            w = w - torch.einsum("jen,je->en", basis[:j + 1], torch.einsum("jen,en->je", basis[:j + 1], w))
+            w = w - torch.einsum("jen,je->en", basis[: j + 1], torch.einsum("jen,en->je", basis[: j + 1], w))
         b = w.norm(dim=1)
         alphas.append(a.cpu())
         for e in range(members):
@@ -117,7 +127,7 @@ def lanczos(matvec, members: int, n: int, k: int, *, iters: int, tol: float, see
     for e in range(members):
         values, _ = _ritz(alphas, betas, e, size[e])
         top = values.flip(0)[:k]
-        out[e, :top.numel()] = top
+        out[e, : top.numel()] = top
     return out
 
 

@@ -97,8 +97,10 @@ def loss_per_learning_rate(
         stepper = Stepper(saved, params, grad.grads, ratios)
         direction = None if method == "exact" else linear_direction(stepper, float(alphas.max()))
         if direction is None and method == "fast":
-            raise ValueError(f"method='fast' needs a step that is affine in the learning rate; "
-                             f"{type(optimizer).__name__}'s step from this state is not. Use method='auto'.")
+            raise ValueError(
+                f"method='fast' needs a step that is affine in the learning rate; "
+                f"{type(optimizer).__name__}'s step from this state is not. Use method='auto'."
+            )
         if direction is None:
             losses = _exact(stepper, model, criterion, ex, ey, alphas.tolist())
         else:
@@ -130,8 +132,9 @@ def _chunk_size(direction: dict, activation_bytes: float, budget: int, n: int) -
     return int(max(1, min(n, budget // per_alpha)))
 
 
-def _fast(model, criterion, ex, ey, saved: Preserved, direction: dict, alphas: torch.Tensor,
-          chunk: int) -> torch.Tensor:
+def _fast(
+    model, criterion, ex, ey, saved: Preserved, direction: dict, alphas: torch.Tensor, chunk: int
+) -> torch.Tensor:
     """L(theta + alpha u) for every alpha, ``chunk`` alphas per batched forward pass.
 
     A first layer that is affine in its parameters (``learnlab.lr._head``) is evaluated
@@ -152,7 +155,7 @@ def _fast(model, criterion, ex, ey, saved: Preserved, direction: dict, alphas: t
         except Exception:  # noqa: BLE001 - an unusual first layer: the whole model per alpha
             head = None
         for start in range(0, alphas.numel(), chunk):
-            a = alphas[start:start + chunk]
+            a = alphas[start : start + chunk]
             if batched:
                 try:
                     out.append(_forward_batched(model, criterion, ex, ey, moving, a, head))

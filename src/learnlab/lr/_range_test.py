@@ -100,7 +100,7 @@ def range_test(
             stopped = _verdict(losses, ema, diverge)
             if stopped != "completed":
                 break
-    taken = lrs[:len(losses)]
+    taken = lrs[: len(losses)]
     values = torch.tensor(losses, dtype=torch.float64)
     smoothed = _smooth(values, ema)
     return RangeTestResult(taken, values, smoothed, _steepest(taken, smoothed, mode), stopped)
@@ -131,8 +131,9 @@ def _batch_source(batches):
         try:
             return next(iterator)
         except StopIteration:
-            raise ValueError("batches ran out before the range test ended; pass more batches, a callable, "
-                             "or a fixed (x, y)") from None
+            raise ValueError(
+                "batches ran out before the range test ended; pass more batches, a callable, or a fixed (x, y)"
+            ) from None
 
     return draw
 

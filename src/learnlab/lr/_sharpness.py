@@ -73,8 +73,9 @@ def sharpness(
 
         breakdown = 100 * torch.finfo(params[0].dtype).eps
         iters = min(n, iters or max(30, 3 * k))
-        values = lanczos(matvec, f.members, n, k, iters=iters, tol=tol, seed=seed, device=params[0].device,
-                         breakdown=breakdown)
+        values = lanczos(
+            matvec, f.members, n, k, iters=iters, tol=tol, seed=seed, device=params[0].device, breakdown=breakdown
+        )
     finally:
         for m, training in modes:
             m.training = training
@@ -157,8 +158,18 @@ class SharpnessProbe:
         iters, tol, seed: Lanczos settings, as for :func:`sharpness`.
     """
 
-    def __init__(self, every: int = 100, k: int = 1, *, preconditioned: bool = False, batch=None,
-                 criterion=None, iters: int | None = 20, tol: float = 1e-3, seed: int = 0):
+    def __init__(
+        self,
+        every: int = 100,
+        k: int = 1,
+        *,
+        preconditioned: bool = False,
+        batch=None,
+        criterion=None,
+        iters: int | None = 20,
+        tol: float = 1e-3,
+        seed: int = 0,
+    ):
         self.every, self.k, self.preconditioned = every, k, preconditioned
         self.batch, self.criterion, self.iters, self.tol, self.seed = batch, criterion, iters, tol, seed
 
@@ -166,8 +177,18 @@ class SharpnessProbe:
         """The probe's values for an explicit batch, criterion and optimizer."""
         if self.preconditioned and optimizer is None:
             raise ValueError("preconditioned=True needs the optimizer (ctx.optimizer)")
-        values = sharpness(model, x, y, criterion, self.k, preconditioner=optimizer if self.preconditioned else None,
-                           stacked=stacked, iters=self.iters, tol=self.tol, seed=self.seed)
+        values = sharpness(
+            model,
+            x,
+            y,
+            criterion,
+            self.k,
+            preconditioner=optimizer if self.preconditioned else None,
+            stacked=stacked,
+            iters=self.iters,
+            tol=self.tol,
+            seed=self.seed,
+        )
         values = values if stacked else values.unsqueeze(0)  # (E, k)
         name = "preconditioned_sharpness" if self.preconditioned else "sharpness"
         members = values.shape[0]
@@ -180,8 +201,9 @@ class SharpnessProbe:
     def __call__(self, model: nn.Module, ctx=None) -> dict:
         x, y = self.batch if self.batch is not None else _ctx(ctx, "batch")
         criterion = self.criterion or _ctx(ctx, "loss_fn")
-        return self.measure(model, x, y, criterion, getattr(ctx, "optimizer", None),
-                            bool(getattr(ctx, "stacked", False)))
+        return self.measure(
+            model, x, y, criterion, getattr(ctx, "optimizer", None), bool(getattr(ctx, "stacked", False))
+        )
 
 
 def _scalar(values: torch.Tensor, stacked: bool, members: int):

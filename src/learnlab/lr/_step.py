@@ -64,11 +64,15 @@ def gradient(model: nn.Module, criterion, x, y, params: list[nn.Parameter]) -> G
     if not isinstance(loss, torch.Tensor) or not loss.is_floating_point():
         raise TypeError(f"criterion must return a floating-point tensor; got {type(loss).__name__}")
     if loss.dim() > 1:
-        raise ValueError(f"criterion must return a scalar (or one loss per member, shape (E,)); "
-                         f"got shape {tuple(loss.shape)}. Use reduction='mean'.")
+        raise ValueError(
+            f"criterion must return a scalar (or one loss per member, shape (E,)); "
+            f"got shape {tuple(loss.shape)}. Use reduction='mean'."
+        )
     if not loss.requires_grad:
-        raise ValueError("the loss does not depend on any parameter that requires grad "
-                         "(did the criterion or model detach its output?)")
+        raise ValueError(
+            "the loss does not depend on any parameter that requires grad "
+            "(did the criterion or model detach its output?)"
+        )
     grads = torch.autograd.grad(loss.sum(), params, allow_unused=True)
     return Gradient(list(grads), loss.detach(), total[0])
 

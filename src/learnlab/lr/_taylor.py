@@ -100,8 +100,10 @@ def taylor_predictions(
             stepper = Stepper(saved, params, grad.grads, group_ratios(optimizer, relative))
             u = linear_direction(stepper, float(lrs.max()))
             if u is None:
-                raise ValueError(f"{type(optimizer).__name__}'s step is not affine in the learning rate from this "
-                                 "state, so it has no single direction to expand along; use loss_per_learning_rate")
+                raise ValueError(
+                    f"{type(optimizer).__name__}'s step is not affine in the learning rate from this "
+                    "state, so it has no single direction to expand along; use loss_per_learning_rate"
+                )
         model.eval()
         f = LossFunction(model, criterion, ex, ey)
         names = {id(p): n for n, p in model.named_parameters()}

@@ -83,16 +83,19 @@ def apply_parameterization(
         if getattr(module, _APPLIED_ATTR, None) == key:
             return module
         how = "natively" if getattr(module, _APPLIED_ATTR, None) is None else "with other settings"
-        raise ValueError(f"{type(module).__name__} is already parameterized {how}; applying another "
-                         "parameterization would silently re-initialise it: build a fresh module instead")
+        raise ValueError(
+            f"{type(module).__name__} is already parameterized {how}; applying another "
+            "parameterization would silently re-initialise it: build a fresh module instead"
+        )
     ordered = _ordered_layers(module, overrides, example_input)
     roles = _roles(ordered, overrides)
     slots, width = _slots(module, ordered, roles, width)
     if not isinstance(base_width, int) or base_width < 1:
         raise ValueError(f"base_width must be an integer >= 1; got {base_width!r}")
     n_hidden = sum(r == "hidden" for r in roles.values())
-    scaling = Scaling([row], width / base_width, n_hidden + 2, slots, gammas=[float(gamma)],
-                      gamma_lr=gamma_lr, activation=activation)
+    scaling = Scaling(
+        [row], width / base_width, n_hidden + 2, slots, gammas=[float(gamma)], gamma_lr=gamma_lr, activation=activation
+    )
     _initialise(module, scaling, generator)
     setattr(module, SCALING_ATTR, scaling)
     setattr(module, _APPLIED_ATTR, key)
@@ -140,8 +143,10 @@ def _forward_order(module, layers, example_input):
     first = list(dict.fromkeys(calls))
     unused = [name for name, _ in layers if name not in first]
     if unused:
-        raise ValueError(f"layers {unused} are not called in forward(example_input); mark them "
-                         f"layers={{name: 'ignore'}} or remove them")
+        raise ValueError(
+            f"layers {unused} are not called in forward(example_input); mark them "
+            f"layers={{name: 'ignore'}} or remove them"
+        )
     by_name = dict(layers)
     return [(name, by_name[name]) for name in first]
 

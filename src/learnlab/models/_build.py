@@ -104,11 +104,14 @@ def _assign(entries: list[LrEntry], user: list[dict]) -> list[tuple[dict, LrEntr
         settings = {k: v for k, v in group.items() if k != "params"}
         for p in params:
             if id(p) not in by_id:
-                raise ValueError(f"param_groups[{i}] holds a tensor of shape {tuple(p.shape)} that is not "
-                                 "a trainable parameter of the model; pass the model's own parameters")
+                raise ValueError(
+                    f"param_groups[{i}] holds a tensor of shape {tuple(p.shape)} that is not "
+                    "a trainable parameter of the model; pass the model's own parameters"
+                )
             if id(p) in seen:
-                raise ValueError(f"param_groups[{i}] repeats a parameter ({by_id[id(p)].name}); "
-                                 "give each parameter to one group")
+                raise ValueError(
+                    f"param_groups[{i}] repeats a parameter ({by_id[id(p)].name}); give each parameter to one group"
+                )
             seen.add(id(p))
             out.append((settings, by_id[id(p)]))
     return out
@@ -124,16 +127,20 @@ def _scaled_group(entry: LrEntry, settings: dict, lr) -> dict:
 def _scale_in_place(model, optimizer: torch.optim.Optimizer, rule: str | None, ignore_warmup: bool):
     """Split a torch optimizer's groups per tensor and scale their lrs; other settings are kept."""
     if any(g.get("abc_scaled") for g in optimizer.param_groups):
-        raise ValueError("this optimizer's learning rates are already scaled by a parameterization; "
-                         "scaling twice would apply the width factors twice: build a fresh optimizer")
+        raise ValueError(
+            "this optimizer's learning rates are already scaled by a parameterization; "
+            "scaling twice would apply the width factors twice: build a fresh optimizer"
+        )
     rule = rule or _rule_of(optimizer)
     if rule not in ("sgd", "adam"):
         raise ValueError(f"rule must be 'sgd' or 'adam'; got {rule!r}")
     learnlab_opt = isinstance(optimizer, (SGD, Adam))
     scaling = scaling_of(model)
     if scaling.members != 1 and not learnlab_opt:
-        raise ValueError(f"a torch optimizer takes one lr per group but the model stacks {scaling.members} "
-                         "members; use build_optimizer(model, 'sgd' | 'adam', ...) instead")
+        raise ValueError(
+            f"a torch optimizer takes one lr per group but the model stacks {scaling.members} "
+            "members; use build_optimizer(model, 'sgd' | 'adam', ...) instead"
+        )
     entries = {id(e.param): e for e in lr_table(model, rule)}
     new_groups = []
     for group in optimizer.param_groups:
@@ -167,8 +174,10 @@ def _rule_of(optimizer: torch.optim.Optimizer) -> str:
             return rule
     if type(optimizer).__name__ in _ADAM_FAMILY:
         return "adam"  # entrywise-normalised updates: Adam's exponents
-    raise ValueError(f"learnlab does not know which exponents {type(optimizer).__name__} needs; "
-                     "pass rule='sgd' (updates linear in the gradient) or rule='adam' (normalised updates)")
+    raise ValueError(
+        f"learnlab does not know which exponents {type(optimizer).__name__} needs; "
+        "pass rule='sgd' (updates linear in the gradient) or rule='adam' (normalised updates)"
+    )
 
 
 def _adam_constants(betas, eps, members: int):

@@ -74,10 +74,18 @@ class CNN(StackedModel):
         k2 = kernel_size * kernel_size
         roles = layer_names(depth + 1)
         fan_ins = [c * k2 for c in channels[:depth]] + [width]
-        slots = [Slot(f"weights.{l}", f"biases.{l}" if bias else None, roles[l][0], l, fan_ins[l])
-                 for l in range(depth + 1)]
-        scaling = Scaling(self._params, self.ratio_of(width, base_width), depth + 1, slots,
-                          gammas=self._gammas, gamma_lr=gamma_lr, activation=activation)
+        slots = [
+            Slot(f"weights.{l}", f"biases.{l}" if bias else None, roles[l][0], l, fan_ins[l]) for l in range(depth + 1)
+        ]
+        scaling = Scaling(
+            self._params,
+            self.ratio_of(width, base_width),
+            depth + 1,
+            slots,
+            gammas=self._gammas,
+            gamma_lr=gamma_lr,
+            activation=activation,
+        )
         setattr(self, SCALING_ATTR, scaling)
         shapes = [(width, channels[l], kernel_size, kernel_size) for l in range(depth)] + [(width, outputs)]
         self.weights = nn.ParameterList()
@@ -89,8 +97,9 @@ class CNN(StackedModel):
             self.register_buffer(f"mult_{l}", self.member_buffer(mult, ndim, dtype, device))
             if bias:
                 fan_out = shape[0] if l < depth else outputs
-                self.register_buffer(f"bias_mult_{l}",
-                                     self.member_buffer(scaling.bias_multiplier(slots[l]), ndim, dtype, device))
+                self.register_buffer(
+                    f"bias_mult_{l}", self.member_buffer(scaling.bias_multiplier(slots[l]), ndim, dtype, device)
+                )
                 bshape = (self.members, fan_out, 1, 1) if l < depth else (self.members, 1, fan_out)
                 self.biases.append(nn.Parameter(torch.zeros(bshape, dtype=dtype, device=device)))
         self.finish_init()
@@ -103,8 +112,7 @@ class CNN(StackedModel):
         for l in range(self.depth):
             w = weights[l]  # (E, C_out, C_in, k, k)
             flat = h.reshape(batch, -1, *h.shape[-2:])  # (B, E * C_in, H, W)
-            out = nn.functional.conv2d(flat, w.reshape(-1, *w.shape[2:]), padding=self.kernel_size // 2,
-                                       groups=members)
+            out = nn.functional.conv2d(flat, w.reshape(-1, *w.shape[2:]), padding=self.kernel_size // 2, groups=members)
             h = out.view(batch, members, w.shape[1], *out.shape[-2:]) * getattr(self, f"mult_{l}")
             if biases is not None:
                 h = h + biases[l] * getattr(self, f"bias_mult_{l}")
@@ -136,7 +144,9 @@ class CNN(StackedModel):
 
     def extra_repr(self) -> str:
         names = sorted({p.name for p in self.params})
-        return (f"members={self.members}, image_shape={self.image_shape}, width={self.width}, "
-                f"depth={self.depth}, kernel_size={self.kernel_size}, outputs={self.outputs}, "
-                f"activation={self.activation}, param={','.join(names)}, base_width={self.base_width}, "
-                f"center={self.center}")
+        return (
+            f"members={self.members}, image_shape={self.image_shape}, width={self.width}, "
+            f"depth={self.depth}, kernel_size={self.kernel_size}, outputs={self.outputs}, "
+            f"activation={self.activation}, param={','.join(names)}, base_width={self.base_width}, "
+            f"center={self.center}"
+        )

@@ -50,6 +50,7 @@ def forward_with_outputs(model: torch.nn.Module, x: torch.Tensor, layers) -> tup
         def keep(_module, _inputs, output):
             if isinstance(output, torch.Tensor):
                 record.setdefault(name, output)
+
         return keep
 
     handles = [m.register_forward_hook(hook(n)) for n, m in layers]
@@ -109,8 +110,7 @@ def coord_check(
     for width in widths:
         for seed in seeds:
             model = make_model(width, seed)
-            opt = optimizer(model) if callable(optimizer) else build_optimizer(
-                model, optimizer, lr, **optimizer_kwargs)
+            opt = optimizer(model) if callable(optimizer) else build_optimizer(model, optimizer, lr, **optimizer_kwargs)
             for step in range(steps + 1):
                 out, acts = _activations(model, x)
                 rows += [(width, seed, name, step, h.detach().abs().mean().item()) for name, h in acts.items()]

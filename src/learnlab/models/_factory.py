@@ -55,21 +55,30 @@ def build_model(
         other = spec.model_dump(exclude=set(PER_MEMBER_KEYS))
         diff = sorted(k for k in shared if shared[k] != other[k])
         if diff:
-            raise ValueError(f"members 0 and {i} differ in {diff}; only {list(PER_MEMBER_KEYS)} may differ "
-                             "within one stacked model")
+            raise ValueError(
+                f"members 0 and {i} differ in {diff}; only {list(PER_MEMBER_KEYS)} may differ within one stacked model"
+            )
     if first.user:
         from learnlab._imports import resolve
 
         seeds = [g.initial_seed() for g in generators]
-        return UserStack(build_user_members(resolve(first.name), first.options, d, outputs, seeds,
-                                            dtype=dtype, device=device))
+        return UserStack(
+            build_user_members(resolve(first.name), first.options, d, outputs, seeds, dtype=dtype, device=device)
+        )
     problems = first.problems_with_inputs(d)
     if problems:
         raise ValueError("; ".join(problems))
     kwargs = dict(
-        activation=first.activation, bias=first.bias, param=[s.parameterization_arg() for s in specs],
-        base_width=first.base_width, gamma=[s.gamma for s in specs], gamma_lr=first.gamma_lr,
-        center=first.center, generators=generators, dtype=dtype, device=device,
+        activation=first.activation,
+        bias=first.bias,
+        param=[s.parameterization_arg() for s in specs],
+        base_width=first.base_width,
+        gamma=[s.gamma for s in specs],
+        gamma_lr=first.gamma_lr,
+        center=first.center,
+        generators=generators,
+        dtype=dtype,
+        device=device,
     )
     if first.name == "cnn":
         return CNN(first.image_shape, first.width, first.depth, outputs, kernel_size=first.kernel_size, **kwargs)

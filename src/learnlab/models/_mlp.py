@@ -77,11 +77,17 @@ class MLP(StackedModel):
         dims = [d] + [width] * depth + [outputs]
         roles = layer_names(depth + 1)
         slots = [
-            Slot(f"weights.{l}", f"biases.{l}" if bias else None, roles[l][0], l, dims[l])
-            for l in range(depth + 1)
+            Slot(f"weights.{l}", f"biases.{l}" if bias else None, roles[l][0], l, dims[l]) for l in range(depth + 1)
         ]
-        scaling = Scaling(self._params, self.ratio_of(width, base_width), depth + 1, slots,
-                          gammas=self._gammas, gamma_lr=gamma_lr, activation=activation)
+        scaling = Scaling(
+            self._params,
+            self.ratio_of(width, base_width),
+            depth + 1,
+            slots,
+            gammas=self._gammas,
+            gamma_lr=gamma_lr,
+            activation=activation,
+        )
         setattr(self, SCALING_ATTR, scaling)
         self.weights = nn.ParameterList()
         self.biases = nn.ParameterList() if bias else None
@@ -91,8 +97,9 @@ class MLP(StackedModel):
             self.weights.append(nn.Parameter(w))
             self.register_buffer(f"mult_{l}", self.member_buffer(scaling.weight_multiplier(slot), 3, dtype, device))
             if bias:
-                self.register_buffer(f"bias_mult_{l}",
-                                     self.member_buffer(scaling.bias_multiplier(slot), 3, dtype, device))
+                self.register_buffer(
+                    f"bias_mult_{l}", self.member_buffer(scaling.bias_multiplier(slot), 3, dtype, device)
+                )
                 self.biases.append(nn.Parameter(torch.zeros(self.members, 1, fan_out, dtype=dtype, device=device)))
         self.finish_init()
         self._unit = self._unit_multipliers()
@@ -156,6 +163,8 @@ class MLP(StackedModel):
 
     def extra_repr(self) -> str:
         names = sorted({p.name for p in self.params})
-        return (f"members={self.members}, d={self.d}, width={self.width}, depth={self.depth}, "
-                f"outputs={self.outputs}, activation={self.activation}, param={','.join(names)}, "
-                f"base_width={self.base_width}, center={self.center}")
+        return (
+            f"members={self.members}, d={self.d}, width={self.width}, depth={self.depth}, "
+            f"outputs={self.outputs}, activation={self.activation}, param={','.join(names)}, "
+            f"base_width={self.base_width}, center={self.center}"
+        )

@@ -40,8 +40,11 @@ def _cached(value: torch.Tensor, key, make):
 def _per_member(value, p: torch.Tensor):
     """A float stays a float; an (E,) tensor becomes (E, 1, ..., 1) to broadcast over p."""
     if isinstance(value, torch.Tensor):
-        return _cached(value, (p.dtype, p.device, p.dim()),
-                       lambda: value.to(dtype=p.dtype, device=p.device).view(-1, *([1] * (p.dim() - 1))))
+        return _cached(
+            value,
+            (p.dtype, p.device, p.dim()),
+            lambda: value.to(dtype=p.dtype, device=p.device).view(-1, *([1] * (p.dim() - 1))),
+        )
     return value
 
 
@@ -142,6 +145,7 @@ def _member_betas(m, v, g, beta1: torch.Tensor, beta2: torch.Tensor, t: int, p):
     kernels (lerp, addcmul) as the float path, so a member's update has the same bits
     as its run alone with float betas.
     """
+
     def member(value: torch.Tensor) -> torch.Tensor:
         return value.to(dtype=p.dtype, device=p.device).view(-1, *([1] * (p.dim() - 1)))
 
@@ -165,8 +169,9 @@ def select_members(model, optimizer: torch.optim.Optimizer, keep: torch.Tensor) 
         idx = keep_dev.setdefault(p.device, keep.to(p.device))
         state = optimizer.state.pop(p, {})
         p.data = p.data.index_select(0, idx)
-        optimizer.state[p] = {k: v.index_select(0, idx) if isinstance(v, torch.Tensor) and v.dim() > 0 else v
-                              for k, v in state.items()}
+        optimizer.state[p] = {
+            k: v.index_select(0, idx) if isinstance(v, torch.Tensor) and v.dim() > 0 else v for k, v in state.items()
+        }
     for name, buf in model.named_buffers():
         model.get_buffer(name).data = buf.index_select(0, keep.to(buf.device))
     for group in optimizer.param_groups:

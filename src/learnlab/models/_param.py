@@ -56,8 +56,14 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 __all__ = [
-    "Parameterization", "PARAMETERIZATIONS", "ADAM_LIKE", "GAMMA_LR_RULES",
-    "get_parameterization", "gamma_lr_factor", "gain", "lr_key",
+    "Parameterization",
+    "PARAMETERIZATIONS",
+    "ADAM_LIKE",
+    "GAMMA_LR_RULES",
+    "get_parameterization",
+    "gamma_lr_factor",
+    "gain",
+    "lr_key",
 ]
 
 ADAM_LIKE = frozenset({"adam", "adamw"})
@@ -125,13 +131,19 @@ class Parameterization:
         For SGD (with or without momentum, no weight decay) it trains the same function
         as ``self``; for Adam too, up to the effect of eps.
         """
+
         def move(values, by):
             return None if values is None else tuple(v + by for v in values)
 
         return replace(
-            self, name=f"{self.name}~{theta:g}", a=move(self.a, theta), b=move(self.b, -theta),
-            c=move(self.c, -2 * theta), c_adam=move(self.c_adam or self.c, -theta),
-            warmup_c=move(self.warmup_c, -2 * theta), warmup_c_adam=move(self.warmup_c_adam, -theta),
+            self,
+            name=f"{self.name}~{theta:g}",
+            a=move(self.a, theta),
+            b=move(self.b, -theta),
+            c=move(self.c, -2 * theta),
+            c_adam=move(self.c_adam or self.c, -theta),
+            warmup_c=move(self.warmup_c, -2 * theta),
+            warmup_c_adam=move(self.warmup_c_adam, -theta),
         )
 
 

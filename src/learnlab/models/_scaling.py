@@ -128,8 +128,9 @@ class Scaling:
         """(name, factor, warm-up factor, warm-up steps) per parameter, each (E,), float64."""
         key = lr_key(optimizer)
         base = torch.tensor([gamma_lr_factor(g, self.gamma_lr) for g in self.gammas], dtype=torch.float64)
-        n_warm = torch.tensor([p.n_warmup if getattr(p, "warmup_" + key) is not None else 0
-                               for p in self.params], dtype=torch.float64)
+        n_warm = torch.tensor(
+            [p.n_warmup if getattr(p, "warmup_" + key) is not None else 0 for p in self.params], dtype=torch.float64
+        )
         zeros, ones = torch.zeros(self.members, dtype=torch.float64), torch.ones(self.members, dtype=torch.float64)
         out = []
         for slot in self.slots:

@@ -5,8 +5,15 @@ from __future__ import annotations
 import math
 from typing import Any, Literal
 
-from pydantic import (Field, NonNegativeInt, PositiveInt, ValidationInfo, field_validator, model_serializer,
-                      model_validator)
+from pydantic import (
+    Field,
+    NonNegativeInt,
+    PositiveInt,
+    ValidationInfo,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from learnlab._spec_base import Section
 from learnlab.models._param import PARAMETERIZATIONS
@@ -16,8 +23,18 @@ __all__ = ["ModelSpec", "ParamSpec", "MODEL_NAMES"]
 
 MODEL_NAMES = ("mlp", "cnn")
 # keys that shape learnlab's own models; a user model takes its settings from ``options``
-_BUILTIN_ONLY = ("width", "depth", "activation", "bias", "base_width", "gamma", "gamma_lr", "center",
-                 "kernel_size", "image_shape")
+_BUILTIN_ONLY = (
+    "width",
+    "depth",
+    "activation",
+    "bias",
+    "base_width",
+    "gamma",
+    "gamma_lr",
+    "center",
+    "kernel_size",
+    "image_shape",
+)
 _EXPONENT_KEYS = ("a", "b", "c", "c_adam", "warmup_c", "warmup_c_adam")
 
 
@@ -48,8 +65,10 @@ class ParamSpec(Section):
             raise ValueError(_unknown_row(self.like))
         missing = [k for k in ("a", "b", "c") if getattr(self, k) is None]
         if self.like is None and missing:
-            raise ValueError(f"custom exponents need {', '.join(missing)} (or like: <row> to start from "
-                             f"one of {', '.join(sorted(PARAMETERIZATIONS))})")
+            raise ValueError(
+                f"custom exponents need {', '.join(missing)} (or like: <row> to start from "
+                f"one of {', '.join(sorted(PARAMETERIZATIONS))})"
+            )
         return self
 
 
@@ -81,8 +100,10 @@ class ModelSpec(Section):
         from learnlab._imports import is_ref, resolve
 
         if not is_ref(value):
-            raise ValueError(f"unknown model {value!r}; valid: {', '.join(MODEL_NAMES)} or your own as "
-                             "'package.module:attr' (called as attr(d=..., outputs=..., **options))")
+            raise ValueError(
+                f"unknown model {value!r}; valid: {', '.join(MODEL_NAMES)} or your own as "
+                "'package.module:attr' (called as attr(d=..., outputs=..., **options))"
+            )
         if not callable(resolve(value)):  # an import failure raises with its reason
             raise ValueError(f"{value!r} is not callable: give a function or nn.Module class that builds the model")
         return value
@@ -122,8 +143,11 @@ class ModelSpec(Section):
             raise ValueError(_unknown_row(value) + " or custom exponents {a: [...], b: [...], c: [...]}")
         depth = info.data.get("depth")
         if isinstance(value, ParamSpec) and depth is not None:
-            bad = {k: len(getattr(value, k)) for k in _EXPONENT_KEYS
-                   if getattr(value, k) is not None and len(getattr(value, k)) not in (3, depth + 1)}
+            bad = {
+                k: len(getattr(value, k))
+                for k in _EXPONENT_KEYS
+                if getattr(value, k) is not None and len(getattr(value, k)) not in (3, depth + 1)
+            }
             if bad:
                 raise ValueError(
                     f"exponent lists {bad} (key: entries) have the wrong length: expected 3 (input, hidden, "
@@ -135,45 +159,58 @@ class ModelSpec(Section):
     @classmethod
     def _base_width_at_least_one(cls, value: int) -> int:
         if value < 1:
-            raise ValueError(f"base_width must be >= 1 (the width at which every parameterization is the "
-                             f"standard model; 1 gives Yang & Hu's exponents); got {value}")
+            raise ValueError(
+                f"base_width must be >= 1 (the width at which every parameterization is the "
+                f"standard model; 1 gives Yang & Hu's exponents); got {value}"
+            )
         return value
 
     @field_validator("gamma")
     @classmethod
     def _gamma_positive(cls, value: float) -> float:
         if not value > 0 or not math.isfinite(value):
-            raise ValueError(f"gamma must be a finite number > 0 (the output multiplier is divided by gamma; "
-                             f"1 = no change); got {value}")
+            raise ValueError(
+                f"gamma must be a finite number > 0 (the output multiplier is divided by gamma; "
+                f"1 = no change); got {value}"
+            )
         return value
 
     @model_validator(mode="after")
     def _user_model_keys(self):
         if not self.user:
             if self.options:
-                raise ValueError(f"options are the keyword arguments of a user model's factory; model "
-                                 f"{self.name!r} takes width, depth, ... instead")
+                raise ValueError(
+                    f"options are the keyword arguments of a user model's factory; model "
+                    f"{self.name!r} takes width, depth, ... instead"
+                )
             return self
         fields = type(self).model_fields  # compared with the defaults: a resolved config holds every key
         given = sorted(k for k in _BUILTIN_ONLY if getattr(self, k) != fields[k].get_default(call_default_factory=True))
         if given:
-            raise ValueError(f"{', '.join(given)} shape learnlab's own models; a user model ({self.name}) "
-                             "is built as its factory says: pass its settings in model.options")
+            raise ValueError(
+                f"{', '.join(given)} shape learnlab's own models; a user model ({self.name}) "
+                "is built as its factory says: pass its settings in model.options"
+            )
         if self.param != "sp":
-            raise ValueError("a user model trains as its factory builds it (param: sp); for muP or another "
-                             "row call learnlab.apply_parameterization on a single run (learnlab.train), or "
-                             "use model.name mlp/cnn")
+            raise ValueError(
+                "a user model trains as its factory builds it (param: sp); for muP or another "
+                "row call learnlab.apply_parameterization on a single run (learnlab.train), or "
+                "use model.name mlp/cnn"
+            )
         return self
 
     @model_validator(mode="after")
     def _cnn_shape(self):
         if self.name != "cnn" and self.image_shape is not None:
-            raise ValueError(f"image_shape is only used by model.name cnn (got name {self.name!r}); remove it "
-                             "or set name: cnn")
+            raise ValueError(
+                f"image_shape is only used by model.name cnn (got name {self.name!r}); remove it or set name: cnn"
+            )
         if self.name == "cnn":
             if self.image_shape is None or len(self.image_shape) != 3:
-                raise ValueError("model.name cnn needs image_shape: [channels, height, width] "
-                                 f"(their product = the task's d); got {self.image_shape}")
+                raise ValueError(
+                    "model.name cnn needs image_shape: [channels, height, width] "
+                    f"(their product = the task's d); got {self.image_shape}"
+                )
             if self.kernel_size % 2 == 0:
                 raise ValueError(f"kernel_size must be odd (for 'same' padding); got {self.kernel_size}")
         return self
@@ -185,6 +222,8 @@ class ModelSpec(Section):
     def problems_with_inputs(self, d: int) -> list[str]:
         """Problems of this model with a task of input dimension ``d`` (cnn: d = C * H * W)."""
         if self.name == "cnn" and self.image_shape is not None and math.prod(self.image_shape) != d:
-            return [f"image_shape {self.image_shape} has {math.prod(self.image_shape)} values per input but "
-                    f"the task's inputs have d = {d}"]
+            return [
+                f"image_shape {self.image_shape} has {math.prod(self.image_shape)} values per input but "
+                f"the task's inputs have d = {d}"
+            ]
         return []

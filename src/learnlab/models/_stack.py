@@ -52,8 +52,7 @@ def check_positive(key: str, value: int) -> None:
 
 def layer_names(n_layers: int) -> list[tuple[str, str]]:
     """(role, name) of each layer: ``input``, ``hidden.1`` ... ``hidden.{L-1}``, ``output``."""
-    return [("input", "input")] + [("hidden", f"hidden.{l}") for l in range(1, n_layers - 1)] + [
-        ("output", "output")]
+    return [("input", "input")] + [("hidden", f"hidden.{l}") for l in range(1, n_layers - 1)] + [("output", "output")]
 
 
 class StackedModel(nn.Module):
@@ -79,8 +78,9 @@ class StackedModel(nn.Module):
         single = isinstance(value, (str, Parameterization, dict, int, float))
         values = [value] * self.members if single else list(value)
         if len(values) != self.members:
-            raise ValueError(f"got {len(values)} values of {key} for {self.members} members; "
-                             f"give one, or one per member")
+            raise ValueError(
+                f"got {len(values)} values of {key} for {self.members} members; give one, or one per member"
+            )
         return values
 
     @property
@@ -120,8 +120,7 @@ class StackedModel(nn.Module):
 
     def _initial(self):
         weights = [getattr(self, f"init_weights_{l}") for l in range(len(self.weights))]
-        biases = None if self.biases is None else [
-            getattr(self, f"init_biases_{l}") for l in range(len(self.biases))]
+        biases = None if self.biases is None else [getattr(self, f"init_biases_{l}") for l in range(len(self.biases))]
         return weights, biases
 
     def _outputs(self, x: torch.Tensor, record: dict | None) -> torch.Tensor:

@@ -28,8 +28,16 @@ from learnlab.models._scaling import SCALING_ATTR, Scaling
 __all__ = ["UserStack", "build_user_members", "vectorization_problem"]
 
 
-def build_user_members(factory, options: dict, d: int, outputs: int, seeds: Sequence[int], *,
-                       dtype: torch.dtype = torch.float32, device="cpu") -> list[nn.Module]:
+def build_user_members(
+    factory,
+    options: dict,
+    d: int,
+    outputs: int,
+    seeds: Sequence[int],
+    *,
+    dtype: torch.dtype = torch.float32,
+    device="cpu",
+) -> list[nn.Module]:
     """One module per seed, each built with torch's global RNG seeded by it (restored after)."""
     modules = []
     for seed in seeds:
@@ -42,8 +50,10 @@ def build_user_members(factory, options: dict, d: int, outputs: int, seeds: Sequ
     with torch.no_grad():
         out = modules[0](torch.zeros(2, d, dtype=dtype, device=device))
     if tuple(out.shape) != (2, outputs):
-        raise ValueError(f"the model maps (batch, d) = (2, {d}) to {tuple(out.shape)}; the task needs "
-                         f"(batch, outputs) = (2, {outputs})")
+        raise ValueError(
+            f"the model maps (batch, d) = (2, {d}) to {tuple(out.shape)}; the task needs "
+            f"(batch, outputs) = (2, {outputs})"
+        )
     return modules
 
 

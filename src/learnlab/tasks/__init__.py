@@ -5,7 +5,16 @@ from learnlab.tasks._dataset_task import DatasetTask
 from learnlab.tasks._datasets import DATASETS, DatasetFilesError, read_idx
 from learnlab.tasks._hermite import hermite, hermite_monomial, hermite_stack
 from learnlab.tasks._index_models import MultiIndex, SingleIndex, random_directions
-from learnlab.tasks._inputs import INPUTS, Box, Gaussian, Hypercube, Inputs, PowerLawGaussian, Sphere, power_law_spectrum
+from learnlab.tasks._inputs import (
+    INPUTS,
+    Box,
+    Gaussian,
+    Hypercube,
+    Inputs,
+    PowerLawGaussian,
+    Sphere,
+    power_law_spectrum,
+)
 from learnlab.tasks._polynomial import HermitePolynomial
 from learnlab.tasks._power_law import PowerLaw, power_law_coefficients, relu_level_coefficients, top_monomials
 from learnlab.tasks._spec import TaskSpec

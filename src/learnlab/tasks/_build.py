@@ -28,9 +28,16 @@ def build_task(spec: TaskSpec) -> Task:
         d = int(np.prod(shape[1:])) * channels if len(shape) == 3 else int(np.prod(shape))
         labels = DatasetLabels(outputs=1 if len(groups) == 2 else len(groups), labels=spec.label_kind())
         return DatasetTask(
-            inputs=DatasetInputs(spec.dataset, d), target=labels, noise=spec.noise, n_train=spec.n_train,
-            n_test=spec.n_test, dataset=spec.dataset, data_dir=spec.data_dir,
-            groups=tuple(tuple(g) for g in groups), grayscale=spec.grayscale, center=spec.center,
+            inputs=DatasetInputs(spec.dataset, d),
+            target=labels,
+            noise=spec.noise,
+            n_train=spec.n_train,
+            n_test=spec.n_test,
+            dataset=spec.dataset,
+            data_dir=spec.data_dir,
+            groups=tuple(tuple(g) for g in groups),
+            grayscale=spec.grayscale,
+            center=spec.center,
             normalize=spec.normalize,
         )
     inputs = build_inputs(spec.inputs)
@@ -97,8 +104,7 @@ def _multi_index(spec, inputs):
         w = random_directions(inputs.d, spec.r, spec.seed)
     terms = _terms(spec.terms) if spec.terms is not None else None
     outputs = spec.outputs if terms is None and spec.link not in ("product", "norm", "max") else 1
-    return MultiIndex(directions=tuple(tuple(row) for row in w.tolist()), link=spec.link, terms=terms,
-                      outputs=outputs)
+    return MultiIndex(directions=tuple(tuple(row) for row in w.tolist()), link=spec.link, terms=terms, outputs=outputs)
 
 
 def _teacher(spec, inputs):
@@ -120,8 +126,12 @@ def _power_law(spec, inputs):
     level = relu_level_coefficients(lam / lam.sum(), spec.weight_variance, spec.bias_variance, spec.kmax)
     found, values = top_monomials(lam / lam.sum(), spec.cutoff_mode, level)
     coefs = power_law_coefficients(len(found), spec.beta, spec.yoffset, spec.normalized)
-    return PowerLaw(monomials=tuple(tuple(sorted(m.items())) for m in found), coefs=tuple(coefs.tolist()),
-                    eigenvalues=tuple(values.tolist()), scale=scale)
+    return PowerLaw(
+        monomials=tuple(tuple(sorted(m.items())) for m in found),
+        coefs=tuple(coefs.tolist()),
+        eigenvalues=tuple(values.tolist()),
+        scale=scale,
+    )
 
 
 def _callable(spec, inputs):
@@ -129,7 +139,13 @@ def _callable(spec, inputs):
 
 
 _BUILDERS = {
-    "parity": _parity, "staircase": _staircase, "hermite": _hermite, "single_index": _single_index,
-    "multi_index": _multi_index, "teacher": _teacher, "sine": _sine, "power_law": _power_law,
+    "parity": _parity,
+    "staircase": _staircase,
+    "hermite": _hermite,
+    "single_index": _single_index,
+    "multi_index": _multi_index,
+    "teacher": _teacher,
+    "sine": _sine,
+    "power_law": _power_law,
     "callable": _callable,
 }

@@ -58,8 +58,14 @@ def describe_model(model: type[BaseModel], skip: tuple[str, ...] = ("name",)) ->
         if key in skip:
             continue
         annotation = typing.Annotated[(field.annotation, *field.metadata)] if field.metadata else field.annotation
-        rows.append({"key": key, "type": _type_name(annotation), "default": _default(field),
-                     "description": field.description or ""})
+        rows.append(
+            {
+                "key": key,
+                "type": _type_name(annotation),
+                "default": _default(field),
+                "description": field.description or "",
+            }
+        )
     return rows
 
 
@@ -68,8 +74,10 @@ def _summary(model) -> str:
 
 
 def _tagged(models) -> list[dict]:
-    return [{"name": m.model_fields["name"].annotation.__args__[0], "summary": _summary(m),
-             "params": describe_model(m)} for m in models]
+    return [
+        {"name": m.model_fields["name"].annotation.__args__[0], "summary": _summary(m), "params": describe_model(m)}
+        for m in models
+    ]
 
 
 def catalogue() -> dict[str, list[dict]]:
@@ -80,9 +88,22 @@ def catalogue() -> dict[str, list[dict]]:
         targets as {name, summary, params}; datasets as {name, summary, classes, train, test,
         files, extra}; ``task`` = the section's own keys.
     """
-    datasets = [{"name": i.name, "summary": i.summary, "classes": i.classes, "train": i.train_size,
-                 "test": i.test_size, "files": list(i.files), "extra": i.extra,
-                 "looked_in": f"task.data_dir or ${ENV_VAR}" if i.files else "no files needed"}
-                for i in DATASETS.values()]
-    return {"inputs": _tagged(INPUT_SPECS), "targets": _tagged(TARGET_SPECS), "datasets": datasets,
-            "task": describe_model(TaskSpec, skip=())}
+    datasets = [
+        {
+            "name": i.name,
+            "summary": i.summary,
+            "classes": i.classes,
+            "train": i.train_size,
+            "test": i.test_size,
+            "files": list(i.files),
+            "extra": i.extra,
+            "looked_in": f"task.data_dir or ${ENV_VAR}" if i.files else "no files needed",
+        }
+        for i in DATASETS.values()
+    ]
+    return {
+        "inputs": _tagged(INPUT_SPECS),
+        "targets": _tagged(TARGET_SPECS),
+        "datasets": datasets,
+        "task": describe_model(TaskSpec, skip=()),
+    }

@@ -102,14 +102,19 @@ class DatasetTask(Task):
         x, keep, groups, scale = self._split(split)
         total = len(keep)
         if n is not None and n > total and not replace:
-            raise ValueError(f"{self.dataset} has {total} {split} examples of classes {list(map(list, self.groups))}; "
-                             f"asked for n_{split} = {n}: lower it or set it to null for the whole split")
+            raise ValueError(
+                f"{self.dataset} has {total} {split} examples of classes {list(map(list, self.groups))}; "
+                f"asked for n_{split} = {n}: lower it or set it to null for the whole split"
+            )
         if n is None:
             rows = np.arange(total)
         else:  # seeded subset, drawn on the generator's device then brought to CPU
             dev = generator.device if generator is not None else "cpu"
-            idx = (torch.randint(total, (n,), generator=generator, device=dev) if replace
-                   else torch.randperm(total, generator=generator, device=dev)[:n])
+            idx = (
+                torch.randint(total, (n,), generator=generator, device=dev)
+                if replace
+                else torch.randperm(total, generator=generator, device=dev)[:n]
+            )
             rows = idx.cpu().numpy()
         feats = self._features(x[keep[rows]].astype(np.float64) / scale)
         if self.center:

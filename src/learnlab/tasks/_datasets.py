@@ -24,8 +24,16 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["DatasetInfo", "DATASETS", "DatasetFilesError", "find_files", "read_idx", "load_cifar_batch",
-           "load_raw", "ENV_VAR"]
+__all__ = [
+    "DatasetInfo",
+    "DATASETS",
+    "DatasetFilesError",
+    "find_files",
+    "read_idx",
+    "load_cifar_batch",
+    "load_raw",
+    "ENV_VAR",
+]
 
 ENV_VAR = "LEARNLAB_DATA"
 _IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
@@ -48,18 +56,54 @@ class DatasetInfo:
 
 
 DATASETS = {
-    "mnist": DatasetInfo("mnist", "handwritten digits, 28x28 grayscale (LeCun et al., 1998)", 10, 60000, 10000,
-                         (1, 28, 28), _IDX_FILES, ("", "mnist", "mnist/raw", "MNIST/raw", "MNIST")),
-    "fashion_mnist": DatasetInfo("fashion_mnist", "Zalando clothing, 28x28 grayscale (Xiao et al., 2017)", 10,
-                                 60000, 10000, (1, 28, 28), _IDX_FILES,
-                                 ("", "fashion_mnist", "fashion-mnist", "FashionMNIST/raw", "FashionMNIST")),
-    "cifar10": DatasetInfo("cifar10", "32x32 colour images, 10 classes (Krizhevsky, 2009)", 10, 50000, 10000,
-                           (3, 32, 32), _CIFAR_FILES,
-                           ("", "cifar-10-batches-py", "cifar10", "cifar10/cifar-10-batches-py")),
-    "digits": DatasetInfo("digits", "UCI 8x8 digits shipped with scikit-learn; train = first 1200, test = last 597",
-                          10, 1200, 597, (1, 8, 8), extra="datasets"),
-    "mnist1d": DatasetInfo("mnist1d", "MNIST-1D, 40-sample 1-d signals generated locally (Greydanus, 2020)",
-                           10, 4000, 1000, (40,), extra="mnist1d"),
+    "mnist": DatasetInfo(
+        "mnist",
+        "handwritten digits, 28x28 grayscale (LeCun et al., 1998)",
+        10,
+        60000,
+        10000,
+        (1, 28, 28),
+        _IDX_FILES,
+        ("", "mnist", "mnist/raw", "MNIST/raw", "MNIST"),
+    ),
+    "fashion_mnist": DatasetInfo(
+        "fashion_mnist",
+        "Zalando clothing, 28x28 grayscale (Xiao et al., 2017)",
+        10,
+        60000,
+        10000,
+        (1, 28, 28),
+        _IDX_FILES,
+        ("", "fashion_mnist", "fashion-mnist", "FashionMNIST/raw", "FashionMNIST"),
+    ),
+    "cifar10": DatasetInfo(
+        "cifar10",
+        "32x32 colour images, 10 classes (Krizhevsky, 2009)",
+        10,
+        50000,
+        10000,
+        (3, 32, 32),
+        _CIFAR_FILES,
+        ("", "cifar-10-batches-py", "cifar10", "cifar10/cifar-10-batches-py"),
+    ),
+    "digits": DatasetInfo(
+        "digits",
+        "UCI 8x8 digits shipped with scikit-learn; train = first 1200, test = last 597",
+        10,
+        1200,
+        597,
+        (1, 8, 8),
+        extra="datasets",
+    ),
+    "mnist1d": DatasetInfo(
+        "mnist1d",
+        "MNIST-1D, 40-sample 1-d signals generated locally (Greydanus, 2020)",
+        10,
+        4000,
+        1000,
+        (40,),
+        extra="mnist1d",
+    ),
 }
 
 
@@ -126,7 +170,9 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     else:
         raw = path.read_bytes()
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_TYPES:
-        raise DatasetFilesError(f"{path} is not an IDX file (bad magic number {raw[:4]!r}; expected 00 00 <type> <ndim>)")
+        raise DatasetFilesError(
+            f"{path} is not an IDX file (bad magic number {raw[:4]!r}; expected 00 00 <type> <ndim>)"
+        )
     ndim = raw[3]
     dims = tuple(int(v) for v in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
     dtype = np.dtype(_IDX_TYPES[raw[2]])
@@ -141,13 +187,18 @@ class _ArraysOnly(pickle.Unpickler):
     """Unpickles plain containers and numpy arrays; refuses every other global (no code runs)."""
 
     ALLOWED = {
-        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("_codecs", "encode"),
     }
 
     def find_class(self, module, name):
         if (module, name) not in self.ALLOWED:
-            raise pickle.UnpicklingError(f"global '{module}.{name}' is not allowed (only numpy arrays and plain containers)")
+            raise pickle.UnpicklingError(
+                f"global '{module}.{name}' is not allowed (only numpy arrays and plain containers)"
+            )
         if module == "numpy.core.multiarray":  # numpy >= 2 moved it; avoid the deprecated alias
             module = "numpy._core.multiarray" if importlib.util.find_spec("numpy._core") else module
         return getattr(importlib.import_module(module), name)
@@ -214,8 +265,9 @@ def _need(module: str, extra: str):
     try:
         return importlib.import_module(module)
     except ImportError:
-        raise ImportError(f"this dataset needs the optional package {module!r}: "
-                          f"pip install 'learnlab[{extra}]'") from None
+        raise ImportError(
+            f"this dataset needs the optional package {module!r}: pip install 'learnlab[{extra}]'"
+        ) from None
 
 
 def _digits():
@@ -236,5 +288,10 @@ def _mnist1d():
     finally:
         random.setstate(state)
         np.random.set_state(np_state)
-    return (data["x"].astype(np.float32), data["y"].astype(np.int64),
-            data["x_test"].astype(np.float32), data["y_test"].astype(np.int64), 1.0)
+    return (
+        data["x"].astype(np.float32),
+        data["y"].astype(np.int64),
+        data["x_test"].astype(np.float32),
+        data["y_test"].astype(np.int64),
+        1.0,
+    )

@@ -15,8 +15,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
-__all__ = ["Inputs", "Gaussian", "PowerLawGaussian", "Hypercube", "Sphere", "Box", "INPUTS",
-           "power_law_spectrum"]
+__all__ = ["Inputs", "Gaussian", "PowerLawGaussian", "Hypercube", "Sphere", "Box", "INPUTS", "power_law_spectrum"]
 
 
 class Inputs(Protocol):
@@ -24,9 +23,7 @@ class Inputs(Protocol):
 
     d: int
 
-    def sample(
-        self, n: int, generator: torch.Generator, *, dtype: torch.dtype, device: torch.device
-    ) -> torch.Tensor:
+    def sample(self, n: int, generator: torch.Generator, *, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
         """Draw x: (n, d)."""
         ...
 

@@ -11,9 +11,9 @@ with F the factor values h_k(z_i) (one row per needed (k, i)), P the prefix valu
 level L - 1 and C_L the (parents x factors) matrix of coefficients. Each level is
 evaluated one of two ways, whichever costs less for its shape:
 
-* dense: one matrix product C_L @ F (F restricted to the factors the level uses), then a weighted sum of parent rows; used when the
-  level's terms hang off few parents (C_L is small and well filled), as in the power-law
-  target, whose 40,000 terms have about 200 parents per level;
+* dense: one matrix product C_L @ F (F restricted to the factors the level uses), then a
+  weighted sum of parent rows; used when the level's terms hang off few parents (C_L is
+  small and well filled), as in the power-law target, whose 40,000 terms have about 200 parents per level;
 * sparse: gather each term's parent row and factor row, multiply, and one matrix-vector
   product with the coefficients: O(terms x samples) work for any shape.
 
@@ -103,7 +103,7 @@ class HermitePolynomial:
                     if len(parents) < L:
                         parents.append([]), feats.append([]), level_coefs.append([])
                     node_of[prefix] = (L, len(parents[L - 1]))
-                    parents[L - 1].append(node_of[f[:L - 1]][1])
+                    parents[L - 1].append(node_of[f[: L - 1]][1])
                     i, k = prefix[-1]
                     feats[L - 1].append(int(offsets[k - 1] + position[i]))
                     level_coefs[L - 1].append(np.zeros(self.outputs))
@@ -135,14 +135,22 @@ class HermitePolynomial:
             as_float = lambda a: torch.from_numpy(np.ascontiguousarray(a)).to(device=device, dtype=dtype)  # noqa: E731
             levels = []
             for lv in self.levels:
-                levels.append({
-                    "parent": as_long(lv.parent), "feat": as_long(lv.feat), "coefs": as_float(lv.coefs.T),
-                    "keep_parent": as_long(lv.parent[lv.keep]), "keep_feat": as_long(lv.feat[lv.keep]),
-                    "dense": None if lv.dense is None else as_float(lv.dense.reshape(-1, len(lv.cols))),
-                    "cols": None if lv.cols is None else as_long(lv.cols),
-                })
-            self._cache[key] = (as_long(self.order), levels,
-                                torch.from_numpy(self.constant).to(device=device, dtype=dtype))
+                levels.append(
+                    {
+                        "parent": as_long(lv.parent),
+                        "feat": as_long(lv.feat),
+                        "coefs": as_float(lv.coefs.T),
+                        "keep_parent": as_long(lv.parent[lv.keep]),
+                        "keep_feat": as_long(lv.feat[lv.keep]),
+                        "dense": None if lv.dense is None else as_float(lv.dense.reshape(-1, len(lv.cols))),
+                        "cols": None if lv.cols is None else as_long(lv.cols),
+                    }
+                )
+            self._cache[key] = (
+                as_long(self.order),
+                levels,
+                torch.from_numpy(self.constant).to(device=device, dtype=dtype),
+            )
         return self._cache[key]
 
     def _features(self, zt: torch.Tensor) -> torch.Tensor:
@@ -173,8 +181,8 @@ class HermitePolynomial:
         chunk = max(1, CHUNK_ELEMENTS // self._widest())
         zt_all = z.index_select(1, order).T.contiguous()  # (rows, n)
         for start in range(0, n, chunk):
-            feats = self._features(zt_all[:, start:start + chunk])
-            acc = out[:, start:start + chunk]
+            feats = self._features(zt_all[:, start : start + chunk])
+            acc = out[:, start : start + chunk]
             prefix = torch.ones(1, feats.shape[1], dtype=z.dtype, device=z.device)  # kept prefixes
             for lv in levels:
                 if lv["dense"] is not None:  # sum_p P[p] * (C_L F)[p]
@@ -184,6 +192,5 @@ class HermitePolynomial:
                     terms = prefix.index_select(0, lv["parent"]).mul_(feats.index_select(0, lv["feat"]))
                     acc.addmm_(lv["coefs"], terms)
                 if lv["keep_parent"].numel():
-                    prefix = prefix.index_select(0, lv["keep_parent"]).mul_(
-                        feats.index_select(0, lv["keep_feat"]))
+                    prefix = prefix.index_select(0, lv["keep_parent"]).mul_(feats.index_select(0, lv["keep_feat"]))
         return out.T

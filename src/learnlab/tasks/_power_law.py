@@ -28,8 +28,9 @@ from learnlab.tasks._targets import monomial_component, on_device
 __all__ = ["relu_level_coefficients", "top_monomials", "power_law_coefficients", "PowerLaw"]
 
 
-def relu_level_coefficients(eigenvalues, weight_variance: float = 1.0, bias_variance: float = 1.0,
-                            kmax: int = 10) -> np.ndarray:
+def relu_level_coefficients(
+    eigenvalues, weight_variance: float = 1.0, bias_variance: float = 1.0, kmax: int = 10
+) -> np.ndarray:
     """Level coefficients c_0..c_kmax of the NTK of a one-hidden-layer ReLU network.
 
     With preactivation variance q = sigma_b^2 + sigma_w^2 * sum_i lambda_i and
@@ -105,7 +106,7 @@ def _top_monomials_cached(lam_bytes: bytes, count: int, c_bytes: bytes):
         logs.append(-neg)
         for j in range(len(m)):  # raise the last copy of each rank by one
             if (j + 1 == len(m) or m[j + 1] != m[j]) and m[j] + 1 < d:
-                nxt = m[:j] + (m[j] + 1,) + m[j + 1:]
+                nxt = m[:j] + (m[j] + 1,) + m[j + 1 :]
                 if nxt not in seen:
                     seen.add(nxt)
                     heapq.heappush(heap, (-log_value(nxt), nxt))

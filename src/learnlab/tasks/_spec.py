@@ -22,8 +22,14 @@ __all__ = ["TaskSpec", "InputsSpec", "TargetSpec", "TAGGED_SPECS", "DATASET_KEYS
 
 DatasetName = Literal["mnist", "fashion_mnist", "cifar10", "digits", "mnist1d"]
 # keys that only a dataset task may set, with their "unset" values
-DATASET_KEYS = {"data_dir": None, "classes": None, "binarize": False, "center": False, "normalize": False,
-                "grayscale": False}
+DATASET_KEYS = {
+    "data_dir": None,
+    "classes": None,
+    "binarize": False,
+    "center": False,
+    "normalize": False,
+    "grayscale": False,
+}
 _MULTI_OUTPUT = {"teacher", "callable", "multi_index"}
 
 
@@ -35,7 +41,8 @@ class TaskSpec(Section):
     dataset: DatasetName | None = Field(None, description="a real dataset instead of inputs/target")
     data_dir: str | None = Field(None, description="folder holding the dataset files (else $LEARNLAB_DATA)")
     classes: list[list[NonNegativeInt]] | None = Field(
-        None, description="class groups, e.g. [[0], [1]] (2 groups: +-1 labels; more: one-hot)")
+        None, description="class groups, e.g. [[0], [1]] (2 groups: +-1 labels; more: one-hot)"
+    )
     binarize: bool = Field(False, description="two groups: classes [[0..4], [5..9]] unless classes is given")
     center: bool = Field(False, description="subtract the training split's mean image")
     normalize: bool = Field(False, description="scale every example to unit norm (seed 002)")
@@ -108,8 +115,15 @@ class TaskSpec(Section):
     def _synthetic_problems(self, failed: set[str]) -> list[tuple[str | None, str]]:
         problems: list[tuple[str | None, str]] = []
         if any(getattr(self, k) is None and k not in failed for k in ("inputs", "target")):
-            problems.append((None, ("a task needs inputs and target (e.g. inputs: {name: hypercube, d: 20}, "
-                                    "target: {name: parity, indices: [[0, 1, 2]]}) or a dataset (e.g. dataset: mnist)")))
+            problems.append(
+                (
+                    None,
+                    (
+                        "a task needs inputs and target (e.g. inputs: {name: hypercube, d: 20}, "
+                        "target: {name: parity, indices: [[0, 1, 2]]}) or a dataset (e.g. dataset: mnist)"
+                    ),
+                )
+            )
         if self.target is not None:
             problems += [("target", msg) for msg in _target_problems(self.target, self.inputs)]
         for key in sorted(k for k, unset in DATASET_KEYS.items() if getattr(self, k) != unset):
@@ -135,17 +149,30 @@ class TaskSpec(Section):
             problems.append(("data_dir", f"dataset {self.dataset!r} has no files; remove data_dir"))
         module = {"digits": "sklearn", "mnist1d": "mnist1d"}.get(self.dataset)
         if info is not None and module and importlib.util.find_spec(module) is None:
-            problems.append(("dataset", (f"dataset {self.dataset!r} needs the package {module!r}: "
-                                         f"pip install 'learnlab[{info.extra}]'")))
+            problems.append(
+                (
+                    "dataset",
+                    (f"dataset {self.dataset!r} needs the package {module!r}: pip install 'learnlab[{info.extra}]'"),
+                )
+            )
         if "binarize" not in failed:
-            problems += [("classes", msg) for msg in
-                         _class_problems(self.classes, self.binarize, info.classes if info is not None else None)]
+            problems += [
+                ("classes", msg)
+                for msg in _class_problems(self.classes, self.binarize, info.classes if info is not None else None)
+            ]
         sizes = (info.train_size, info.test_size) if info is not None else (None, None)
         for key, size, split in zip(("n_train", "n_test"), sizes, ("training", "test")):
             value = getattr(self, key)
             if size is not None and value is not None and value > size:
-                problems.append((key, (f"{key} = {value} but {self.dataset} has {size} {split} examples; "
-                                       "lower it or set it to null for all of them")))
+                problems.append(
+                    (
+                        key,
+                        (
+                            f"{key} = {value} but {self.dataset} has {size} {split} examples; "
+                            "lower it or set it to null for all of them"
+                        ),
+                    )
+                )
         if not failed & {"classes", "binarize"}:  # what noise means depends on the class groups
             problems += [("noise", msg) for msg in _noise_problems(self.noise, self._label_kind(True))]
         return problems
@@ -153,11 +180,14 @@ class TaskSpec(Section):
 
 def _spec_error(cls, errors: list[dict], problems: list[tuple[str | None, str]], data: dict) -> ValidationError:
     """One ValidationError: pydantic's own ``errors`` plus ``problems`` at ``task.<key>``."""
-    line_errors = [{"type": PydanticCustomError(e["type"], e["msg"]), "loc": e["loc"], "input": e["input"]}
-                   for e in errors]
+    line_errors = [
+        {"type": PydanticCustomError(e["type"], e["msg"]), "loc": e["loc"], "input": e["input"]} for e in errors
+    ]
     # the input is the task mapping (as before), so the messages read exactly as the checks word them
-    line_errors += [{"type": PydanticCustomError("value_error", "Value error, " + msg),
-                     "loc": (key,) if key else (), "input": data} for key, msg in problems]
+    line_errors += [
+        {"type": PydanticCustomError("value_error", "Value error, " + msg), "loc": (key,) if key else (), "input": data}
+        for key, msg in problems
+    ]
     return ValidationError.from_exception_data(cls.__name__, line_errors)
 
 

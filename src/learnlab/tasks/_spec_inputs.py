@@ -8,8 +8,15 @@ from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt, model_
 
 from learnlab._spec_base import Section
 
-__all__ = ["InputsSpec", "INPUT_SPECS", "GaussianInputsSpec", "PowerLawGaussianInputsSpec",
-           "HypercubeInputsSpec", "SphereInputsSpec", "BoxInputsSpec"]
+__all__ = [
+    "InputsSpec",
+    "INPUT_SPECS",
+    "GaussianInputsSpec",
+    "PowerLawGaussianInputsSpec",
+    "HypercubeInputsSpec",
+    "SphereInputsSpec",
+    "BoxInputsSpec",
+]
 
 _D = Field(description="input dimension d")
 
@@ -20,12 +27,15 @@ class GaussianInputsSpec(Section):
     name: Literal["gaussian"]
     d: PositiveInt = _D
     spectrum: list[PositiveFloat] | None = Field(
-        None, description="covariance eigenvalues lambda_0..lambda_{d-1}, x_i = sqrt(lambda_i) z_i (default all 1)")
+        None, description="covariance eigenvalues lambda_0..lambda_{d-1}, x_i = sqrt(lambda_i) z_i (default all 1)"
+    )
 
     @model_validator(mode="after")
     def _spectrum_has_d_values(self):
         if self.spectrum is not None and len(self.spectrum) != self.d:
-            raise ValueError(f"spectrum has {len(self.spectrum)} values but d = {self.d}: give one eigenvalue per coordinate")
+            raise ValueError(
+                f"spectrum has {len(self.spectrum)} values but d = {self.d}: give one eigenvalue per coordinate"
+            )
         return self
 
 
@@ -68,4 +78,4 @@ class BoxInputsSpec(Section):
 
 
 INPUT_SPECS = [GaussianInputsSpec, PowerLawGaussianInputsSpec, HypercubeInputsSpec, SphereInputsSpec, BoxInputsSpec]
-InputsSpec = Annotated[Union[tuple(INPUT_SPECS)], Field(discriminator="name")]
+InputsSpec = Annotated[Union[tuple(INPUT_SPECS)], Field(discriminator="name")]  # noqa: UP007

@@ -8,8 +8,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import (Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, field_validator,
-                      model_validator)
+from pydantic import (
+    Field,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    field_validator,
+    model_validator,
+)
 
 from learnlab._spec_base import Section
 
@@ -26,8 +33,10 @@ def _distinct_indices(sets):
     for s in sets or []:
         if len(set(s)) != len(s):
             repeated = sorted({i for i in s if s.count(i) > 1})
-            raise ValueError(f"index set {s} repeats index {repeated}; each index may appear once per set "
-                             "(x_i^2 = 1 on the hypercube, so a repeated index cancels)")
+            raise ValueError(
+                f"index set {s} repeats index {repeated}; each index may appear once per set "
+                "(x_i^2 = 1 on the hypercube, so a repeated index cancels)"
+            )
     return sets
 
 
@@ -60,8 +69,10 @@ class StaircaseTargetSpec(Section):
             for s in self.indices:
                 new = set(s) - seen
                 if len(new) > 1:
-                    raise ValueError(f"indices {self.indices} are not a merged staircase: set {s} adds "
-                                     f"{sorted(new)}, more than one new index; use name: parity for any sum of parities")
+                    raise ValueError(
+                        f"indices {self.indices} are not a merged staircase: set {s} adds "
+                        f"{sorted(new)}, more than one new index; use name: parity for any sum of parities"
+                    )
                 seen |= set(s)
         return self
 
@@ -96,7 +107,9 @@ class SingleIndexTargetSpec(Section):
     name: Literal["single_index"]
     direction: list[float] | None = Field(None, description="w (normalised to unit length); random from seed if null")
     seed: int = Field(0, description="seed of the random direction (independent of the run's seeds)")
-    link: str | None = Field(None, description="relu, tanh, identity, abs, sign or he<k> (= He_k); relu if no coefficients")
+    link: str | None = Field(
+        None, description="relu, tanh, identity, abs, sign or he<k> (= He_k); relu if no coefficients"
+    )
     coefficients: list[float] | None = Field(None, min_length=1, description="g = sum_k c_k h_k (Hermite coefficients)")
     labels: LabelsKind = _LABELS
 
@@ -129,7 +142,9 @@ class MultiIndexTargetSpec(Section):
     directions: list[list[float]] | None = Field(None, description="r rows of d numbers; random orthonormal if null")
     seed: int = Field(0, description="seed of the random directions (independent of the run's seeds)")
     link: str | None = Field(None, description="product, norm, max or 'package.module:attr' on p (n, r)")
-    terms: list[HermiteTermSpec] | None = Field(None, min_length=1, description="g = sum coef h_alpha(p), alpha over j < r")
+    terms: list[HermiteTermSpec] | None = Field(
+        None, min_length=1, description="g = sum coef h_alpha(p), alpha over j < r"
+    )
     outputs: PositiveInt = Field(1, description="outputs of a user link")
     labels: LabelsKind = _LABELS
 
@@ -148,8 +163,9 @@ class MultiIndexTargetSpec(Section):
         if self.terms is not None:
             bad = sorted({j for t in self.terms for j in t.monomial if j >= self.r})
             if bad:
-                problems.append(f"terms use projection indices {bad}, but there are r = {self.r} "
-                                f"(valid: 0..{self.r - 1})")
+                problems.append(
+                    f"terms use projection indices {bad}, but there are r = {self.r} (valid: 0..{self.r - 1})"
+                )
         if self.link is not None:
             from learnlab._imports import is_ref, resolve
             from learnlab.tasks._index_models import MULTI_LINKS
@@ -197,7 +213,8 @@ class PowerLawTargetSpec(Section):
     bias_variance: NonNegativeFloat = Field(1.0, description="sigma_b^2 of the ReLU kernel ordering the modes")
     kmax: PositiveInt = Field(10, description="largest total degree searched")
     target_monomials: list[Monomial] | None = Field(
-        None, min_length=1, description="learn these monomials instead (equal weights)")
+        None, min_length=1, description="learn these monomials instead (equal weights)"
+    )
     labels: LabelsKind = _LABELS
 
 
@@ -221,9 +238,18 @@ class CallableTargetSpec(Section):
         return ref
 
 
-TARGET_SPECS = [ParityTargetSpec, StaircaseTargetSpec, HermiteTargetSpec, SingleIndexTargetSpec,
-                MultiIndexTargetSpec, TeacherTargetSpec, SineTargetSpec, PowerLawTargetSpec, CallableTargetSpec]
-TargetSpec = Annotated[Union[tuple(TARGET_SPECS)], Field(discriminator="name")]
+TARGET_SPECS = [
+    ParityTargetSpec,
+    StaircaseTargetSpec,
+    HermiteTargetSpec,
+    SingleIndexTargetSpec,
+    MultiIndexTargetSpec,
+    TeacherTargetSpec,
+    SineTargetSpec,
+    PowerLawTargetSpec,
+    CallableTargetSpec,
+]
+TargetSpec = Annotated[Union[tuple(TARGET_SPECS)], Field(discriminator="name")]  # noqa: UP007
 
 
 def target_indices(target) -> list[int]:

@@ -19,8 +19,15 @@ class BatchStream:
     dropped); ``batch_size >= n_train`` gives full-batch gradient descent.
     """
 
-    def __init__(self, task: Task, batch_size: int, generator: torch.Generator, *,
-                 dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu"):
+    def __init__(
+        self,
+        task: Task,
+        batch_size: int,
+        generator: torch.Generator,
+        *,
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | str = "cpu",
+    ):
         self.task, self.batch_size, self.generator = task, batch_size, generator
         self.dtype, self.device = dtype, device
         self.sample = None
@@ -40,7 +47,7 @@ class BatchStream:
         if self._pos + self.batch_size > self._order.numel():
             self._order = torch.randperm(n, generator=self.generator, device=self.device)
             self._pos = 0
-        idx = self._order[self._pos:self._pos + self.batch_size]
+        idx = self._order[self._pos : self._pos + self.batch_size]
         self._pos += self.batch_size
         return x[idx], y[idx]
 

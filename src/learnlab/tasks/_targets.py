@@ -9,16 +9,27 @@ on CPU in float64 and moved to the batch's device and dtype on first use (cached
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from typing import Protocol
 
 import torch
 
 from learnlab.tasks._hermite import hermite_monomial
 from learnlab.tasks._polynomial import HermitePolynomial
 
-__all__ = ["Target", "Parity", "Hermite", "Sine", "FunctionTarget", "Labelled", "TARGETS",
-           "monomial_component", "on_device", "add_label_noise"]
+__all__ = [
+    "Target",
+    "Parity",
+    "Hermite",
+    "Sine",
+    "FunctionTarget",
+    "Labelled",
+    "TARGETS",
+    "monomial_component",
+    "on_device",
+    "add_label_noise",
+]
 
 
 class Target(Protocol):
@@ -165,8 +176,10 @@ class FunctionTarget:
             raise TypeError(f"target {self.ref!r} must return a torch.Tensor, got {type(y).__name__}")
         y = y.reshape(x.shape[0], -1) if y.dim() != 2 else y
         if y.shape != (x.shape[0], self.outputs):
-            raise ValueError(f"target {self.ref!r} returned shape {tuple(y.shape)} for {x.shape[0]} inputs; "
-                             f"expected ({x.shape[0]}, {self.outputs}) (set target.outputs)")
+            raise ValueError(
+                f"target {self.ref!r} returned shape {tuple(y.shape)} for {x.shape[0]} inputs; "
+                f"expected ({x.shape[0]}, {self.outputs}) (set target.outputs)"
+            )
         return y.to(x.dtype)
 
 
@@ -210,4 +223,3 @@ def add_label_noise(y: torch.Tensor, labels: str, noise: float, generator) -> to
 
 # name -> factory for the targets built directly from their parameters
 TARGETS = {"parity": Parity, "hermite": Hermite, "sine": Sine, "callable": FunctionTarget}
-

@@ -65,20 +65,37 @@ class Task:
             y = add_label_noise(y, getattr(self.target, "labels", "value"), self.noise, generator)
         return x, y
 
-    def train_sample(self, generator: torch.Generator | None = None, *,
-                     dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu"):
+    def train_sample(
+        self,
+        generator: torch.Generator | None = None,
+        *,
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | str = "cpu",
+    ):
         """The fixed training sample of an offline task: ``n_train`` points with label noise."""
         if self.n_train is None:
             raise ValueError("an online task (n_train: null) has no fixed training sample")
         return self.sample(self.n_train, generator, dtype=dtype, device=device)
 
-    def test_sample(self, generator: torch.Generator | None = None, *,
-                    dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu"):
+    def test_sample(
+        self,
+        generator: torch.Generator | None = None,
+        *,
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | str = "cpu",
+    ):
         """The fixed test sample: ``n_test`` noise-free points (x: (n_test, d), y: (n_test, outputs))."""
         return self.sample(self.n_test, generator, noise=False, dtype=dtype, device=device)
 
-    def torch_dataset(self, split: str = "train", *, seed: int = 0, batch_size: int = 256,
-                      batches: int | None = None, dtype: torch.dtype = torch.float32):
+    def torch_dataset(
+        self,
+        split: str = "train",
+        *,
+        seed: int = 0,
+        batch_size: int = 256,
+        batches: int | None = None,
+        dtype: torch.dtype = torch.float32,
+    ):
         """A ``torch.utils.data`` dataset of this task; see :func:`learnlab.tasks.torch_dataset`."""
         from learnlab.tasks._torch_data import torch_dataset
 

@@ -17,8 +17,9 @@ from learnlab.tasks._targets import on_device
 __all__ = ["Teacher", "teacher_weights"]
 
 
-def teacher_weights(d: int, widths: tuple[int, ...], outputs: int, seed: int,
-                    init: str = "uniform") -> list[tuple[torch.Tensor, torch.Tensor]]:
+def teacher_weights(
+    d: int, widths: tuple[int, ...], outputs: int, seed: int, init: str = "uniform"
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """The teacher's layers [(W_l: (fan_out, fan_in), b_l: (fan_out,)), ...], CPU float64.
 
     ``uniform``: every weight and bias U(-1/2, 1/2) (seed 001). ``gaussian``: W ~ N(0, 2 / fan_in)
@@ -59,8 +60,10 @@ class Teacher:
         if "cpu64" not in self._cache:
             self._cache["cpu64"] = teacher_weights(self.d, self.widths, self.outputs, self.seed, self.init)
         base = self._cache["cpu64"]
-        return [(on_device(self._cache, f"w{i}", lambda w=w: w, like), on_device(self._cache, f"b{i}", lambda b=b: b, like))
-                for i, (w, b) in enumerate(base)]
+        return [
+            (on_device(self._cache, f"w{i}", lambda w=w: w, like), on_device(self._cache, f"b{i}", lambda b=b: b, like))
+            for i, (w, b) in enumerate(base)
+        ]
 
     @torch.no_grad()
     def __call__(self, x):

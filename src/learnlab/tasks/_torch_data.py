@@ -36,8 +36,9 @@ class OnlineBatches(IterableDataset):
         dtype: of x and y (CPU tensors; move them in the training loop, or ``pin_memory``).
     """
 
-    def __init__(self, task, batch_size: int, seed: int = 0, *, batches: int | None = None,
-                 dtype: torch.dtype = torch.float32):
+    def __init__(
+        self, task, batch_size: int, seed: int = 0, *, batches: int | None = None, dtype: torch.dtype = torch.float32
+    ):
         self.task, self.batch_size, self.seed, self.batches, self.dtype = task, batch_size, seed, batches, dtype
 
     def batch(self, b: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -73,8 +74,15 @@ class FixedDataset(Dataset):
         return self.x[i], self.y[i]
 
 
-def torch_dataset(task, split: str = "train", *, seed: int = 0, batch_size: int = 256,
-                  batches: int | None = None, dtype: torch.dtype = torch.float32):
+def torch_dataset(
+    task,
+    split: str = "train",
+    *,
+    seed: int = 0,
+    batch_size: int = 256,
+    batches: int | None = None,
+    dtype: torch.dtype = torch.float32,
+):
     """A ``torch.utils.data`` dataset of ``task``.
 
     Args:

@@ -24,11 +24,13 @@ __all__ = ["train"]
 _TORCH_OPTIMIZERS = {
     "sgd": lambda params, r: torch.optim.SGD(params, lr=r.lr, weight_decay=r.weight_decay),
     "momentum": lambda params, r: torch.optim.SGD(params, lr=r.lr, momentum=r.momentum, weight_decay=r.weight_decay),
-    "nesterov": lambda params, r: torch.optim.SGD(params, lr=r.lr, momentum=r.momentum, nesterov=True,
-                                                  weight_decay=r.weight_decay),
+    "nesterov": lambda params, r: torch.optim.SGD(
+        params, lr=r.lr, momentum=r.momentum, nesterov=True, weight_decay=r.weight_decay
+    ),
     "adam": lambda params, r: torch.optim.Adam(params, lr=r.lr, betas=r.betas, eps=r.eps, weight_decay=r.weight_decay),
-    "adamw": lambda params, r: torch.optim.AdamW(params, lr=r.lr, betas=r.betas, eps=r.eps,
-                                                 weight_decay=r.weight_decay),
+    "adamw": lambda params, r: torch.optim.AdamW(
+        params, lr=r.lr, betas=r.betas, eps=r.eps, weight_decay=r.weight_decay
+    ),
 }
 
 
@@ -76,8 +78,11 @@ def train(
     from learnlab.tasks import Task, make_task
 
     task = task if isinstance(task, Task) else make_task(task)
-    spec = TrainSpec(optimizer=optimizer if isinstance(optimizer, str) else "sgd",
-                     loss=loss if isinstance(loss, str) else "mse", **recipe)
+    spec = TrainSpec(
+        optimizer=optimizer if isinstance(optimizer, str) else "sgd",
+        loss=loss if isinstance(loss, str) else "mse",
+        **recipe,
+    )
     param = next(model.parameters())
     dtype, device = param.dtype, param.device
     stacked = getattr(model, "members", None) == 1 and hasattr(model, "lr_exponents")
@@ -93,8 +98,7 @@ def train(
     try:
         with step_threads(net, spec.batch_size) as tune:
             hooks = [h for h in (tune, bar and (lambda t: bar.update(1))) if h]
-            (history,) = fit(net, opt, [member], settings,
-                             on_step=(lambda t: [h(t) for h in hooks]) if hooks else None)
+            (history,) = fit(net, opt, [member], settings, on_step=(lambda t: [h(t) for h in hooks]) if hooks else None)
     finally:
         if bar is not None:
             bar.close()
@@ -105,8 +109,15 @@ def _build_optimizer(model, spec: TrainSpec, stacked: bool):
     if stacked or hasattr(model, "learnlab_scaling"):  # learnlab models and apply_parameterization
         from learnlab.models import build_optimizer
 
-        return build_optimizer(model, spec.optimizer, lr=spec.lr, momentum=spec.momentum, betas=spec.betas,
-                               eps=spec.eps, weight_decay=spec.weight_decay)
+        return build_optimizer(
+            model,
+            spec.optimizer,
+            lr=spec.lr,
+            momentum=spec.momentum,
+            betas=spec.betas,
+            eps=spec.eps,
+            weight_decay=spec.weight_decay,
+        )
     return _TORCH_OPTIMIZERS[spec.optimizer](model.parameters(), spec)
 
 

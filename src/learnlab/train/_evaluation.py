@@ -34,7 +34,7 @@ def fixed_source(x: torch.Tensor, y: torch.Tensor) -> EvalSource:
 
     def chunks(size: int):
         for start in range(0, x.shape[0], size):
-            yield x[start:start + size], y[start:start + size]
+            yield x[start : start + size], y[start : start + size]
 
     return EvalSource(chunks, x.shape[0])
 
@@ -55,8 +55,7 @@ def target_components(target) -> list[tuple[str, Callable]]:
     if hasattr(target, "components"):
         return list(target.components())
     if hasattr(target, "indices"):
-        return [("x" + "x".join(map(str, s)), lambda x, s=tuple(s): x[:, list(s)].prod(dim=1))
-                for s in target.indices]
+        return [("x" + "x".join(map(str, s)), lambda x, s=tuple(s): x[:, list(s)].prod(dim=1)) for s in target.indices]
     if hasattr(target, "monomial"):
         mono = dict(target.monomial)
         label = "h" + "_".join(f"{i}^{k}" for i, k in sorted(mono.items()))
@@ -65,8 +64,9 @@ def target_components(target) -> list[tuple[str, Callable]]:
 
 
 @torch.no_grad()
-def evaluate(model, sources: list[EvalSource], metrics: list[str], components=None,
-             chunk: int = CHUNK) -> dict[str, list[float]]:
+def evaluate(
+    model, sources: list[EvalSource], metrics: list[str], components=None, chunk: int = CHUNK
+) -> dict[str, list[float]]:
     """Metrics of the stacked ``model`` on each member's set (all sets have equal size).
 
     Returns:

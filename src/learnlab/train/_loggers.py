@@ -50,8 +50,16 @@ class WandbLogger:
         for earlier in directory.glob(f"wandb/offline-run-*-{run_id}"):  # an interrupted attempt's run
             shutil.rmtree(earlier, ignore_errors=True)
         settings = wandb.Settings(mode="offline", silent=True, console="off", x_disable_stats=True)
-        self.run = wandb.init(project=project, id=run_id, name=run_id, dir=str(directory), config=config,
-                              mode="offline", settings=settings, reinit="create_new")
+        self.run = wandb.init(
+            project=project,
+            id=run_id,
+            name=run_id,
+            dir=str(directory),
+            config=config,
+            mode="offline",
+            settings=settings,
+            reinit="create_new",
+        )
         self._step, self._row = None, {}
 
     def log(self, step: int, name: str, value: float) -> None:

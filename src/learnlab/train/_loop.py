@@ -78,8 +78,15 @@ class LoopSettings:
     keep_final: bool = False  # keep each member's final parameters and buffers (member.final_state)
 
 
-def fit(model, optimizer, members: list[Member], settings: LoopSettings, *,
-        on_step: Callable[[int], None] | None = None, checkpoint=None) -> list[History]:
+def fit(
+    model,
+    optimizer,
+    members: list[Member],
+    settings: LoopSettings,
+    *,
+    on_step: Callable[[int], None] | None = None,
+    checkpoint=None,
+) -> list[History]:
     """Train the stacked ``model`` (one row per member) and return each member's History.
 
     Args:
@@ -182,9 +189,16 @@ class _Loop:
         due = [p for p in self.s.probes if t % getattr(p, "every", 100) == 0]
         if not due:
             return
-        ctx = ProbeContext(step=t, batch=batch, init_params=self.init_params, optimizer=self.optimizer,
-                           tasks=[self.members[i].task for i in self.active], loss_fn=self.s.loss_fn,
-                           stacked=self.s.stacked, members=len(self.active))
+        ctx = ProbeContext(
+            step=t,
+            batch=batch,
+            init_params=self.init_params,
+            optimizer=self.optimizer,
+            tasks=[self.members[i].task for i in self.active],
+            loss_fn=self.s.loss_fn,
+            stacked=self.s.stacked,
+            members=len(self.active),
+        )
         for probe in due:
             for name, value in probe(self.model, ctx).items():
                 scalars, tensors = split_probe_output(name, value, len(self.active))
@@ -217,8 +231,10 @@ class _Loop:
         idx = torch.tensor(keep, dtype=torch.long)
         select_members(self.model, self.optimizer, idx)
         self.init_params = {n: p.index_select(0, idx.to(p.device)) for n, p in self.init_params.items()}
-        self.base_lrs = [lr.index_select(0, idx.to(lr.device)) if isinstance(lr, torch.Tensor) and lr.dim() == 1
-                         else lr for lr in self.base_lrs]
+        self.base_lrs = [
+            lr.index_select(0, idx.to(lr.device)) if isinstance(lr, torch.Tensor) and lr.dim() == 1 else lr
+            for lr in self.base_lrs
+        ]
         return True
 
     def _keep_final(self, rows) -> None:
@@ -228,8 +244,9 @@ class _Loop:
         state = self.model.state_dict()
         for row in rows:
             self.members[self.active[row]].final_state = {
-                name: (t[row:row + 1] if self.s.stacked and t.dim() > 0 else t).detach().clone()
-                for name, t in state.items()}
+                name: (t[row : row + 1] if self.s.stacked and t.dim() > 0 else t).detach().clone()
+                for name, t in state.items()
+            }
 
     def finish(self) -> list:
         self._keep_final(range(len(self.active)))

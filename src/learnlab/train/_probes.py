@@ -14,12 +14,21 @@ import functools
 import inspect
 
 from learnlab.train._probes_forward import ActivationSize, EmpiricalNTK, KernelAlignment
-from learnlab.train._probes_params import (DistanceFromInit, EffectiveRank, GradNorm, ParamNorm, ReadInGram,
-                                           StableRank)
+from learnlab.train._probes_params import DistanceFromInit, EffectiveRank, GradNorm, ParamNorm, ReadInGram, StableRank
 
 __all__ = [
-    "PROBES", "make_probes", "probe_problems", "ParamNorm", "GradNorm", "DistanceFromInit",
-    "StableRank", "EffectiveRank", "ActivationSize", "ReadInGram", "EmpiricalNTK", "KernelAlignment",
+    "PROBES",
+    "make_probes",
+    "probe_problems",
+    "ParamNorm",
+    "GradNorm",
+    "DistanceFromInit",
+    "StableRank",
+    "EffectiveRank",
+    "ActivationSize",
+    "ReadInGram",
+    "EmpiricalNTK",
+    "KernelAlignment",
 ]
 
 

@@ -25,7 +25,7 @@ class Probe(Protocol):
 
     every: int
 
-    def __call__(self, model: torch.nn.Module, ctx: "ProbeContext") -> dict[str, Any]: ...
+    def __call__(self, model: torch.nn.Module, ctx: ProbeContext) -> dict[str, Any]: ...
 
 
 @dataclass

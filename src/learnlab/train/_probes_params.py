@@ -15,8 +15,17 @@ import torch
 
 from learnlab.train._probes_api import ProbeContext
 
-__all__ = ["per_member", "label", "weight_matrices", "ParamNorm", "GradNorm", "DistanceFromInit",
-           "ReadInGram", "StableRank", "EffectiveRank"]
+__all__ = [
+    "per_member",
+    "label",
+    "weight_matrices",
+    "ParamNorm",
+    "GradNorm",
+    "DistanceFromInit",
+    "ReadInGram",
+    "StableRank",
+    "EffectiveRank",
+]
 
 
 def per_member(t: torch.Tensor, stacked: bool) -> torch.Tensor:
@@ -26,7 +35,7 @@ def per_member(t: torch.Tensor, stacked: bool) -> torch.Tensor:
 
 def label(name: str, stacked: bool) -> str:
     """A parameter's name in probe keys: the loop's ``module.`` wrapper prefix dropped."""
-    return name[len("module."):] if not stacked and name.startswith("module.") else name
+    return name[len("module.") :] if not stacked and name.startswith("module.") else name
 
 
 def weight_matrices(model, stacked: bool, names=None):
@@ -54,8 +63,10 @@ class ParamNorm:
 
     @torch.no_grad()
     def __call__(self, model, ctx: ProbeContext):
-        return {f"param_norm/{label(n, ctx.stacked)}": per_member(p, ctx.stacked).flatten(1).norm(dim=1)
-                for n, p in model.named_parameters()}
+        return {
+            f"param_norm/{label(n, ctx.stacked)}": per_member(p, ctx.stacked).flatten(1).norm(dim=1)
+            for n, p in model.named_parameters()
+        }
 
 
 class GradNorm:
@@ -70,8 +81,11 @@ class GradNorm:
 
     @torch.no_grad()
     def __call__(self, model, ctx: ProbeContext):
-        squares = [per_member(p.grad, ctx.stacked).flatten(1).to(torch.float64).pow(2).sum(dim=1)
-                   for p in model.parameters() if p.grad is not None]
+        squares = [
+            per_member(p.grad, ctx.stacked).flatten(1).to(torch.float64).pow(2).sum(dim=1)
+            for p in model.parameters()
+            if p.grad is not None
+        ]
         if not squares:
             return {"grad_norm": torch.zeros(ctx.members, dtype=torch.float64)}
         return {"grad_norm": torch.stack(squares).sum(dim=0).sqrt().cpu()}  # one transfer, not one per tensor
@@ -119,8 +133,10 @@ class _SpectralProbe:
 
     @torch.no_grad()
     def __call__(self, model, ctx: ProbeContext):
-        return {f"{self.key}/{name}": self.measure(torch.linalg.svdvals(w))
-                for name, w in weight_matrices(model, ctx.stacked, self.params)}
+        return {
+            f"{self.key}/{name}": self.measure(torch.linalg.svdvals(w))
+            for name, w in weight_matrices(model, ctx.stacked, self.params)
+        }
 
     @staticmethod
     def measure(s: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
@@ -193,8 +209,9 @@ class ReadInGram:
         full: also store the whole G as an artifact.
     """
 
-    def __init__(self, every: int = 100, indices: list[int] | None = None, param: str | None = None,
-                 full: bool = False):
+    def __init__(
+        self, every: int = 100, indices: list[int] | None = None, param: str | None = None, full: bool = False
+    ):
         self.every, self.indices, self.param, self.full = every, indices, param, full
 
     @torch.no_grad()
