@@ -98,24 +98,24 @@ def test_probes_per_member_equal_the_serial_ones():
 def test_runs_with_a_different_width_land_in_different_groups():
     spec = _spec("sgd", "float32", steps=10)
     spec["sweep"] = {"grid": {"model.width": [16, 32], "train.lr": [0.01, 0.02, 0.03]}, "seeds": 2}
-    configs = [r.config for r in plan(spec).runs]
-    groups = form_groups(configs, max_members=64)
+    runs = plan(spec).runs
+    groups = form_groups(runs, max_members=64)
     assert sorted(len(g) for g in groups) == [6, 6]
     for group in groups:
-        assert len({c["model"]["width"] for c in group}) == 1
+        assert len({r.config["model"]["width"] for r in group}) == 1
 
 
 def test_group_size_respects_max_members_and_the_memory_budget():
     spec = _spec("sgd", "float32", steps=10)
     spec["sweep"] = {"grid": {"train.lr": [0.01 * (i + 1) for i in range(10)]}, "seeds": 1}
-    configs = [r.config for r in plan(spec).runs]
-    assert max(len(g) for g in form_groups(configs, max_members=4)) <= 4
-    budget = 3 * member_bytes(configs[0])
-    groups = form_groups(configs, memory_budget=budget)
+    runs = plan(spec).runs
+    assert max(len(g) for g in form_groups(runs, max_members=4)) <= 4
+    budget = 3 * member_bytes(runs[0].validated())
+    groups = form_groups(runs, memory_budget=budget)
     assert max(len(g) for g in groups) == 3
-    assert sorted(c["train"]["lr"] for g in groups for c in g) == sorted(c["train"]["lr"] for c in configs)
+    assert sorted(r.config["train"]["lr"] for g in groups for r in g) == sorted(r.config["train"]["lr"] for r in runs)
     # a pool's workers all get work: 10 runs over 4 workers -> at least 4 groups
-    assert len(form_groups(configs, workers=4)) >= 4
+    assert len(form_groups(runs, workers=4)) >= 4
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "adamw"])

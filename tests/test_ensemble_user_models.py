@@ -12,7 +12,6 @@ import pytest
 import torch
 
 from learnlab.experiments import SpecError, plan, run_group, sweep
-from learnlab.experiments._sweep import schedule
 from learnlab.models import ModelSpec
 
 MODULE = "learnlab_test_user_models"
@@ -80,8 +79,9 @@ def _spec(model: str, dtype: str = "float64", steps: int = 60, **options) -> dic
 
 @pytest.mark.parametrize("dtype,tol", [("float32", 1e-4), ("float64", 1e-10)])
 def test_a_user_model_is_stacked_and_every_member_equals_its_serial_run(dtype, tol):
-    configs = [r.config for r in plan(_spec("mlp", dtype, width=24)).runs]
-    (group,) = schedule(configs, "ensemble").groups
+    p = plan(_spec("mlp", dtype, width=24), executor="ensemble")
+    configs = [r.config for r in p.runs]
+    (group,) = p.groups
     assert len(group) == 6
     stacked = run_group(configs)
     assert {r.status for r in stacked} == {"finished"}
@@ -96,9 +96,8 @@ def test_a_user_model_is_stacked_and_every_member_equals_its_serial_run(dtype, t
 
 
 def test_a_model_torch_func_cannot_stack_trains_alone_with_a_warning(tmp_path):
-    configs = [r.config for r in plan(_spec("DataDependent")).runs]
     with pytest.warns(UserWarning, match=r"cannot stack it \(.*\); its runs train one at a time"):
-        result = schedule(configs, "ensemble")
+        result = plan(_spec("DataDependent"), executor="ensemble")
     assert [len(g) for g in result.groups] == [1] * 6
     with pytest.warns(UserWarning, match="data-dependent control flow"):  # the reason, from torch.func
         store = sweep(_spec("DataDependent"), out=tmp_path, executor="ensemble")
@@ -133,8 +132,9 @@ def test_bad_user_model_sections_say_what_to_do(section, needle):
 
 def test_batch_norm_buffers_are_stacked_per_member():
     """Running statistics are buffers with a member axis: each member updates its own."""
-    configs = [r.config for r in plan(_spec("WithBatchNorm", steps=20)).runs]
-    (group,) = schedule(configs, "ensemble").groups
+    p = plan(_spec("WithBatchNorm", steps=20), executor="ensemble")
+    configs = [r.config for r in p.runs]
+    (group,) = p.groups
     assert len(group) == 6
     assert {r.status for r in run_group(configs)} == {"finished"}
 
@@ -158,10 +158,11 @@ def test_the_user_stack_keeps_each_members_own_module():
 def test_the_memory_budget_counts_a_user_models_own_parameters():
     from learnlab.experiments._groups import form_groups, member_bytes
 
-    small = [r.config for r in plan(_spec("mlp", width=8)).runs]
-    big = [r.config for r in plan(_spec("mlp", width=4096)).runs]
-    assert member_bytes(big[0]) > 10 * member_bytes(small[0])  # 4096-wide: ~500x the parameters
-    groups = form_groups(big, memory_budget=3 * member_bytes(big[0]))
+    small = plan(_spec("mlp", width=8)).runs
+    big = plan(_spec("mlp", width=4096)).runs
+    one = member_bytes(big[0].validated())
+    assert one > 10 * member_bytes(small[0].validated())  # 4096-wide: ~500x the parameters
+    groups = form_groups(big, memory_budget=3 * one)
     assert max(len(g) for g in groups) == 3
 
 
@@ -175,6 +176,8 @@ def test_stacked_parameters_keep_the_modules_names():
     assert names[:2] == ["p_body__0__weight", "p_body__0__bias"]
     assert "b_body__1__running_mean" in dict(stack.named_buffers())
     assert stack.names[0] == "body.0.weight"
+    views = dict(stack.member_parameters())  # what probes see: the module's own names, member axis first
+    assert list(views)[:2] == ["body.0.weight", "body.0.bias"] and views["body.0.weight"].shape[0] == 2
 
 
 def test_coord_check_of_a_user_model_says_what_to_do_instead(tmp_path):

@@ -194,7 +194,7 @@ def test_sharpness_probe_and_thresholds(gen):
     lam = float(torch.linalg.eigvalsh(hessian)[-1])
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.5)
     probe = SharpnessProbe(every=5, k=2, tol=1e-10, iters=None)
-    ctx = SimpleNamespace(batch=(x, y), loss_fn=nn.MSELoss(), optimizer=optimizer, stacked=False)
+    ctx = SimpleNamespace(batch=(x, y), loss_fn=nn.MSELoss(), optimizer=optimizer)
     before = copy.deepcopy(model.state_dict())
     out = probe(model, ctx)
     assert probe.every == 5

@@ -93,8 +93,34 @@ def test_subpackages_declare_their_public_names(module):
         assert hasattr(mod, name), f"{module}.__all__ names {name!r} but it is missing"
 
 
+def test_importing_learnlab_changes_nothing_in_the_process():
+    """No environment variable and no allocator setting at import: tuning happens where work starts."""
+    code = (
+        "import os, learnlab, learnlab.experiments, learnlab.train, learnlab.cli; "
+        "assert 'OMP_WAIT_POLICY' not in os.environ, os.environ.get('OMP_WAIT_POLICY')"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "LEARNLAB_TUNE_CPU")}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+
+
+def test_cpu_tuning_happens_where_work_starts_and_can_be_turned_off(monkeypatch):
+    from learnlab._cpu import tune_cpu
+
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    monkeypatch.setenv("LEARNLAB_TUNE_CPU", "0")
+    tune_cpu()
+    assert "OMP_WAIT_POLICY" not in os.environ
+    monkeypatch.delenv("LEARNLAB_TUNE_CPU")
+    tune_cpu()
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")  # a value of the user's is kept
+    tune_cpu()
+    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
+
+
 def test_allocator_tuning_is_opt_out_and_respects_glibc_variables(monkeypatch):
-    from learnlab._allocator import tune_allocator
+    from learnlab._cpu import tune_allocator
 
     monkeypatch.setenv("LEARNLAB_TUNE_MALLOC", "0")
     assert tune_allocator() is False

@@ -10,7 +10,8 @@ from typer.testing import CliRunner
 from learnlab._imports import ImportRefError, is_ref, resolve
 from learnlab.cli import app
 from learnlab.tasks import DATASETS, catalogue
-from learnlab.tasks._spec import TAGGED_SPECS
+from learnlab.tasks._spec_inputs import INPUT_SPECS
+from learnlab.tasks._spec_targets import TARGET_SPECS
 
 
 def test_tasks_json_lists_every_tagged_spec_and_every_field():
@@ -18,7 +19,7 @@ def test_tasks_json_lists_every_tagged_spec_and_every_field():
     assert result.exit_code == 0, result.output
     cat = json.loads(result.output)
     listed = {e["name"]: {p["key"] for p in e["params"]} for e in cat["inputs"] + cat["targets"]}
-    for model in TAGGED_SPECS:
+    for model in [*INPUT_SPECS, *TARGET_SPECS]:
         tag = model.model_fields["name"].annotation.__args__[0]
         assert listed[tag] == set(model.model_fields) - {"name"}, tag
     assert [d["name"] for d in cat["datasets"]] == list(DATASETS)

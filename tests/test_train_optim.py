@@ -211,7 +211,8 @@ def test_gradient_clipping_is_clip_grad_norm_per_member():
     }
     built = build_group([r.config for r in plan(spec).runs])
     check = ClipCheck(2.0)
-    built.settings.probes = [check]
+    for member in built.members:  # one probe object: the loop runs it once for the whole stack
+        member.probes = [check]
     fit(built.model, built.optimizer, built.members, built.settings)
     assert len(check.norms) == 2 * 20
     assert check.worst < 1e-14

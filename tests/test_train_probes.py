@@ -1,9 +1,9 @@
 """Built-in probes against independent references: numpy norms and SVD, a per-sample-gradient
 loop for the NTK, the MLP's layers written out by hand, forward hooks written in the test.
 
-Each probe is checked on a stacked learnlab MLP (ctx.stacked, E members: member e must equal
-a computation on member e alone) and on a plain user module seen as the loop sees it (a stack
-of one, ctx.stacked False). Everything is float64, so references agree to ~1e-12.
+Each probe is checked on a stacked learnlab MLP (E members: member e must equal a computation
+on member e alone) and on a plain user module seen as the loop sees it (``as_stack``: a stack
+of one holding the module itself). Everything is float64, so references agree to ~1e-12.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from learnlab.models import MLP
+from learnlab.models import MLP, Stack, as_stack
 from learnlab.tasks import make_task
 from learnlab.train import PROBES, ProbeContext
 
@@ -25,18 +25,22 @@ E, D, WIDTH, K = 3, 5, 12, 2
 TOL = dict(rtol=1e-10, atol=1e-12)  # float64; only summation order differs from the references
 
 
-class AsStack(nn.Module):
-    """A user module as the loop sees it: x (1, batch, d) -> (1, batch, k)."""
+class RawStack(nn.Module):
+    """The least a probe may rely on: a module whose parameter ``w`` already has the member axis."""
 
-    def __init__(self, module: nn.Module):
+    def __init__(self, w: torch.Tensor):
         super().__init__()
-        self.module = module
+        self.w = nn.Parameter(w)
+        self.members = w.shape[0]
 
-    def forward(self, x):
-        return self.module(x[0]).unsqueeze(0)
+    def member_parameters(self):
+        return list(self.named_parameters())
+
+    def per_member(self, tensor):
+        return tensor
 
 
-def _ctx(model, x, y, init, *, stacked=True, tasks=()):
+def _ctx(model, x, y, init, *, tasks=()):
     return ProbeContext(
         step=0,
         batch=(x, y),
@@ -44,7 +48,6 @@ def _ctx(model, x, y, init, *, stacked=True, tasks=()):
         optimizer=None,
         tasks=list(tasks),
         loss_fn=None,
-        stacked=stacked,
         members=x.shape[0],
     )
 
@@ -68,14 +71,15 @@ def user(gen):
     """A user nn.Sequential (float64) wrapped as a stack of one, and its context."""
     torch.manual_seed(0)
     net = nn.Sequential(nn.Linear(D, 8), nn.Tanh(), nn.Linear(8, 1)).double()
-    model = AsStack(net)
-    init = {n: p.detach().clone() for n, p in model.named_parameters()}
+    model = as_stack(net)
+    assert isinstance(model, Stack) and model.module is net  # held, not copied
+    init = {n: model.per_member(p).detach().clone() for n, p in model.member_parameters()}
     with torch.no_grad():
         for p in net.parameters():
             p.add_(0.1)
     x = torch.randn(1, 9, D, generator=gen(3), dtype=torch.float64)
     y = torch.randn(1, 9, 1, generator=gen(4), dtype=torch.float64)
-    return net, model, _ctx(model, x, y, init, stacked=False)
+    return net, model, _ctx(model, x, y, init)
 
 
 def _np(t):
@@ -141,8 +145,7 @@ def test_ranks_of_matrices_with_known_spectra():
     w = torch.zeros(2, 6, 4, dtype=torch.float64)
     w[0, :3, :3] = 2 * torch.eye(3)
     w[1, 0, 0], w[1, 1, 1] = 3.0, 1.0
-    model = nn.Module()
-    model.w = nn.Parameter(w)
+    model = RawStack(w)
     ctx = _ctx(model, torch.zeros(2, 1, 1), torch.zeros(2, 1, 1), {})
     stable = PROBES["stable_rank"]()(model, ctx)["stable_rank/w"]
     eff = PROBES["effective_rank"]()(model, ctx)["effective_rank/w"]
@@ -315,8 +318,7 @@ def test_ranks_are_scale_and_rotation_invariant_and_bounded(m, n, seed, scale):
     g = torch.Generator().manual_seed(seed)
     w = torch.randn(1, m, n, generator=g, dtype=torch.float64)
     q, _ = torch.linalg.qr(torch.randn(m, m, generator=g, dtype=torch.float64))
-    model = nn.Module()
-    model.w = nn.Parameter(torch.cat([w, scale * w, q @ w]))  # three members
+    model = RawStack(torch.cat([w, scale * w, q @ w]))  # three members
     ctx = _ctx(model, torch.zeros(3, 1, 1), torch.zeros(3, 1, 1), {})
     for key in ("stable_rank", "effective_rank"):
         r = PROBES[key]()(model, ctx)[f"{key}/w"]

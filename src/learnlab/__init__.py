@@ -1,24 +1,13 @@
 """learnlab: rigorous, fast, reproducible experiments on how neural networks learn.
 
 Public names are loaded lazily, so ``import learnlab`` is cheap (torch is imported
-only when a name that needs it is used).
+only when a name that needs it is used). Importing changes nothing else: CPU tuning
+(see :mod:`learnlab._cpu`) happens where work starts.
 """
 
 from __future__ import annotations
 
 import importlib
-import os
-
-# OpenMP threads that spin while waiting make small-model training up to ~15x slower
-# when the cores are shared (other processes, a process pool): let them sleep instead.
-# Only effective if torch is not imported yet; an explicit setting is respected.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-# Reuse freed tensor memory instead of page-faulting it in every step (glibc only;
-# LEARNLAB_TUNE_MALLOC=0 opts out). See learnlab._allocator.
-from learnlab._allocator import tune_allocator  # noqa: E402
-
-tune_allocator()
 
 __version__ = "0.1.0"
 
@@ -26,6 +15,7 @@ _EXPORTS = {
     "open_store": "learnlab.experiments",
     "sweep": "learnlab.experiments",
     "plan": "learnlab.experiments",
+    "Plan": "learnlab.experiments",
     "load_spec": "learnlab.experiments",
     "SpecError": "learnlab.experiments",
     "Store": "learnlab.experiments",

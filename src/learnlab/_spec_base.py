@@ -1,13 +1,77 @@
-"""Shared pydantic base for spec sections: unknown keys are errors."""
+"""Shared pydantic base for spec sections, and the declaration of per-member fields.
+
+A field declared with :func:`per_member` may differ between the runs that are trained
+together as one stacked model (a learning rate, a seed, a threshold); every other field
+is shared by the whole stack (a width, a batch size, the number of steps). Grouping,
+model building and the training loop all derive what they may let differ from this one
+declaration (see :func:`member_fields`).
+"""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+import typing
+from typing import Any
 
-__all__ = ["Section"]
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticUndefined
+
+__all__ = ["Section", "per_member", "is_per_member", "member_fields"]
+
+PER_MEMBER = "per_member"  # the JSON-schema key that marks a per-member field
 
 
 class Section(BaseModel):
     """A spec section: unknown keys and non-finite floats (inf, nan) are errors."""
 
     model_config = ConfigDict(extra="forbid", frozen=False, validate_default=True, allow_inf_nan=False)
+
+
+def per_member(default: Any = PydanticUndefined, *, examples: tuple[Any, Any], **kwargs: Any) -> Any:
+    """A field that may differ between the members of one stacked model.
+
+    Args:
+        default: as for ``pydantic.Field`` (or pass ``default_factory``).
+        examples: two valid values that train differently; shown in ``learnlab schema``
+            and used by the test that stacks two members differing only in this field.
+        **kwargs: any other ``pydantic.Field`` argument.
+    """
+    if len(examples) != 2 or examples[0] == examples[1]:
+        raise ValueError(f"per_member needs two different examples; got {examples!r}")
+    return Field(default, examples=list(examples), json_schema_extra={PER_MEMBER: True}, **kwargs)
+
+
+def is_per_member(field: FieldInfo) -> bool:
+    """Whether a field was declared with :func:`per_member`."""
+    extra = field.json_schema_extra
+    return isinstance(extra, dict) and extra.get(PER_MEMBER) is True
+
+
+def member_fields(model: type[BaseModel], prefix: str = "") -> dict[str, FieldInfo]:
+    """Every per-member field under ``model``, by dotted path (``train.lr``, ``task.target.seed``).
+
+    Descends into sub-sections and into every member of a union (a field declared in any
+    tagged target counts once, at its path); a per-member field is not descended into.
+    """
+    out: dict[str, FieldInfo] = {}
+    for name, field in model.model_fields.items():
+        path = f"{prefix}{name}"
+        if is_per_member(field):
+            out.setdefault(path, field)
+            continue
+        for sub in _sections(field.annotation):
+            for key, info in member_fields(sub, path + ".").items():
+                out.setdefault(key, info)
+    return out
+
+
+def _sections(annotation: Any) -> list[type[BaseModel]]:
+    """The section models an annotation holds directly (``X``, ``X | None``, ``A | B``, ``Annotated``)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    out: list[type[BaseModel]] = []
+    if typing.get_origin(annotation) in (list, dict, tuple):
+        return out  # a list of sections is one value (e.g. probes), not a section
+    for arg in typing.get_args(annotation):
+        out += _sections(arg)
+    return out

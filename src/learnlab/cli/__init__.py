@@ -14,4 +14,7 @@ __all__ = ["app", "main"]
 
 def main() -> None:
     """Entry point of the ``learnlab`` console script and ``python -m learnlab``."""
+    from learnlab._cpu import tune_cpu
+
+    tune_cpu()  # before any command imports torch (see learnlab._cpu)
     app()

@@ -24,16 +24,12 @@ def _parse_widths(text: str) -> list[int]:
 
 def _configs(spec: Path, overrides: list[str], widths: list[int]) -> list[dict]:
     """The spec's first run at each width, validated; bad input exits with code 2."""
-    from pydantic import ValidationError
-
-    from learnlab.experiments import RunConfig, SpecError, plan
-    from learnlab.experiments._errors import problems_from_validation
-    from learnlab.experiments._spec import read_spec_file
+    from learnlab.experiments import SpecError, load_spec, plan, validate_config
 
     try:
-        raw = read_spec_file(spec)
+        _, raw = load_spec(spec, overrides)
         raw.pop("sweep", None)  # one run: the spec's own values and the overrides, not a sweep's first point
-        base = plan(raw, overrides).runs[0].config
+        base = plan(raw).runs[0].config
     except SpecError as exc:
         bad_input(str(SpecError(exc.problems, source=str(spec))))
     if base["model"]["name"] not in ("mlp", "cnn"):
@@ -60,9 +56,9 @@ def _configs(spec: Path, overrides: list[str], widths: list[int]) -> list[dict]:
         config = copy.deepcopy(base)
         config["model"]["width"] = width
         try:
-            RunConfig.model_validate(config)
-        except ValidationError as err:
-            problems += [(p, f"{m} [width {width}]") for p, m in problems_from_validation(err, RunConfig)]
+            validate_config(config)
+        except SpecError as exc:
+            problems += [(p, f"{m} [width {width}]") for p, m in exc.problems]
         configs.append(config)
     if problems:
         bad_input(str(SpecError(problems, source=str(spec))))
@@ -104,7 +100,6 @@ def coord_check_command(
     import torch
 
     from learnlab.experiments import SpecError
-    from learnlab.experiments._runner import DTYPES
     from learnlab.models import ModelSpec, coord_check, coord_slopes, plot_coord_check
     from learnlab.tasks import make_task
     from learnlab.train import get_loss
@@ -112,7 +107,7 @@ def coord_check_command(
     width_list = _parse_widths(widths)
     configs = _configs(spec, overrides or [], width_list)
     first = configs[0]
-    train, dtype = first["train"], DTYPES[first["train"]["dtype"]]
+    train, dtype = first["train"], getattr(torch, first["train"]["dtype"])
     task = make_task(first["task"])
     problems = ModelSpec.model_validate(first["model"]).problems_with_inputs(task.d)
     if problems:

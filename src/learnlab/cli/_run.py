@@ -48,22 +48,35 @@ def run(
         str | None, typer.Option(help="Ray cluster to join (host:port or auto); default: a local instance.")
     ] = None,
 ) -> None:
-    """Run a spec's sweep into OUT; re-running resumes (finished runs are skipped)."""
-    from learnlab.experiments import SpecError, plan, sweep
-    from learnlab.experiments._sweep import schedule
+    """Run a spec's sweep into OUT; re-running resumes (finished runs are skipped).
 
+    The spec is planned once (validated, expanded, grouped, the executor chosen); --dry-run
+    prints that plan, and a run executes exactly it.
+    """
+    from learnlab.experiments import SpecError, plan, sweep
+
+    if ray_address is not None and executor is not ExecutorName.ray:
+        bad_input(f"--ray-address needs --executor ray (got --executor {executor.value})")
     try:
-        p = plan(spec, overrides or [])
+        p = plan(
+            spec,
+            overrides or [],
+            out=out,
+            executor=executor.value,
+            workers=workers,
+            max_members=max_members,
+            devices=_device_list(devices),
+            address=ray_address,
+        )
     except SpecError as exc:
         bad_input(str(exc))
+    except (ValueError, ImportError) as exc:
+        bad_input(str(exc))
     if dry_run:
-        _print_plan(p, schedule([r.config for r in p.runs], executor.value, workers=workers, max_members=max_members))
+        _print_plan(p)
         return
-    if executor is ExecutorName.ensemble:
-        _say_if_nothing_stacks(p, max_members)
-    options = {} if ray_address is None else {"address": _checked_ray_address(ray_address, executor)}
-    if devices:
-        options["devices"] = _checked_devices(devices)
+    if executor is ExecutorName.ensemble and p.reason:
+        console.print(f"executor: ensemble ({p.reason})", markup=False)
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -82,23 +95,12 @@ def run(
         TimeRemainingColumn(),
     )
     with Progress(*columns, console=console, transient=False) as progress:
-        bar = progress.add_task(f"{p.spec.name}: runs", total=None)
+        bar = progress.add_task(f"{p.spec.name}: runs", total=len(p.todo))
 
         def on_result(result, done, total):
             progress.update(bar, completed=done, total=total)
 
-        store = sweep(
-            p.spec,
-            out=out,
-            executor=executor.value,
-            workers=workers,
-            max_members=max_members,
-            on_result=on_result,
-            **options,
-        )
-        total = progress.tasks[bar].total
-        if total is None:
-            progress.update(bar, total=0, completed=0)
+        store = sweep(p, on_result=on_result)
     _print_summary(store)
     from learnlab.analysis import plot_learning_curves
 
@@ -108,57 +110,22 @@ def run(
     store.close()
 
 
-def _say_if_nothing_stacks(p, max_members: int | None) -> None:
-    """``--executor ensemble`` on a sweep where no two runs can be stacked: say that each trains alone."""
-    from learnlab.experiments._sweep import schedule
-
-    plan_ = schedule([r.config for r in p.runs], "ensemble", max_members=max_members)
-    if plan_.reason:
-        console.print(f"executor: ensemble ({plan_.reason})", markup=False)
+def _device_list(devices: str | None) -> list[str] | None:
+    return [d.strip() for d in devices.split(",") if d.strip()] if devices else None
 
 
-def _checked_devices(devices: str) -> list[str]:
-    """Exit 2 (nothing written) unless every device exists on this machine."""
-    from learnlab.experiments._runner import resolve_device
-
-    names = [d.strip() for d in devices.split(",") if d.strip()]
-    for name in names:
-        try:
-            resolve_device(name)
-        except (ValueError, RuntimeError) as exc:
-            bad_input(f"--devices: {exc}")
-    return names
-
-
-def _checked_ray_address(address: str, executor: ExecutorName) -> str:
-    """Exit 2 (nothing written) unless the executor is ray and the address answers."""
-    from learnlab.experiments._ray import check_reachable
-
-    if executor is not ExecutorName.ray:
-        bad_input(f"--ray-address needs --executor ray (got --executor {executor.value})")
-    try:
-        check_reachable(address)
-    except (ValueError, ImportError) as exc:
-        bad_input(str(exc))
-    return address
-
-
-def _print_plan(p, plan_) -> None:
-    from learnlab.experiments import run_id
-
-    group_of = {run_id(c): k for k, g in enumerate(plan_.groups) for c in g}
+def _print_plan(p) -> None:
+    """The plan's runs (id, group, sweep point; done ones marked) and one line on its groups."""
+    group_of = p.group_of()
     table = Table(title=f"{p.spec.name}: {len(p.runs)} runs")
     keys = sorted({k for r in p.runs for k in r.point})
     for col in ["run_id", "group", *keys]:
         table.add_column(col)
     for r in p.runs:
-        table.add_row(r.run_id, str(group_of.get(r.run_id, "")), *(str(r.point.get(k, "")) for k in keys))
+        group = "done" if r.run_id in p.done else str(group_of.get(r.run_id, ""))
+        table.add_row(r.run_id, group, *(str(r.point.get(k, "")) for k in keys))
     console.print(table)
-    sizes = [len(g) for g in plan_.groups]
-    console.print(
-        f"{len(p.runs)} runs in {len(sizes)} groups (sizes {', '.join(map(str, sizes))}); "
-        f"executor: {plan_.executor}" + (f" ({plan_.reason})" if plan_.reason else "")
-    )
+    console.print(p.summary(), markup=False)
 
 
 def _print_summary(store) -> None:

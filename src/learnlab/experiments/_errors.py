@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import re
+import typing
 
 from pydantic import BaseModel, ValidationError
 
@@ -33,15 +35,17 @@ def problems_from_validation(err: ValidationError, model: type[BaseModel], prefi
     """Turn a pydantic error into (dotted key path, readable message) pairs.
 
     The alternatives of a union (``seeds: int | list[int]``) fail one by one; their
-    messages are joined into one problem per key ("... or ...").
+    messages are joined into one problem per key ("... or ..."). Discriminator values
+    (``parity``) that pydantic adds to locations are dropped: ``model`` says which they are.
     """
+    tags = tagged_sections(model)
     out: list[tuple[str, str]] = []
     alternatives: dict[str, list[str]] = {}
     for e in err.errors():
-        loc = [str(p) for p in e["loc"] if not _is_union_tag(p)]
-        in_union = len(loc) != len(e["loc"]) and not any(str(p) in _TAGS for p in e["loc"])
+        loc = [str(p) for p in e["loc"] if not _is_union_tag(p, tags)]
+        in_union = len(loc) != len(e["loc"]) and not any(str(p) in tags for p in e["loc"])
         path = ".".join(([prefix] if prefix else []) + loc)
-        msg = _message(e, model)
+        msg = _message(e, model, tags)
         if in_union:
             if path not in alternatives:
                 alternatives[path] = []
@@ -52,9 +56,9 @@ def problems_from_validation(err: ValidationError, model: type[BaseModel], prefi
     return [(path, msg or " or ".join(dict.fromkeys(alternatives[path]))) for path, msg in out]
 
 
-def _message(e: dict, model: type[BaseModel]) -> str:
+def _message(e, model: type[BaseModel], tags: dict[str, type[BaseModel]]) -> str:
     if e["type"] == "extra_forbidden":
-        valid = _valid_keys(model, e["loc"][:-1])
+        valid = _valid_keys(model, e["loc"][:-1], tags)
         hint = f" (valid keys here: {', '.join(valid)})" if valid else ""
         return f"unknown key{hint}"
     if e["type"] == "missing":
@@ -69,56 +73,52 @@ def _message(e: dict, model: type[BaseModel]) -> str:
 _TYPE_PARTS = re.compile(r"^(str|int|float|bool|none|list|dict|tuple)$|[\[\]-]")
 
 
-def _is_union_tag(part) -> bool:
+def _is_union_tag(part, tags: dict[str, type[BaseModel]]) -> bool:
     """Location parts pydantic adds that are not keys: discriminator values ('parity') and
     union member names ('str', 'constrained-int', 'function-after[...]', 'list[int]')."""
-    return isinstance(part, str) and (part in _TAGS or bool(_TYPE_PARTS.search(part)))
+    return isinstance(part, str) and (part in tags or bool(_TYPE_PARTS.search(part)))
 
 
-_TAGS: set[str] = set()
-
-
-def _valid_keys(model: type[BaseModel], loc) -> list[str]:
+def _valid_keys(model: type[BaseModel], loc, tags: dict[str, type[BaseModel]]) -> list[str]:
     """Field names of the (sub)model at ``loc``, following the spec's nesting."""
-    current = model
+    current: type[BaseModel] | None = model
     for part in loc:
         if isinstance(part, int):
             continue
         field = getattr(current, "model_fields", {}).get(part)
         if field is None:
-            tagged = _union_member(current, part)
-            if tagged is None:
+            current = tags.get(part)
+            if current is None:
                 return []
-            current = tagged
             continue
-        current = _submodel(field.annotation)
+        current = next(iter(_sections(field.annotation)), None)
         if current is None:
             return []
     return sorted(getattr(current, "model_fields", {}))
 
 
-def _union_member(current, tag):
-    return _TAG_MODELS.get(tag)
+@functools.lru_cache(maxsize=16)
+def tagged_sections(model: type[BaseModel]) -> dict[str, type[BaseModel]]:
+    """Every section model reachable from ``model`` that a ``name: Literal[tag]`` field selects, by tag."""
+    found: dict[str, type[BaseModel]] = {}
+    seen: set[type[BaseModel]] = set()
+    todo = [model]
+    while todo:
+        current = todo.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        name = current.model_fields.get("name")
+        if name is not None and typing.get_origin(name.annotation) is typing.Literal:
+            for tag in typing.get_args(name.annotation):
+                found.setdefault(str(tag), current)
+        for field in current.model_fields.values():
+            todo += _sections(field.annotation)
+    return found
 
 
-_TAG_MODELS: dict[str, type[BaseModel]] = {}
-
-
-def _submodel(annotation):
-    import typing
-
+def _sections(annotation) -> list[type[BaseModel]]:
+    """Section models inside an annotation (``X``, ``X | None``, ``list[X]``, unions)."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in typing.get_args(annotation):
-        sub = _submodel(arg)
-        if sub is not None:
-            return sub
-    return None
-
-
-def register_tagged(models: list[type[BaseModel]]) -> None:
-    """Tell the error formatter about discriminated-union members (``name`` tags)."""
-    for m in models:
-        tag = m.model_fields["name"].annotation.__args__[0]
-        _TAGS.add(tag)
-        _TAG_MODELS[tag] = m
+        return [annotation]
+    return [sub for arg in typing.get_args(annotation) for sub in _sections(arg)]

@@ -15,6 +15,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Protocol
 
 from learnlab._callables import install, payload, refs_in
+from learnlab.experiments._expand import Run
 from learnlab.experiments._runner import run_group
 from learnlab.experiments._store import RunResult
 
@@ -22,13 +23,13 @@ __all__ = ["Executor", "SerialExecutor", "ProcessExecutor", "EXECUTORS", "make_e
 
 
 class Executor(Protocol):
-    """Runs groups of run configs; yields each group's results when it finishes.
+    """Runs groups of runs (a plan's groups); yields each group's results when it finishes.
 
     Executors are built as ``cls(workers, out=..., **options)``; ``out`` is the sweep's
     output folder, handed to :func:`run_group` for checkpoints, artifacts and loggers.
     """
 
-    def run(self, groups: list[list[dict]]) -> Iterator[list[RunResult]]: ...
+    def run(self, groups: list[list[Run]]) -> Iterator[list[RunResult]]: ...
 
 
 class SerialExecutor:
@@ -45,6 +46,9 @@ class SerialExecutor:
 def _init_worker(threads: int, callables: dict | None = None, driver: int | None = None) -> None:
     import torch
 
+    from learnlab._cpu import tune_cpu
+
+    tune_cpu()
     torch.set_num_threads(threads)
     os.environ["OMP_NUM_THREADS"] = str(threads)
     install(callables)
@@ -94,7 +98,7 @@ class ProcessExecutor:
             return
         workers = min(self.workers, len(groups))
         ctx = mp.get_context("spawn")
-        shipped = payload(set().union(*(refs_in(c) for g in groups for c in g)))
+        shipped = payload(set().union(*(refs_in(r.config) for g in groups for r in g)))
         pool = ProcessPoolExecutor(
             workers, mp_context=ctx, initializer=_init_worker, initargs=(self.threads, shipped, os.getpid())
         )
@@ -119,10 +123,8 @@ class ProcessExecutor:
             pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _failed(group, reason) -> list[RunResult]:
-    from learnlab.experiments._expand import run_id
-
-    return [RunResult(run_id(c), "failed", error=reason) for c in group]
+def _failed(group: list[Run], reason: str) -> list[RunResult]:
+    return [RunResult(r.run_id, "failed", error=reason) for r in group]
 
 
 # name -> "module:attr" of the executor class (imported lazily: ray is an optional extra).

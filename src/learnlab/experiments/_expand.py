@@ -6,12 +6,13 @@ import copy
 import hashlib
 import itertools
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pydantic import ValidationError
 
 from learnlab._seeds import derive_seed
 from learnlab.experiments._errors import SpecError, problems_from_validation
+from learnlab.experiments._facts import PlanFacts
 from learnlab.experiments._spec import RunConfig, Spec, cross_checks, set_dotted
 
 __all__ = ["Run", "expand", "run_id", "derive_seed", "canonical_json"]
@@ -19,11 +20,25 @@ __all__ = ["Run", "expand", "run_id", "derive_seed", "canonical_json"]
 
 @dataclass(frozen=True)
 class Run:
-    """One run of a sweep: its id, resolved config (JSON-able) and sweep coordinates."""
+    """One run of a sweep: its id, resolved config (JSON-able) and sweep coordinates.
+
+    ``spec`` is the validated config the plan checked (None for a run made from a bare
+    config dict: :meth:`validated` then validates it once).
+    """
 
     run_id: str
     config: dict
-    point: dict
+    point: dict = field(default_factory=dict)
+    spec: RunConfig | None = field(default=None, compare=False, repr=False)
+
+    @classmethod
+    def of(cls, run: Run | dict) -> Run:
+        """A run as it is, or a resolved config dict as a run (its id computed)."""
+        return run if isinstance(run, Run) else cls(run_id(run), run)
+
+    def validated(self) -> RunConfig:
+        """The validated config."""
+        return self.spec if self.spec is not None else RunConfig.model_validate(self.config)
 
 
 def canonical_json(config: dict) -> str:
@@ -50,13 +65,15 @@ def _matches(point: dict, partial: dict) -> bool:
     return all(key in point and point[key] == value for key, value in partial.items())
 
 
-def expand(spec: Spec, raw: dict, source: str | None = None) -> list[Run]:
+def expand(spec: Spec, raw: dict, source: str | None = None, facts: PlanFacts | None = None) -> list[Run]:
     """Every run of the sweep, validated; raises SpecError listing all problems.
 
     ``sweep.seeds: n`` gives seeds ``spec.seed + i`` for i < n; a list gives them
     explicitly. The run config's ``seed`` is that seed; the run's random streams
-    derive from (seed, run id, role).
+    derive from (seed, run id, role). ``facts`` (a plan's) builds user models and reads
+    datasets once for every run's cross-checks.
     """
+    facts = facts if facts is not None else PlanFacts()
     seeds = spec.sweep.seeds
     seeds = [spec.seed + i for i in range(seeds)] if isinstance(seeds, int) else list(seeds)
     base = {k: v for k, v in copy.deepcopy(raw).items() if k not in ("name", "sweep", "base")}
@@ -82,7 +99,7 @@ def expand(spec: Spec, raw: dict, source: str | None = None) -> list[Run]:
                     )
                     problems.append((path, msg + suffix))
                 continue
-            crossed = cross_checks(validated)
+            crossed = cross_checks(validated, facts)
             if crossed:
                 problems += crossed
                 continue
@@ -90,7 +107,7 @@ def expand(spec: Spec, raw: dict, source: str | None = None) -> list[Run]:
             if rid in seen:
                 continue
             seen.add(rid)
-            runs.append(Run(rid, config, {**point, "seed": seed}))
+            runs.append(Run(rid, config, {**point, "seed": seed}, validated))
     if problems:
         raise SpecError(problems, source=source)
     return runs

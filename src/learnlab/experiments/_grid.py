@@ -15,7 +15,6 @@ import pandas as pd
 __all__ = ["grid"]
 
 MEMBER = "_member"  # the dimension reduced over: runs sharing a cell
-META_COLUMNS = ("run_id", "status", "name", "error", "step", "started", "finished")
 
 
 def grid(store, metric: str, axes: list[str], reduce: str | None = None):
@@ -47,8 +46,8 @@ def grid(store, metric: str, axes: list[str], reduce: str | None = None):
     xr = _import_xarray()
     axes = list(axes)
     frame = store.runs()
-    config_keys = _config_keys(store)
-    _check_names(frame, config_keys, metric, axes, reduce, xr)
+    config_keys = store.config_keys()
+    _check_names(frame, config_keys, store.run_columns, metric, axes, reduce, xr)
     if frame.empty:
         return xr.DataArray(np.empty((0,) * len(axes)), dims=axes, coords={a: [] for a in axes}, name=metric)
     others = [k for k in config_keys if k not in axes and _varies(frame[k])]
@@ -79,17 +78,7 @@ def _import_xarray():
     return xarray
 
 
-def _config_keys(store) -> list[str]:
-    """Flattened config keys of every run, in first-seen order."""
-    from learnlab.experiments._store import flatten
-
-    keys: dict[str, None] = {}
-    for config in store.configs().values():
-        keys.update(dict.fromkeys(flatten(config)))
-    return list(keys)
-
-
-def _check_names(frame, config_keys, metric, axes, reduce, xr) -> None:
+def _check_names(frame, config_keys, run_columns, metric, axes, reduce, xr) -> None:
     problems = []
     if not axes:
         problems.append("axes is empty: name at least one config key, e.g. ['train.lr']")
@@ -98,8 +87,8 @@ def _check_names(frame, config_keys, metric, axes, reduce, xr) -> None:
     unknown = [a for a in axes if a not in config_keys]
     if unknown and config_keys:
         problems.append(f"unknown axes {unknown}; config keys are: {', '.join(sorted(config_keys))}")
-    metrics = [c for c in frame.columns if c not in META_COLUMNS and c not in config_keys]
-    if metric in config_keys or metric in META_COLUMNS or (metric not in frame.columns and metrics):
+    metrics = [c for c in frame.columns if c not in run_columns and c not in config_keys]
+    if metric in config_keys or metric in run_columns or (metric not in frame.columns and metrics):
         problems.append(f"unknown metric {metric!r}; metrics in this store: {', '.join(sorted(metrics)) or 'none'}")
     if reduce is not None and not callable(getattr(xr.DataArray, reduce, None)):
         problems.append(f"unknown reduction {reduce!r}; try mean, median, min, max, std or count")

@@ -1,76 +1,133 @@
 """Ensemble groups: runs that share every shape are trained together as one stacked model.
 
-Runs whose configs differ only in per-member keys (learning rate, optimizer
-hyperparameters, seeds, parameterization exponents, init seed, label noise,
-thresholds, ...; see ``MEMBER_KEYS``) land in one group. A group is capped by
-``max_members`` and by a memory budget estimated from the shapes, and large groups
-are split so that every worker of a pool gets work.
+Runs whose configs differ only in fields declared ``per_member`` (learning rate,
+optimizer hyperparameters, seeds, parameterization, thresholds, probes, ...; see
+:func:`learnlab._spec_base.member_fields`) land in one group. A group is capped by
+``max_members`` and by a memory budget estimated from the validated config, and large
+groups are split so that every worker of a pool gets work.
 """
 
 from __future__ import annotations
 
+import copy
+import functools
+import json
 import math
 from collections import defaultdict
+from collections.abc import Callable, Sequence
 
-from learnlab.experiments._runner import group_key
-from learnlab.models._spec import MODEL_NAMES
+from learnlab._spec_base import member_fields
+from learnlab.experiments._expand import Run
+from learnlab.experiments._facts import PlanFacts
+from learnlab.experiments._spec import RunConfig
 
-__all__ = ["form_groups", "member_bytes", "DEFAULT_MAX_MEMBERS", "DEFAULT_MEMORY_BUDGET"]
+__all__ = ["form_groups", "group_key", "member_bytes", "member_paths", "DEFAULT_MAX_MEMBERS", "DEFAULT_MEMORY_BUDGET"]
 
 DEFAULT_MAX_MEMBERS = 64
 DEFAULT_MEMORY_BUDGET = 2 * 2**30  # bytes per group
 
 
-def member_bytes(config: dict) -> int:
-    """Rough bytes one member needs: parameters x 4 (weights, grads, two optimizer moments),
-    activations of a batch (kept for backward), its test sample and an evaluation chunk."""
-    m, t, task = config["model"], config["train"], config["task"]
-    width, depth = m.get("width", 256), m.get("depth", 2)
-    d = (task.get("inputs") or {}).get("d") or 3072  # datasets: at most CIFAR-10's 3*32*32
-    size = 8 if t.get("dtype") == "float64" else 4
-    params = d * width + (depth - 1) * width * width + width * 4 + depth * width
-    if m.get("name", "mlp") not in MODEL_NAMES:  # a user model: count its parameters, width ~ sqrt of them
-        from learnlab.experiments._user_models import user_model_facts
+@functools.cache
+def member_paths() -> tuple[str, ...]:
+    """Dotted paths of the run config's per-member fields (``train.lr``, ``task.target.seed``)."""
+    return tuple(member_fields(RunConfig))
 
-        params = max(1, user_model_facts(m, task, t.get("dtype", "float32")).size)
-        width = max(1, int(math.sqrt(params)))
-    activations = 3 * t.get("batch_size", 64) * width * (depth + 1)
-    data = ((task.get("n_test") or 10_000) + (task.get("n_train") or 0)) * (d + 1)
-    eval_chunk = 2 * 4096 * width
+
+def group_key(config: dict) -> str:
+    """Runs with equal keys share every shape and can be trained as one stacked model."""
+    shared = copy.deepcopy(config)
+    for path in member_paths():
+        *parents, last = path.split(".")
+        node = shared
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(last, None)
+    return json.dumps(shared, sort_keys=True)
+
+
+def member_bytes(run: RunConfig, facts: PlanFacts | None = None) -> int:
+    """Rough bytes one member needs: parameters x 4 (weights, grads, two optimizer moments),
+    activations of a batch (kept for backward), its fixed data and an evaluation chunk.
+
+    Read off the validated config: an MLP's d x width x depth, a CNN's convolutions over
+    its image, a user model's own parameter count (``facts`` builds it once).
+    """
+    m, t, task = run.model, run.train, run.task
+    size = 8 if t.dtype == "float64" else 4
+    d = _input_dim(task)
+    outputs = _outputs(task)
+    if m.user:
+        facts = facts if facts is not None else PlanFacts()
+        params = max(1, facts.user_model(m.model_dump(mode="json"), task.model_dump(mode="json"), t.dtype).size)
+        features = max(1, int(math.sqrt(params)))  # a width-like size for its activations
+        activations = 3 * t.batch_size * features * 3
+    elif m.name == "cnn":
+        channels, height, width = m.image_shape or (1, 1, d)
+        k2 = m.kernel_size**2
+        params = channels * k2 * m.width + (m.depth - 1) * m.width * m.width * k2 + m.width * outputs
+        params += m.depth * m.width + outputs
+        activations = 3 * t.batch_size * m.width * height * width * m.depth  # every conv's map, kept for backward
+    else:
+        params = d * m.width + (m.depth - 1) * m.width * m.width + m.width * outputs + m.depth * m.width + outputs
+        activations = 3 * t.batch_size * m.width * (m.depth + 1)
+    data = ((task.n_test or 10_000) + (task.n_train or 0)) * (d + outputs)
+    eval_chunk = 2 * 4096 * max(m.width, 1) if not m.user else 0
     return size * (4 * params + activations + data + eval_chunk)
 
 
+def _input_dim(task) -> int:
+    inputs = getattr(task, "inputs", None)
+    if inputs is not None:
+        return int(inputs.d)
+    from learnlab.tasks import DATASETS
+
+    return int(math.prod(DATASETS[task.dataset].shape))
+
+
+def _outputs(task) -> int:
+    target = getattr(task, "target", None)
+    if target is not None:
+        return int(getattr(target, "outputs", None) or 1)
+    from learnlab.tasks import DATASETS
+
+    groups = 2 if task.binarize else len(task.classes) if task.classes else DATASETS[task.dataset].classes
+    return 1 if groups == 2 else groups
+
+
 def form_groups(
-    configs: list[dict],
+    runs: Sequence[Run | dict],
     *,
     max_members: int = DEFAULT_MAX_MEMBERS,
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
     workers: int = 1,
-    groupable=None,
-) -> list[list[dict]]:
-    """Partition run configs into groups that can be stacked, in the order of first appearance.
+    groupable: Callable[[Run], bool] | None = None,
+    facts: PlanFacts | None = None,
+) -> list[list[Run]]:
+    """Partition runs into groups that can be stacked, in the order of first appearance.
 
     Args:
-        configs: resolved run configs.
+        runs: the runs (or resolved config dicts).
         max_members: largest group (1 = every run alone).
         memory_budget: bytes a group may use (estimated by :func:`member_bytes`).
         workers: the executor's parallelism; big groups are split into at least this many.
-        groupable: predicate on a config; runs for which it is False run alone.
+        groupable: predicate on a run; runs for which it is False run alone.
+        facts: the plan's facts (user models are built once).
 
     Returns:
-        Groups (lists of configs); every config appears in exactly one group.
+        Groups (lists of runs); every run appears in exactly one group.
     """
-    buckets: dict[str, list[dict]] = defaultdict(list)
+    buckets: dict[str, list[Run]] = defaultdict(list)
     order = []
-    for config in configs:
-        key = group_key(config) if (groupable is None or groupable(config)) else f"alone:{len(order)}"
+    for run in map(Run.of, runs):
+        key = group_key(run.config) if (groupable is None or groupable(run)) else f"alone:{len(order)}"
         if key not in buckets:
             order.append(key)
-        buckets[key].append(config)
+        buckets[key].append(run)
     groups = []
     for key in order:
         bucket = buckets[key]
-        cap = max(1, min(max_members, memory_budget // max(1, member_bytes(bucket[0]))))
+        cap = max(1, min(max_members, memory_budget // max(1, member_bytes(bucket[0].validated(), facts))))
         n_groups = max(math.ceil(len(bucket) / cap), min(workers, len(bucket)))
         size = math.ceil(len(bucket) / n_groups)
         groups += [bucket[i : i + size] for i in range(0, len(bucket), size)]

@@ -19,6 +19,7 @@ import tempfile
 from collections.abc import Iterator
 
 from learnlab._callables import install, payload, refs_in
+from learnlab.experiments._expand import Run
 from learnlab.experiments._runner import run_group
 from learnlab.experiments._store import RunResult
 
@@ -82,7 +83,7 @@ def _gcs_problem(address: str, timeout: float) -> str | None:
     return None
 
 
-def batch_groups(groups: list[list[dict]], runs_per_task: int) -> list[list[list[dict]]]:
+def batch_groups(groups: list[list[Run]], runs_per_task: int) -> list[list[list[Run]]]:
     """Consecutive groups packed into tasks of about ``runs_per_task`` runs (never split)."""
     tasks, current, size = [], [], 0
     for group in groups:
@@ -97,7 +98,7 @@ def batch_groups(groups: list[list[dict]], runs_per_task: int) -> list[list[list
 
 
 def _run_task(
-    groups: list[list[dict]],
+    groups: list[list[Run]],
     threads: int,
     out: str | None,
     callables: dict[str, bytes] | None,
@@ -110,6 +111,9 @@ def _run_task(
     """
     import torch
 
+    from learnlab._cpu import tune_cpu
+
+    tune_cpu()
     torch.set_num_threads(threads)
     install(callables)
     return [run_group(group, out, None, device) for group in groups]
@@ -171,7 +175,7 @@ class RayExecutor:
         self.runs_per_task, self.max_retries = runs_per_task, max_retries
         self.out = None if out is None else str(out)
 
-    def run(self, groups: list[list[dict]]) -> Iterator[list[RunResult]]:
+    def run(self, groups: list[list[Run]]) -> Iterator[list[RunResult]]:
         if not groups:
             return
         ray = self._ray
@@ -179,7 +183,7 @@ class RayExecutor:
         session_dir = self._connect() if owned else None
         pending: dict = {}
         try:
-            cuda = [_on_cuda(c) for g in groups for c in g] if self.device is None else [False]
+            cuda = [_on_cuda(r.config) for g in groups for r in g] if self.device is None else [False]
             num_gpus = self.num_gpus or (1 if any(cuda) else 0)
             device = "cuda" if all(cuda) else self.device  # a task sees only its GPUs: cuda:N is its cuda:0
             remote = ray.remote(_run_task).options(
@@ -191,7 +195,7 @@ class RayExecutor:
             if session_dir:
                 self._check_fits(num_gpus)
             threads = max(1, int(self.num_cpus))
-            shipped = payload(set().union(*(refs_in(c) for g in groups for c in g)))
+            shipped = payload(set().union(*(refs_in(r.config) for g in groups for r in g)))
             callables = ray.put(shipped) if shipped else None  # once into the object store
             for task in batch_groups(groups, self._runs_per_task(groups)):
                 pending[remote.remote(task, threads, self.out, callables, device)] = task
@@ -241,7 +245,7 @@ class RayExecutor:
                     f"instance has {have.get(name, 0):g}; lower num_{name.lower()}s or join a cluster"
                 )
 
-    def _runs_per_task(self, groups: list[list[dict]]) -> int:
+    def _runs_per_task(self, groups: list[list[Run]]) -> int:
         if self.runs_per_task is not None:
             return self.runs_per_task
         cpus = self._ray.cluster_resources().get("CPU", 1.0)
@@ -249,7 +253,7 @@ class RayExecutor:
         runs = sum(len(g) for g in groups)
         return max(1, math.ceil(runs / (TASKS_PER_CPU * slots)))
 
-    def _collect(self, ref, task: list[list[dict]]) -> Iterator[list[RunResult]]:
+    def _collect(self, ref, task: list[list[Run]]) -> Iterator[list[RunResult]]:
         """A finished task's results, or every run of it failed with Ray's reason."""
         ray = self._ray
         try:
@@ -273,7 +277,5 @@ def _cancel(ray, refs) -> None:
             pass
 
 
-def _failed(group: list[dict], reason: str) -> list[RunResult]:
-    from learnlab.experiments._expand import run_id
-
-    return [RunResult(run_id(c), "failed", error=reason) for c in group]
+def _failed(group: list[Run], reason: str) -> list[RunResult]:
+    return [RunResult(r.run_id, "failed", error=reason) for r in group]

@@ -13,15 +13,23 @@ import yaml
 from pydantic import BaseModel, Field, PositiveInt, ValidationError, field_validator, model_validator
 
 from learnlab._callables import replace_callables
-from learnlab._spec_base import Section
-from learnlab.experiments._errors import SpecError, problems_from_validation, register_tagged
+from learnlab._spec_base import Section, per_member
+from learnlab.experiments._errors import SpecError, problems_from_validation
+from learnlab.experiments._facts import PlanFacts
 from learnlab.models._spec import ModelSpec
-from learnlab.tasks._spec import TAGGED_SPECS, TaskSpec
+from learnlab.tasks._spec import TaskSpec
 from learnlab.train._spec import TrainSpec
 
-__all__ = ["Spec", "RunConfig", "cross_checks", "SweepSpec", "load_spec", "parse_overrides", "set_dotted", "get_dotted"]
-
-register_tagged(TAGGED_SPECS)
+__all__ = [
+    "Spec",
+    "RunConfig",
+    "cross_checks",
+    "SweepSpec",
+    "load_spec",
+    "validate_config",
+    "parse_overrides",
+    "set_dotted",
+]
 
 
 class SweepSpec(Section):
@@ -65,14 +73,15 @@ class SweepSpec(Section):
 class RunConfig(Section):
     """One fully resolved run: what its id hashes, what the store records."""
 
-    seed: int = 0
+    seed: int = per_member(0, examples=(0, 1))
     task: TaskSpec
     model: ModelSpec = Field(default_factory=ModelSpec)
     train: TrainSpec = Field(default_factory=TrainSpec)
 
 
-def cross_checks(run: RunConfig) -> list[tuple[str, str]]:
-    """What the recipe asks of the task, as (key path, problem) pairs."""
+def cross_checks(run: RunConfig, facts: PlanFacts) -> list[tuple[str, str]]:
+    """What the recipe asks of the task, as (key path, problem) pairs; ``facts`` builds user
+    models and reads datasets once per plan."""
     problems = []
     online = getattr(run.task, "n_train", None) is None and getattr(run.task, "dataset", None) is None
     if online and run.train.epochs is not None:
@@ -87,35 +96,18 @@ def cross_checks(run: RunConfig) -> list[tuple[str, str]]:
         if inputs is None or getattr(inputs, "name", None) != "box" or inputs.d > 2:
             problems.append(("train.eval_sets", "eval set 'grid' needs task.inputs.name = box with d <= 2"))
     if run.model.user:
-        from learnlab.experiments._user_models import user_model_facts
-
-        error = user_model_facts(
-            run.model.model_dump(mode="json"), run.task.model_dump(mode="json"), run.train.dtype
-        ).error
+        model, task = run.model.model_dump(mode="json"), run.task.model_dump(mode="json")
+        error = facts.user_model(model, task, run.train.dtype).error
         if error:
             problems.append(("model", error))
     if getattr(run.task, "dataset", None) is not None:
-        problems += _dataset_size_problems(run)
+        problems += _dataset_size_problems(run, facts)
     return problems
 
 
-_DATASET_SIZES: dict[str, dict[str, int]] = {}
-
-
-def _dataset_size_problems(run: RunConfig) -> list[tuple[str, str]]:
-    """n_train / n_test against the examples of the kept classes (the data is read once per task)."""
-    import json
-
-    key = json.dumps(run.task.model_dump(mode="json", exclude={"n_train", "n_test", "noise"}), sort_keys=True)
-    if key not in _DATASET_SIZES:
-        from learnlab.tasks import make_task
-
-        try:
-            task = make_task(run.task)
-            _DATASET_SIZES[key] = {split: task.available(split) for split in ("train", "test")}
-        except Exception:  # noqa: BLE001 - unreadable files etc. are the task section's own problems
-            _DATASET_SIZES[key] = {}
-    sizes, problems = _DATASET_SIZES[key], []
+def _dataset_size_problems(run: RunConfig, facts: PlanFacts) -> list[tuple[str, str]]:
+    """n_train / n_test against the examples of the kept classes."""
+    sizes, problems = facts.dataset_size(run.task.model_dump(mode="json")), []
     for split, n in (("train", run.task.n_train), ("test", run.task.n_test)):
         if n is not None and split in sizes and n > sizes[split]:
             problems.append(
@@ -128,19 +120,20 @@ def _dataset_size_problems(run: RunConfig) -> list[tuple[str, str]]:
     return problems
 
 
+def validate_config(config: dict, source: str | None = None) -> RunConfig:
+    """A resolved run config, validated; SpecError with every problem's key path otherwise."""
+    try:
+        return RunConfig.model_validate(config)
+    except ValidationError as err:
+        raise SpecError(problems_from_validation(err, RunConfig), source=source) from None
+
+
 class Spec(RunConfig):
     """A whole spec: a base run plus the sweep around it (``base`` is resolved on reading)."""
 
     name: str = "experiment"
     base: str | None = None  # the template this spec was read on top of (provenance only)
     sweep: SweepSpec = Field(default_factory=SweepSpec)
-
-
-def get_dotted(tree: dict, key: str):
-    node = tree
-    for part in key.split("."):
-        node = node[part]
-    return node
 
 
 def set_dotted(tree: dict, key: str, value) -> None:
@@ -257,7 +250,9 @@ def load_spec(spec: str | Path | dict | Spec, overrides: list[str] | None = None
     """
     source = None
     if isinstance(spec, Spec):
-        raw = spec.model_dump(mode="json")
+        # what was set, not the defaults it was completed with: a default of one tagged section
+        # (gaussian's spectrum) must not follow a sweep point that switches it (to sphere)
+        raw = spec.model_dump(mode="json", exclude_unset=True)
     elif isinstance(spec, dict):
         raw = replace_callables(spec)  # notebook functions -> "callable:..." references
     else:

@@ -20,11 +20,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["Store", "RunResult", "open_store", "DONE_STATUSES", "STATUSES"]
+__all__ = ["Store", "RunResult", "open_store", "flatten", "db_path", "DONE_STATUSES", "STATUSES", "RUN_COLUMNS"]
 
 DB_NAME = "results.db"
 STATUSES = ("pending", "running", "finished", "diverged", "failed", "interrupted")
 DONE_STATUSES = ("finished", "diverged")  # results; a re-run skips them
+# what a row of runs() holds besides the flattened config, final metrics and threshold steps
+RUN_COLUMNS = ("run_id", "status", "name", "error", "step", "started", "finished", "artifacts")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -67,7 +69,7 @@ class RunResult:
     artifacts: str | None = None  # path of the run's probe tensors, relative to the output folder
 
 
-def _db_path(path: str | Path) -> Path:
+def db_path(path: str | Path) -> Path:
     path = Path(path)
     return path if path.suffix == ".db" else path / DB_NAME
 
@@ -75,8 +77,10 @@ def _db_path(path: str | Path) -> Path:
 class Store:
     """A results database. Use :func:`open_store` to read one."""
 
+    run_columns = RUN_COLUMNS  # columns of runs() besides config keys, final metrics and threshold steps
+
     def __init__(self, path: str | Path, *, create: bool = False):
-        self.path = _db_path(path)
+        self.path = db_path(path)
         if not create and not self.path.is_file():
             raise FileNotFoundError(f"no results store at {self.path}")
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -155,16 +159,7 @@ class Store:
         for rid, name, cfg, status, error, step, started, finished, final, thresholds, artifacts in self._conn.execute(
             query
         ):
-            row = {
-                "run_id": rid,
-                "status": status,
-                "name": name,
-                "error": error,
-                "step": step,
-                "started": started,
-                "finished": finished,
-                "artifacts": artifacts,
-            }
+            row = dict(zip(RUN_COLUMNS, (rid, status, name, error, step, started, finished, artifacts)))
             row.update(flatten(json.loads(cfg)))
             row.update(json.loads(final) if final else {})
             for c, s in (json.loads(thresholds) if thresholds else {}).items():
@@ -190,6 +185,13 @@ class Store:
         )
         frame["value"] = frame["value"].astype(float)
         return frame
+
+    def config_keys(self) -> list[str]:
+        """Flattened config keys of every run (``model.width``, ``train.lr``, ``seed``), in first-seen order."""
+        keys: dict[str, None] = {}
+        for config in self.configs().values():
+            keys.update(dict.fromkeys(flatten(config)))
+        return list(keys)
 
     def grid(self, metric: str, axes: list[str], *, reduce: str | None = None):
         """An xarray DataArray of ``metric`` over the sweep ``axes`` (NaN where a run is missing).

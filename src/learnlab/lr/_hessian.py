@@ -32,18 +32,30 @@ class LossFunction:
     """
 
     def __init__(self, model: nn.Module, criterion, x, y, *, stacked: bool = False):
-        self.model, self.criterion, self.x, self.y, self.stacked = model, criterion, x, y, stacked
         named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-        self.names = [n for n, _ in named]
-        self.theta = {n: p.detach() for n, p in named}
-        self.members = named[0][1].shape[0] if stacked else 1
-        self._pullback = None  # v -> H v, built on first use
-        if stacked and any(p.dim() == 0 or p.shape[0] != self.members for _, p in named):
+        members = named[0][1].shape[0] if stacked else 1
+        if stacked and any(p.dim() == 0 or p.shape[0] != members for _, p in named):
             shapes = {n: tuple(p.shape) for n, p in named}
             raise ValueError(f"stacked=True needs every parameter to have the member axis first; got {shapes}")
+        self._setup({n: p.detach() for n, p in named}, members, lambda params: functional_call(model, params, (x,)))
+        self.criterion, self.y = criterion, y
+
+    @classmethod
+    def of_stack(cls, stack, criterion, x, y) -> LossFunction:
+        """The loss of a :class:`~learnlab.models.Stack`, over each member's trainable parameters
+        viewed (E, ...) by their own names (``stack.member_parameters()``, ``stack.per_member``)."""
+        self = cls.__new__(cls)
+        theta = {n: stack.per_member(p.detach()) for n, p in stack.member_parameters() if p.requires_grad}
+        self._setup(theta, stack.members, lambda params: stack.functional(params, x))
+        self.criterion, self.y = criterion, y
+        return self
+
+    def _setup(self, theta: dict, members: int, forward) -> None:
+        self.names, self.theta, self.members, self._forward = list(theta), theta, members, forward
+        self._pullback = None  # v -> H v, built on first use
 
     def __call__(self, params: dict) -> torch.Tensor:
-        return self.criterion(functional_call(self.model, params, (self.x,)), self.y).sum()
+        return self.criterion(self._forward(params), self.y).sum()
 
     def gradient_and_hvp(self, v: dict) -> tuple[dict, dict]:
         """(grad L(theta), H v) for a dict of tangents shaped like the parameters."""

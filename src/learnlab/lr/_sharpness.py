@@ -11,13 +11,15 @@ methods at the edge of stability"). ``SharpnessProbe`` logs both sides of the in
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from torch import nn
 
 from learnlab.lr._checks import check_batch, trainable
 from learnlab.lr._hessian import LossFunction, lanczos
 
-__all__ = ["SharpnessProbe", "adam_preconditioner", "sharpness", "stability_threshold"]
+__all__ = ["SharpnessProbe", "adam_preconditioner", "sharpness", "stack_sharpness", "stability_threshold"]
 
 
 def sharpness(
@@ -57,41 +59,75 @@ def sharpness(
     if not isinstance(k, int) or k < 1:
         raise ValueError(f"k must be a positive integer; got {k!r}")
     params = trainable(model)
-    modes = [(m, m.training) for m in model.modules()]
-    try:
-        model.eval()
+    with _eval_mode(model):
         f = LossFunction(model, criterion, x, y, stacked=stacked)
-        n = sum(p.numel() for p in params) // f.members
-        if k > n:
-            raise ValueError(f"k = {k} exceeds the number of parameters per member ({n})")
-        scale = None if preconditioner is None else f.flat(adam_preconditioner(preconditioner, model)).rsqrt()
-
-        def matvec(v: torch.Tensor) -> torch.Tensor:  # v: (E, n)
-            v = v if scale is None else v * scale
-            hv = f.flat(f.gradient_and_hvp(f.unflat(v))[1])
-            return hv if scale is None else hv * scale
-
-        breakdown = 100 * torch.finfo(params[0].dtype).eps
-        iters = min(n, iters or max(30, 3 * k))
-        values = lanczos(
-            matvec, f.members, n, k, iters=iters, tol=tol, seed=seed, device=params[0].device, breakdown=breakdown
-        )
-    finally:
-        for m, training in modes:
-            m.training = training
+        pre = None if preconditioner is None else adam_preconditioner(preconditioner, model)
+        values = _top_eigenvalues(f, k, pre, iters, tol, seed, params[0])
     return values if stacked else values[0]
 
 
-def adam_preconditioner(optimizer: torch.optim.Optimizer, model: nn.Module) -> dict[str, torch.Tensor]:
-    """P = sqrt(v_hat) + eps per trainable parameter (name -> tensor), v_hat = v / (1 - beta2^t).
+def stack_sharpness(stack, x, y, criterion, k: int = 1, *, preconditioner=None, iters=None, tol=1e-4, seed=0):
+    """:func:`sharpness` of every member of a :class:`~learnlab.models.Stack`: (E, k).
+
+    The stack gives the per-member views (its own parameter names, member axis first), so
+    learnlab's models, stacked user modules and a user module held alone are measured alike.
+    """
+    check_batch(x, y)
+    params = [p for _, p in stack.member_parameters() if p.requires_grad]
+    with _eval_mode(stack):
+        f = LossFunction.of_stack(stack, criterion, x, y)
+        pre = None
+        if preconditioner is not None:
+            by_param = adam_preconditioner(preconditioner, stack)
+            pre = {n: stack.per_member(by_param[id(p)]) for n, p in stack.member_parameters() if p.requires_grad}
+        return _top_eigenvalues(f, k, pre, iters, tol, seed, params[0])
+
+
+def _top_eigenvalues(f: LossFunction, k: int, pre: dict | None, iters, tol, seed, param) -> torch.Tensor:
+    """Top-k eigenvalues (E, k) of f's Hessian (of P^-1/2 H P^-1/2 with ``pre`` = P by name)."""
+    n = sum(t.numel() for t in f.theta.values()) // f.members
+    if k > n:
+        raise ValueError(f"k = {k} exceeds the number of parameters per member ({n})")
+    scale = None if pre is None else f.flat(pre).rsqrt()
+
+    def matvec(v: torch.Tensor) -> torch.Tensor:  # v: (E, n)
+        v = v if scale is None else v * scale
+        hv = f.flat(f.gradient_and_hvp(f.unflat(v))[1])
+        return hv if scale is None else hv * scale
+
+    breakdown = 100 * torch.finfo(param.dtype).eps
+    iters = min(n, iters or max(30, 3 * k))
+    return lanczos(matvec, f.members, n, k, iters=iters, tol=tol, seed=seed, device=param.device, breakdown=breakdown)
+
+
+@contextlib.contextmanager
+def _eval_mode(model: nn.Module):
+    """Eval mode inside, every submodule's own mode restored after."""
+    modes = [(m, m.training) for m in model.modules()]
+    try:
+        model.eval()
+        yield
+    finally:
+        for m, training in modes:
+            m.training = training
+
+
+def adam_preconditioner(optimizer: torch.optim.Optimizer, model: nn.Module) -> dict:
+    """P = sqrt(v_hat) + eps per trainable parameter, v_hat = v / (1 - beta2^t).
+
+    Keyed by name (``model.named_parameters()``), or by ``id(parameter)`` for a
+    :class:`~learnlab.models.Stack` (whose member names differ from its module names).
 
     Raises:
         ValueError: if a trainable parameter has no ``exp_avg_sq`` state (not an Adam-family
             optimizer, or no step taken yet).
     """
+    from learnlab.models import Stack
+
     group_of = {id(p): g for g in optimizer.param_groups for p in g["params"]}
+    named = model.member_parameters() if isinstance(model, Stack) else list(model.named_parameters())
     out = {}
-    for name, p in model.named_parameters():
+    for name, p in named:
         if not p.requires_grad:
             continue
         state = optimizer.state.get(p, {})
@@ -105,7 +141,7 @@ def adam_preconditioner(optimizer: torch.optim.Optimizer, model: nn.Module) -> d
         v = state["max_exp_avg_sq"] if group.get("amsgrad") else state["exp_avg_sq"]
         beta2 = _member_view(group["betas"][1], p)
         bias2 = 1 - beta2 ** float(state["step"])
-        out[name] = (v / bias2).sqrt() + _member_view(group["eps"], p)
+        out[id(p) if isinstance(model, Stack) else name] = (v / bias2).sqrt() + _member_view(group["eps"], p)
     return out
 
 
@@ -144,7 +180,7 @@ class SharpnessProbe:
     """A training probe: top-k sharpness and the stability threshold it is compared with.
 
     ``probe(model, ctx) -> dict``: on the batch ``ctx.batch`` (or the fixed ``batch``
-    given here) with ``ctx.loss_fn`` (or ``criterion``), per member when ``ctx.stacked``.
+    given here) with ``ctx.loss_fn`` (or ``criterion``), per member of the stack ``model``.
     Keys: ``sharpness`` (``preconditioned_sharpness`` with ``preconditioned=True``),
     ``sharpness_2`` ... for k > 1, and ``threshold`` (see :func:`stability_threshold`)
     when ``ctx.optimizer`` is there; a run then shows sharpness against 2 / lr.
@@ -189,7 +225,10 @@ class SharpnessProbe:
             tol=self.tol,
             seed=self.seed,
         )
-        values = values if stacked else values.unsqueeze(0)  # (E, k)
+        return self._values(values if stacked else values.unsqueeze(0), optimizer, stacked)
+
+    def _values(self, values: torch.Tensor, optimizer, stacked: bool) -> dict:
+        """values (E, k) -> the probe's keys (floats for a single model, (E,) tensors for a stack)."""
         name = "preconditioned_sharpness" if self.preconditioned else "sharpness"
         members = values.shape[0]
         out = {name if i == 0 else f"{name}_{i + 1}": _scalar(values[:, i], stacked, members) for i in range(self.k)}
@@ -199,11 +238,29 @@ class SharpnessProbe:
         return out
 
     def __call__(self, model: nn.Module, ctx=None) -> dict:
+        """(E,) values per member of a :class:`~learnlab.models.Stack` (the loop's model);
+        floats for any other module (its batch and criterion as for that module)."""
+        from learnlab.models import Stack
+
         x, y = self.batch if self.batch is not None else _ctx(ctx, "batch")
         criterion = self.criterion or _ctx(ctx, "loss_fn")
-        return self.measure(
-            model, x, y, criterion, getattr(ctx, "optimizer", None), bool(getattr(ctx, "stacked", False))
+        optimizer = getattr(ctx, "optimizer", None)
+        if not isinstance(model, Stack):
+            return self.measure(model, x, y, criterion, optimizer)
+        if self.preconditioned and optimizer is None:
+            raise ValueError("preconditioned=True needs the optimizer (ctx.optimizer)")
+        values = stack_sharpness(
+            model,
+            x,
+            y,
+            criterion,
+            self.k,
+            preconditioner=optimizer if self.preconditioned else None,
+            iters=self.iters,
+            tol=self.tol,
+            seed=self.seed,
         )
+        return self._values(values, optimizer, stacked=True)
 
 
 def _scalar(values: torch.Tensor, stacked: bool, members: int):

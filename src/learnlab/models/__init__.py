@@ -16,7 +16,8 @@ from learnlab.models._param import (
 )
 from learnlab.models._scaling import Scaling, Slot, lr_factors, lr_table, scaling_of
 from learnlab.models._spec import ModelSpec, ParamSpec
-from learnlab.models._user import UserStack, build_user_members, vectorization_problem
+from learnlab.models._stack import Stack
+from learnlab.models._user import UserStack, as_stack, build_user_members, vectorization_problem
 
 __all__ = [
     "ACTIVATIONS",
@@ -34,8 +35,10 @@ __all__ = [
     "Parameterization",
     "Scaling",
     "Slot",
+    "Stack",
     "UserStack",
     "apply_parameterization",
+    "as_stack",
     "build_model",
     "build_optimizer",
     "build_user_members",

@@ -6,15 +6,15 @@ from collections.abc import Sequence
 
 import torch
 
+from learnlab._spec_base import member_fields
 from learnlab.models._cnn import CNN
 from learnlab.models._mlp import MLP
 from learnlab.models._spec import ModelSpec
 from learnlab.models._user import UserStack, build_user_members
 
-__all__ = ["build_model", "MODELS", "PER_MEMBER_KEYS"]
+__all__ = ["build_model", "MODELS"]
 
 MODELS = {"mlp": MLP, "cnn": CNN}
-PER_MEMBER_KEYS = ("param", "gamma", "init_seed")  # may differ between the members of one stack
 
 
 def build_model(
@@ -32,7 +32,7 @@ def build_model(
     global RNG seeded by the member's generator seed, and stacked as a :class:`UserStack`.
 
     Args:
-        model: the spec section(s); all keys but ``PER_MEMBER_KEYS`` must agree.
+        model: the spec section(s); all keys but those declared per-member must agree.
         d, outputs: the task's input and output dimensions.
         generators: one per member for the initial draw (default: seed 0, one member).
         dtype, device: of the parameters.
@@ -50,13 +50,14 @@ def build_model(
     if len(specs) != len(generators):
         raise ValueError(f"got {len(specs)} model sections for {len(generators)} generators")
     first = specs[0]
-    shared = first.model_dump(exclude=set(PER_MEMBER_KEYS))
+    per_member = set(member_fields(ModelSpec))
+    shared = first.model_dump(exclude=per_member)
     for i, spec in enumerate(specs[1:], start=1):
-        other = spec.model_dump(exclude=set(PER_MEMBER_KEYS))
+        other = spec.model_dump(exclude=per_member)
         diff = sorted(k for k in shared if shared[k] != other[k])
         if diff:
             raise ValueError(
-                f"members 0 and {i} differ in {diff}; only {list(PER_MEMBER_KEYS)} may differ within one stacked model"
+                f"members 0 and {i} differ in {diff}; only {sorted(per_member)} may differ within one stacked model"
             )
     if first.user:
         from learnlab._imports import resolve

@@ -22,38 +22,6 @@ import torch
 __all__ = ["SGD", "Adam", "select_members", "scheduled_lr"]
 
 
-_CACHE: dict = {}  # id(hyperparameter tensor) -> (tensor, derived values): no conversion per step
-
-
-def _cached(value: torch.Tensor, key, make):
-    entry = _CACHE.get(id(value))
-    if entry is None or entry[0] is not value:  # the tensor is kept alive, so its id is not reused
-        if len(_CACHE) > 4096:
-            _CACHE.clear()
-        entry = _CACHE[id(value)] = (value, {})
-    derived = entry[1]
-    if key not in derived:
-        derived[key] = make()
-    return derived[key]
-
-
-def _per_member(value, p: torch.Tensor):
-    """A float stays a float; an (E,) tensor becomes (E, 1, ..., 1) to broadcast over p."""
-    if isinstance(value, torch.Tensor):
-        return _cached(
-            value,
-            (p.dtype, p.device, p.dim()),
-            lambda: value.to(dtype=p.dtype, device=p.device).view(-1, *([1] * (p.dim() - 1))),
-        )
-    return value
-
-
-def _nonzero(value) -> bool:
-    if isinstance(value, torch.Tensor):
-        return _cached(value, "nonzero", lambda: bool((value != 0).any()))
-    return value != 0
-
-
 def scheduled_lr(group: dict, k: int):
     """The group's learning rate for update ``k`` (0-based): ``lr``, times ``lr_warmup`` while k < n_warmup."""
     lr = group["lr"]
@@ -64,7 +32,48 @@ def scheduled_lr(group: dict, k: int):
     return lr * torch.where(n_warmup > k, warm, torch.ones_like(warm))
 
 
-class SGD(torch.optim.Optimizer):
+class _MemberOptimizer(torch.optim.Optimizer):
+    """Per-member hyperparameters, broadcast over dim 0 of each parameter.
+
+    What a step derives from a group's hyperparameter tensor (its (E, 1, ..., 1) view in
+    the parameter's dtype and device, whether it is nonzero, 1 - beta) is kept here, one
+    entry per (group, hyperparameter, layout), with the tensor it came from: it is
+    reused while the group holds that tensor and replaced when a new one is assigned (a
+    schedule assigns one every step), so nothing is converted twice and nothing grows.
+    """
+
+    def _derived(self, key: tuple, value: torch.Tensor, make):
+        cache = self.__dict__.setdefault("_learnlab_derived", {})
+        entry = cache.get(key)
+        if entry is None or entry[0] is not value:
+            entry = cache[key] = (value, make())
+        return entry[1]
+
+    def _member(self, where: tuple, value, p: torch.Tensor):
+        """A float stays a float; an (E,) tensor becomes (E, 1, ..., 1) to broadcast over p."""
+        if not isinstance(value, torch.Tensor):
+            return value
+        layout = (p.dtype, p.device, p.dim())
+        return self._derived((*where, *layout), value, lambda: _member_view(value, p))
+
+    def _nonzero(self, where: tuple, value) -> bool:
+        if isinstance(value, torch.Tensor):
+            return self._derived((*where, "nonzero"), value, lambda: bool((value != 0).any()))
+        return value != 0
+
+    def _closure(self, closure):
+        """torch's convention: re-evaluate the loss (with gradients) before the step, and return it."""
+        if closure is None:
+            return None
+        with torch.enable_grad():
+            return closure()
+
+
+def _member_view(value: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    return value.to(dtype=p.dtype, device=p.device).view(-1, *([1] * (p.dim() - 1)))
+
+
+class SGD(_MemberOptimizer):
     """SGD with optional (Nesterov) momentum and L2 weight decay, as torch.optim.SGD."""
 
     def __init__(self, params, lr=1e-2, momentum=0.0, nesterov=False, weight_decay=0.0):
@@ -72,32 +81,34 @@ class SGD(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None):
-        for group in self.param_groups:
+        loss = self._closure(closure)
+        for k, group in enumerate(self.param_groups):
             for p in group["params"]:
                 if p.grad is None:
                     continue
                 g = p.grad
                 state = self.state[p]
-                if _nonzero(group["weight_decay"]):
-                    g = g + _per_member(group["weight_decay"], p) * p
-                if _nonzero(group["momentum"]):
-                    mom = _per_member(group["momentum"], p)
+                if self._nonzero((k, "weight_decay"), group["weight_decay"]):
+                    g = g + self._member((k, "weight_decay"), group["weight_decay"], p) * p
+                if self._nonzero((k, "momentum"), group["momentum"]):
+                    mom = self._member((k, "momentum"), group["momentum"], p)
                     buf = state.get("momentum_buffer")
                     if buf is None:
                         buf = state["momentum_buffer"] = g.clone()
                     else:
                         buf.mul_(mom).add_(g)
                     g = g + mom * buf if group["nesterov"] else buf
-                k = state.get("step", 0)
-                lr = scheduled_lr(group, k)
-                state["step"] = k + 1
+                step = state.get("step", 0)
+                lr = scheduled_lr(group, step)
+                state["step"] = step + 1
                 if isinstance(lr, torch.Tensor):
-                    p.addcmul_(g, _per_member(lr, p), value=-1)
+                    p.addcmul_(g, self._member((k, "lr"), lr, p), value=-1)
                 else:
                     p.add_(g, alpha=-lr)
+        return loss
 
 
-class Adam(torch.optim.Optimizer):
+class Adam(_MemberOptimizer):
     """Adam (L2 weight decay) or AdamW (decoupled weight decay), as torch.optim.Adam/AdamW."""
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, decoupled=False):
@@ -105,7 +116,8 @@ class Adam(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None):
-        for group in self.param_groups:
+        loss = self._closure(closure)
+        for k, group in enumerate(self.param_groups):
             beta1, beta2 = group["betas"]
             for p in group["params"]:
                 if p.grad is None:
@@ -116,44 +128,45 @@ class Adam(torch.optim.Optimizer):
                     state["step"] = 0
                     state["exp_avg"] = torch.zeros_like(p)
                     state["exp_avg_sq"] = torch.zeros_like(p)
-                lr = _per_member(scheduled_lr(group, state["step"]), p)
+                lr = self._member((k, "lr"), scheduled_lr(group, state["step"]), p)
                 wd = group["weight_decay"]
-                if _nonzero(wd):
+                if self._nonzero((k, "weight_decay"), wd):
                     if group["decoupled"]:
-                        p.mul_(1 - lr * _per_member(wd, p))
+                        p.mul_(1 - lr * self._member((k, "weight_decay"), wd, p))
                     else:
-                        g = g + _per_member(wd, p) * p
+                        g = g + self._member((k, "weight_decay"), wd, p) * p
                 state["step"] += 1
                 t = state["step"]
                 m, v = state["exp_avg"], state["exp_avg_sq"]
                 if isinstance(beta1, torch.Tensor):  # one pair per member: the same bits as floats
-                    bias1, bias2_sqrt = _member_betas(m, v, g, beta1, beta2, t, p)
+                    bias1, bias2_sqrt = self._member_betas(k, m, v, g, beta1, beta2, t, p)
                 else:
                     m.lerp_(g, 1 - beta1)
                     v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
                     bias1 = 1 - beta1**t
                     bias2_sqrt = (1 - beta2**t) ** 0.5
-                denom = (v.sqrt() / bias2_sqrt).add_(_per_member(group["eps"], p))
+                denom = (v.sqrt() / bias2_sqrt).add_(self._member((k, "eps"), group["eps"], p))
                 p.sub_((lr / bias1) * m / denom)
+        return loss
 
+    def _member_betas(self, k: int, m, v, g, beta1: torch.Tensor, beta2: torch.Tensor, t: int, p):
+        """Adam's moment updates with (E,) float64 betas; returns the bias corrections.
 
-def _member_betas(m, v, g, beta1: torch.Tensor, beta2: torch.Tensor, t: int, p):
-    """Adam's moment updates with (E,) float64 betas; returns the bias corrections.
-
-    Every coefficient (1 - beta, the corrections) is computed in float64, as Python does
-    for float betas, and rounded once to p's dtype, and the moments go through the same
-    kernels (lerp, addcmul) as the float path, so a member's update has the same bits
-    as its run alone with float betas.
-    """
-
-    def member(value: torch.Tensor) -> torch.Tensor:
-        return value.to(dtype=p.dtype, device=p.device).view(-1, *([1] * (p.dim() - 1)))
-
-    w1 = _cached(beta1, ("1-", p.dtype, p.device, p.dim()), lambda: member(1 - beta1))
-    w2 = _cached(beta2, ("1-", p.dtype, p.device, p.dim()), lambda: member(1 - beta2))
-    m.lerp_(g, w1)
-    v.mul_(_per_member(beta2, p)).addcmul_(g * w2, g)
-    return member(1 - beta1**t), member((1 - beta2**t).sqrt())
+        Every coefficient (1 - beta, the corrections) is computed in float64, as Python does
+        for float betas, and rounded once to p's dtype, and the moments go through the same
+        kernels (lerp, addcmul) as the float path, so a member's update has the same bits
+        as its run alone with float betas.
+        """
+        layout = (p.dtype, p.device, p.dim())
+        w1 = self._derived((k, "1-beta1", *layout), beta1, lambda: _member_view(1 - beta1, p))
+        w2 = self._derived((k, "1-beta2", *layout), beta2, lambda: _member_view(1 - beta2, p))
+        m.lerp_(g, w1)
+        v.mul_(self._member((k, "beta2"), beta2, p)).addcmul_(g * w2, g)
+        # the corrections by Python's float arithmetic, as the float path has them (torch's pow
+        # and sqrt may round the last bit differently, which float64 parameters would show)
+        bias1 = torch.tensor([1 - b**t for b in beta1.tolist()], dtype=torch.float64)
+        bias2_sqrt = torch.tensor([(1 - b**t) ** 0.5 for b in beta2.tolist()], dtype=torch.float64)
+        return _member_view(bias1, p), _member_view(bias2_sqrt, p)
 
 
 @torch.no_grad()
@@ -162,8 +175,11 @@ def select_members(model, optimizer: torch.optim.Optimizer, keep: torch.Tensor) 
 
     Every parameter, buffer (multipliers, centering's initial parameters), optimizer
     state tensor and (E,) group hyperparameter is indexed along dim 0; the model's
-    :class:`~learnlab.models.Scaling` keeps the members' parameterizations.
+    :class:`~learnlab.models.Scaling` keeps the members' parameterizations. Keeping
+    every member (in order) changes nothing, so a stack of one need not have a member axis.
     """
+    if keep.tolist() == list(range(int(getattr(model, "members", -1)))):
+        return
     keep_dev = {}
     for p in model.parameters():
         idx = keep_dev.setdefault(p.device, keep.to(p.device))

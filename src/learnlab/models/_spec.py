@@ -15,7 +15,7 @@ from pydantic import (
     model_validator,
 )
 
-from learnlab._spec_base import Section
+from learnlab._spec_base import Section, per_member
 from learnlab.models._param import PARAMETERIZATIONS
 from learnlab.models._stack import ACTIVATIONS
 
@@ -83,12 +83,12 @@ class ModelSpec(Section):
     depth: PositiveInt = 2  # number of hidden layers (cnn: convolutions)
     activation: str = "relu"
     bias: bool = True
-    param: str | ParamSpec = "sp"
+    param: str | ParamSpec = per_member("sp", examples=("sp", "mup"))
     base_width: int = 1  # n0: at width = base_width every parameterization is the standard model
-    gamma: float = 1.0  # richness: output multiplier / gamma
+    gamma: float = per_member(1.0, examples=(1.0, 2.0))  # richness: output multiplier / gamma
     gamma_lr: Literal["piecewise", "gamma", "gamma2", "none"] = "piecewise"  # base lr rule under gamma
     center: bool = False  # f(x) - f_0(x): zero output at initialisation
-    init_seed: int | None = None  # same initial draw across runs that share it
+    init_seed: int | None = per_member(None, examples=(None, 7))  # same initial draw across runs that share it
     kernel_size: PositiveInt = 3  # cnn
     image_shape: list[PositiveInt] | None = None  # cnn: [channels, height, width], d = their product
 

@@ -5,17 +5,68 @@ A stacked model holds E members along dim 0 of every parameter and buffer (so
 with :meth:`StackedModel.draw`, register multiplier buffers with
 :meth:`StackedModel.member_buffer`, and implement ``_net(x, weights, biases, record)``
 and ``_stack_input(x)``.
+
+:class:`Stack` is what the training loop and its probes see of any model: E members
+answering x (E, batch, d) -> (E, batch, k), and per-member views of their parameters.
+learnlab's ``MLP`` and ``CNN`` are stacks; any other module is wrapped by
+:func:`learnlab.models.as_stack` (a :class:`~learnlab.models.UserStack`).
 """
 
 from __future__ import annotations
 
+from typing import Protocol, runtime_checkable
+
 import torch
 from torch import nn
+from torch.func import functional_call
 
 from learnlab.models._param import Parameterization, get_parameterization, lr_key
 from learnlab.models._scaling import SCALING_ATTR
 
-__all__ = ["StackedModel", "layer_names", "check_positive", "stacked_matmul", "ACTIVATIONS"]
+__all__ = ["Stack", "StackedModel", "layer_names", "check_positive", "stacked_matmul", "ACTIVATIONS"]
+
+
+@runtime_checkable
+class Stack(Protocol):
+    """E members trained as one module: x (E, batch, d) -> (E, batch, k).
+
+    Names are each member's own (``weights.0`` for learnlab's MLP, ``0.weight`` for a
+    user's ``nn.Sequential``); :meth:`per_member` views any tensor shaped like one of
+    them (the parameter, its gradient, its optimizer state) with the member axis first.
+
+    Attributes:
+        members: E.
+    """
+
+    members: int
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor: ...
+
+    def member_parameters(self) -> list[tuple[str, nn.Parameter]]:
+        """(name, parameter) of every parameter, in the module's order."""
+        ...
+
+    def member_buffers(self) -> list[tuple[str, torch.Tensor]]:
+        """(name, buffer) of every buffer."""
+        ...
+
+    def per_member(self, tensor: torch.Tensor) -> torch.Tensor:
+        """A tensor shaped like a parameter or buffer, as (E, ...)."""
+        ...
+
+    def functional(self, state: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        """The forward pass with some parameters/buffers replaced: ``state`` maps names to
+        (E', ...) tensors (every name given with the same E'; the rest are the stack's own
+        when E' = E), x (E', batch, d) -> (E', batch, k)."""
+        ...
+
+    def activations(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The output and each layer's output, (E, ...) by layer name."""
+        ...
+
+    def member_state_dict(self, row: int) -> dict[str, torch.Tensor]:
+        """Member ``row``'s own state (to save it, or load it into a model of one member)."""
+        ...
 
 
 def _identity(h: torch.Tensor) -> torch.Tensor:
@@ -145,6 +196,22 @@ class StackedModel(nn.Module):
         record: dict[str, torch.Tensor] = {}
         out = self._outputs(x, record)
         return (out.squeeze(0) if squeeze else out), record
+
+    # ---- the Stack protocol: every parameter and buffer already has the member axis ------
+    def member_parameters(self) -> list[tuple[str, nn.Parameter]]:
+        return list(self.named_parameters())
+
+    def member_buffers(self) -> list[tuple[str, torch.Tensor]]:
+        return list(self.named_buffers())
+
+    def per_member(self, tensor: torch.Tensor) -> torch.Tensor:
+        return tensor
+
+    def functional(self, state: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        return functional_call(self, state, (x,))
+
+    def member_state_dict(self, row: int) -> dict[str, torch.Tensor]:
+        return {n: (t[row : row + 1] if t.dim() > 0 else t).detach().clone() for n, t in self.state_dict().items()}
 
     def lr_exponents(self, optimizer: str) -> list[tuple[nn.Parameter, str, torch.Tensor]]:
         """(parameter, name, c per member) for every parameter (kept for callers of the spine API;

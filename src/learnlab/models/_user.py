@@ -25,7 +25,7 @@ from torch.func import functional_call, stack_module_state, vmap
 from learnlab.models._param import get_parameterization
 from learnlab.models._scaling import SCALING_ATTR, Scaling
 
-__all__ = ["UserStack", "build_user_members", "vectorization_problem"]
+__all__ = ["UserStack", "as_stack", "build_user_members", "vectorization_problem"]
 
 
 def build_user_members(
@@ -58,56 +58,129 @@ def build_user_members(
 
 
 class UserStack(nn.Module):
-    """E copies of a user module with stacked parameters and buffers; x (E, batch, d) -> (E, batch, k).
+    """E user modules as one :class:`~learnlab.models.Stack`: x (E, batch, d) -> (E, batch, k).
 
-    With E = 1 a 2-d x (batch, d) gives (batch, k). Parameter ``read_in.weight`` of the
-    module is registered as ``p_read_in__weight`` (buffers ``b_...``), in the module's order;
-    ``names`` lists the module's own names.
+    With several modules, every parameter and buffer is stacked with a leading member
+    axis (``torch.func.stack_module_state``) and all members run in one ``vmap``-ed
+    ``functional_call``. Parameter ``read_in.weight`` of the module is registered as
+    ``p_read_in__weight`` (buffers ``b_...``); :meth:`member_parameters` gives the
+    module's own names. With one module, that module itself is held (as ``module``) and
+    trained in place: an optimizer built on its parameters drives it, and anything a
+    module may do (in-place buffer updates, data-dependent control flow) it may do here.
+    With E = 1 a 2-d x (batch, d) gives (batch, k).
     """
 
     def __init__(self, modules: Sequence[nn.Module]):
         super().__init__()
         modules = list(modules)
+        if not modules:
+            raise ValueError("UserStack needs at least one module")
         self.members = len(modules)
-        params, buffers = stack_module_state(modules)
-        self.names = list(params)
-        self.buffer_names = list(buffers)
-        # attribute names keep the module's own (read_in.weight -> p_read_in__weight), so probes
-        # and state dicts read like the module's
-        self._attrs = [f"p_{n.replace('.', '__')}" for n in self.names]
-        self._buffer_attrs = [f"b_{n.replace('.', '__')}" for n in self.buffer_names]
-        if len(set(self._attrs + self._buffer_attrs)) < len(self._attrs) + len(self._buffer_attrs):
-            self._attrs = [f"p{i}" for i in range(len(self.names))]  # names that collide once flattened
-            self._buffer_attrs = [f"b{i}" for i in range(len(self.buffer_names))]
-        for attr, name in zip(self._attrs, self.names):
-            self.register_parameter(attr, nn.Parameter(params[name].detach().clone()))
-        for attr, name in zip(self._buffer_attrs, self.buffer_names):
-            self.register_buffer(attr, buffers[name].clone())
-        base = copy.deepcopy(modules[0]).to("meta")  # the code, not the weights
-        object.__setattr__(self, "_base", base)  # not a submodule: its meta tensors are not ours
+        if self.members == 1:
+            self.module = modules[0]
+            self.names = [n for n, _ in self.module.named_parameters()]
+            self.buffer_names = [n for n, _ in self.module.named_buffers()]
+        else:
+            self._stack(modules)
         sp = get_parameterization("sp")
         setattr(self, SCALING_ATTR, Scaling([sp] * self.members, 1.0, 2, []))  # no slots: every lr factor 1
 
-    def _state(self, member: int | None = None) -> dict[str, torch.Tensor]:
-        params = {n: getattr(self, a) for a, n in zip(self._attrs, self.names)}
-        params.update({n: getattr(self, a) for a, n in zip(self._buffer_attrs, self.buffer_names)})
-        return params if member is None else {n: t[member] for n, t in params.items()}
+    def _stack(self, modules: list[nn.Module]) -> None:
+        params, buffers = stack_module_state(modules)
+        self.names, self.buffer_names = list(params), list(buffers)
+        # attribute names keep the module's own (read_in.weight -> p_read_in__weight), so state
+        # dicts read like the module's
+        attrs = [f"p_{n.replace('.', '__')}" for n in self.names]
+        buffer_attrs = [f"b_{n.replace('.', '__')}" for n in self.buffer_names]
+        if len(set(attrs + buffer_attrs)) < len(attrs) + len(buffer_attrs):
+            attrs = [f"p{i}" for i in range(len(self.names))]  # names that collide once flattened
+            buffer_attrs = [f"b{i}" for i in range(len(self.buffer_names))]
+        self._attrs, self._buffer_attrs = attrs, buffer_attrs
+        for attr, name in zip(attrs, self.names):
+            self.register_parameter(attr, nn.Parameter(params[name].detach().clone()))
+        for attr, name in zip(buffer_attrs, self.buffer_names):
+            self.register_buffer(attr, buffers[name].clone())
+        base = copy.deepcopy(modules[0]).to("meta")  # the code, not the weights
+        object.__setattr__(self, "_base", base)  # not a submodule: its meta tensors are not ours
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        squeeze = x.dim() == 2
-        if squeeze:
+    @property
+    def owns_module(self) -> bool:
+        """Whether this stack holds one module itself (trained in place)."""
+        return "module" in self._modules
+
+    # ---- the Stack protocol ----------------------------------------------------------
+    def member_parameters(self) -> list[tuple[str, nn.Parameter]]:
+        if self.owns_module:
+            return list(self.module.named_parameters())
+        return [(n, getattr(self, a)) for a, n in zip(self._attrs, self.names)]
+
+    def member_buffers(self) -> list[tuple[str, torch.Tensor]]:
+        if self.owns_module:
+            return list(self.module.named_buffers())
+        return [(n, getattr(self, a)) for a, n in zip(self._buffer_attrs, self.buffer_names)]
+
+    def per_member(self, tensor: torch.Tensor) -> torch.Tensor:
+        return tensor.unsqueeze(0) if self.owns_module else tensor
+
+    def functional(self, state: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        if self.owns_module:  # state: (1, ...) tensors
+            return functional_call(self.module, {n: t[0] for n, t in state.items()}, (x[0],)).unsqueeze(0)
+        full = {**dict(self.member_parameters()), **dict(self.member_buffers()), **state}
+        self._base.train(self.training)
+        return vmap(lambda member, xe: functional_call(self._base, member, (xe,)))(full, x)
+
+    def activations(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The output and, for a module held whole, the output of every leaf submodule (``0``,
+        ``1``, ... for an ``nn.Sequential``), (E, ...) each; a vmapped stack records only the output."""
+        x, squeeze = self._stack_input(x)
+        if not self.owns_module:
+            out = self(x)
+            return (out.squeeze(0) if squeeze else out), {}
+        from learnlab.models._coord import forward_with_outputs
+
+        leaves = [(n, m) for n, m in self.module.named_modules() if n and not any(True for _ in m.children())]
+        out, record = forward_with_outputs(self.module, x[0], leaves)
+        record = {n: h.unsqueeze(0) for n, h in record.items()}
+        return (out if squeeze else out.unsqueeze(0)), record
+
+    def member_state_dict(self, row: int) -> dict[str, torch.Tensor]:
+        """Member ``row``'s state in the module's own format (``module.load_state_dict`` takes it)."""
+        if self.owns_module:
+            return {n: t.detach().clone() for n, t in self.module.state_dict().items()}
+        tensors = [*self.member_parameters(), *self.member_buffers()]
+        return {n: t[row].detach().clone() for n, t in tensors}
+
+    # ---- nn.Module -------------------------------------------------------------------
+    def _stack_input(self, x: torch.Tensor) -> tuple[torch.Tensor, bool]:
+        if x.dim() == 2:
             if self.members != 1:
                 raise ValueError(f"x must be (members={self.members}, batch, d); got {tuple(x.shape)}")
-            x = x.unsqueeze(0)
-        self._base.train(self.training)
-        if self.members == 1:  # the module as it is: anything a module may do, it may do here
-            out = functional_call(self._base, self._state(0), (x[0],)).unsqueeze(0)
+            return x.unsqueeze(0), True
+        return x, False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x, squeeze = self._stack_input(x)
+        if self.owns_module:  # the module as it is
+            out = self.module(x[0]).unsqueeze(0)
         else:
-            out = vmap(lambda state, xe: functional_call(self._base, state, (xe,)))(self._state(), x)
+            out = self.functional({}, x)
         return out.squeeze(0) if squeeze else out
 
     def extra_repr(self) -> str:
-        return f"members={self.members}, module={type(self._base).__name__}"
+        module = self.module if self.owns_module else self._base
+        return f"members={self.members}, module={type(module).__name__}"
+
+
+def as_stack(model: nn.Module) -> nn.Module:
+    """``model`` as a :class:`~learnlab.models.Stack`: learnlab's models and user stacks as
+    they are; any other module wrapped (not copied) in a :class:`UserStack` of one."""
+    from learnlab.models._stack import StackedModel
+
+    if isinstance(model, (StackedModel, UserStack)):
+        return model
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"expected a torch.nn.Module, got {type(model).__name__}")
+    return UserStack([model])
 
 
 def vectorization_problem(modules: Sequence[nn.Module], d: int) -> str | None:
@@ -115,7 +188,8 @@ def vectorization_problem(modules: Sequence[nn.Module], d: int) -> str | None:
     try:
         stack = UserStack(modules)
         p = next(stack.parameters())
-        x = torch.randn(stack.members, 3, d, dtype=p.dtype, device=p.device)
+        x = torch.randn(stack.members, 3, d, generator=torch.Generator().manual_seed(0), dtype=p.dtype)
+        x = x.to(p.device)  # the global RNG is left alone
         stack(x).sum().backward()
     except Exception as exc:  # noqa: BLE001 - the reason is reported, whatever it is
         return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")

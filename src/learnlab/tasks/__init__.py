@@ -1,5 +1,6 @@
 """Tasks: what is learned (input distributions, targets, label noise, samples, real datasets)."""
 
+from learnlab.tasks._build import make_task
 from learnlab.tasks._catalogue import catalogue
 from learnlab.tasks._dataset_task import DatasetTask
 from learnlab.tasks._datasets import DATASETS, DatasetFilesError, read_idx
@@ -20,7 +21,7 @@ from learnlab.tasks._power_law import PowerLaw, power_law_coefficients, relu_lev
 from learnlab.tasks._spec import TaskSpec
 from learnlab.tasks._stream import BatchStream, next_stacked
 from learnlab.tasks._targets import TARGETS, FunctionTarget, Hermite, Labelled, Parity, Sine, Target
-from learnlab.tasks._task import Task, make_task
+from learnlab.tasks._task import Task
 from learnlab.tasks._teacher import Teacher
 from learnlab.tasks._torch_data import FixedDataset, OnlineBatches, torch_dataset
 

@@ -13,7 +13,22 @@ from learnlab.tasks._targets import FunctionTarget, Hermite, Labelled, Parity, S
 from learnlab.tasks._task import Task
 from learnlab.tasks._teacher import Teacher
 
-__all__ = ["build_task", "build_inputs", "build_target"]
+__all__ = ["make_task", "build_task", "build_inputs", "build_target"]
+
+
+def make_task(section: dict | TaskSpec | Task) -> Task:
+    """Build a :class:`Task` from the ``task`` section of a spec (a dict or a validated spec).
+
+    A real dataset (``task.dataset``) gives a :class:`~learnlab.tasks.DatasetTask`, a
+    subclass with the same interface; a task object is returned unchanged.
+
+    Raises:
+        pydantic.ValidationError: if the section is invalid (every problem listed).
+    """
+    if isinstance(section, Task):
+        return section
+    spec = section if isinstance(section, TaskSpec) else TaskSpec.model_validate(section)
+    return build_task(spec)
 
 
 def build_task(spec: TaskSpec) -> Task:

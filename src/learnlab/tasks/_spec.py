@@ -13,12 +13,12 @@ from typing import Literal
 from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveInt, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
-from learnlab._spec_base import Section
+from learnlab._spec_base import Section, per_member
 from learnlab.tasks._datasets import DATASETS, DatasetFilesError, find_files
-from learnlab.tasks._spec_inputs import INPUT_SPECS, InputsSpec
-from learnlab.tasks._spec_targets import TARGET_SPECS, TargetSpec, target_indices
+from learnlab.tasks._spec_inputs import InputsSpec
+from learnlab.tasks._spec_targets import TargetSpec, target_indices
 
-__all__ = ["TaskSpec", "InputsSpec", "TargetSpec", "TAGGED_SPECS", "DATASET_KEYS"]
+__all__ = ["TaskSpec", "InputsSpec", "TargetSpec", "DATASET_KEYS"]
 
 DatasetName = Literal["mnist", "fashion_mnist", "cifar10", "digits", "mnist1d"]
 # keys that only a dataset task may set, with their "unset" values
@@ -47,7 +47,9 @@ class TaskSpec(Section):
     center: bool = Field(False, description="subtract the training split's mean image")
     normalize: bool = Field(False, description="scale every example to unit norm (seed 002)")
     grayscale: bool = Field(False, description="average the colour channels (cifar10)")
-    noise: NonNegativeFloat = Field(0.0, description="label noise: Gaussian std, or flip probability for classes")
+    noise: NonNegativeFloat = per_member(
+        0.0, examples=(0.0, 0.1), description="label noise: Gaussian std, or flip probability for classes"
+    )
     n_train: PositiveInt | None = Field(None, description="fixed training sample size; null = online (datasets: all)")
     n_test: PositiveInt | None = Field(2048, description="test sample size (datasets: default all)")
 
@@ -254,7 +256,3 @@ def _noise_problems(noise: float, kind: str) -> list[str]:
     if kind != "value" and noise > 1:
         return [f"noise = {noise} is a label-flip probability for {kind} labels: expected a value in [0, 1]"]
     return []
-
-
-# Every spec model selected by a ``name`` tag (the error formatter needs them).
-TAGGED_SPECS = [*INPUT_SPECS, *TARGET_SPECS]

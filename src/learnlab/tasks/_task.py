@@ -7,10 +7,9 @@ from dataclasses import dataclass
 import torch
 
 from learnlab.tasks._inputs import Inputs
-from learnlab.tasks._spec import TaskSpec
 from learnlab.tasks._targets import Target, add_label_noise
 
-__all__ = ["Task", "make_task"]
+__all__ = ["Task"]
 
 
 @dataclass(frozen=True)
@@ -100,20 +99,3 @@ class Task:
         from learnlab.tasks._torch_data import torch_dataset
 
         return torch_dataset(self, split, seed=seed, batch_size=batch_size, batches=batches, dtype=dtype)
-
-
-def make_task(section: dict | TaskSpec | Task) -> Task:
-    """Build a :class:`Task` from the ``task`` section of a spec (a dict or a validated spec).
-
-    A real dataset (``task.dataset``) gives a :class:`~learnlab.tasks.DatasetTask`, a
-    subclass with the same interface; a task object is returned unchanged.
-
-    Raises:
-        pydantic.ValidationError: if the section is invalid (every problem listed).
-    """
-    if isinstance(section, Task):
-        return section
-    spec = section if isinstance(section, TaskSpec) else TaskSpec.model_validate(section)
-    from learnlab.tasks._build import build_task
-
-    return build_task(spec)

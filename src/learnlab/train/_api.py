@@ -34,18 +34,6 @@ _TORCH_OPTIMIZERS = {
 }
 
 
-class _Single(nn.Module):
-    """A user module seen as a stack of one: x (1, batch, d) -> (1, batch, k)."""
-
-    def __init__(self, module: nn.Module):
-        super().__init__()
-        self.module = module
-        self.members = 1
-
-    def forward(self, x):
-        return self.module(x[0]).unsqueeze(0)
-
-
 def train(
     model: nn.Module,
     task,
@@ -75,38 +63,48 @@ def train(
     Returns:
         The run's :class:`History` (``history.to_frame()`` for a DataFrame).
     """
+    from learnlab._cpu import tune_cpu
+    from learnlab.models import as_stack
     from learnlab.tasks import Task, make_task
 
+    tune_cpu()
     task = task if isinstance(task, Task) else make_task(task)
     spec = TrainSpec(
         optimizer=optimizer if isinstance(optimizer, str) else "sgd",
         loss=loss if isinstance(loss, str) else "mse",
         **recipe,
     )
+    stack = as_stack(model)
+    if stack.members != 1:
+        raise ValueError(
+            f"learnlab.train trains one run; the model stacks {stack.members} members "
+            "(train stacks through a sweep, or build the model with one generator)"
+        )
     param = next(model.parameters())
     dtype, device = param.dtype, param.device
-    stacked = getattr(model, "members", None) == 1 and hasattr(model, "lr_exponents")
-    net = model if stacked else _Single(model)
-    opt = optimizer if isinstance(optimizer, torch.optim.Optimizer) else _build_optimizer(model, spec, stacked)
+    opt = optimizer if isinstance(optimizer, torch.optim.Optimizer) else _build_optimizer(model, spec)
     loss_fn = None
     if not isinstance(loss, str):
         loss_fn = lambda out, y: loss(out[0], y[0]).reshape(1)  # noqa: E731 - a stack of one
     member = make_member(task, spec, lambda role: derive_seed(seed, "train", role), dtype=dtype, device=device)
+    member.probes = [*member.probes, *probes]
     n_train = None if member.stream.sample is None else member.stream.sample[0].shape[0]
-    settings = loop_settings(spec, n_train, loss=loss_fn, probes=probes, stacked=stacked)
+    settings = loop_settings([spec], n_train, loss=loss_fn)
     bar = _progress(settings.steps) if progress else None
     try:
-        with step_threads(net, spec.batch_size) as tune:
+        with step_threads(stack, spec.batch_size) as tune:
             hooks = [h for h in (tune, bar and (lambda t: bar.update(1))) if h]
-            (history,) = fit(net, opt, [member], settings, on_step=(lambda t: [h(t) for h in hooks]) if hooks else None)
+            (history,) = fit(
+                stack, opt, [member], settings, on_step=(lambda t: [h(t) for h in hooks]) if hooks else None
+            )
     finally:
         if bar is not None:
             bar.close()
     return history
 
 
-def _build_optimizer(model, spec: TrainSpec, stacked: bool):
-    if stacked or hasattr(model, "learnlab_scaling"):  # learnlab models and apply_parameterization
+def _build_optimizer(model, spec: TrainSpec):
+    if hasattr(model, "learnlab_scaling"):  # learnlab models and apply_parameterization
         from learnlab.models import build_optimizer
 
         return build_optimizer(

@@ -34,7 +34,7 @@ __all__ = ["Member", "LoopSettings", "fit"]
 
 @dataclass
 class Member:
-    """One run inside the loop.
+    """One run inside the loop, with everything that may differ between the runs of a stack.
 
     Attributes:
         stream: its training batches.
@@ -45,6 +45,10 @@ class Member:
         diverge_factor: a batch loss above this times the step-0 loss ends the run as diverged.
         task: its task (for probes and the ``coef`` metric).
         components: (label, fn) basis functions of its target for ``coef``.
+        probes: its probes (members asking for the same probe share one object).
+        schedule: its learning-rate schedule (a ``ScheduleSpec``); None = constant.
+        clip_grad_norm: its gradient is clipped to this norm (None = not clipped).
+        keep_final: keep its final parameters and buffers (``final_state``).
     """
 
     stream: BatchStream
@@ -55,27 +59,25 @@ class Member:
     diverge_factor: float | None = None
     task: object = None
     components: list = field(default_factory=list)
+    probes: Sequence = ()
+    schedule: object = None
+    clip_grad_norm: float | None = None
+    keep_final: bool = False
     history: History = field(default_factory=History)
     artifacts: dict[str, list] = field(default_factory=dict)
     loss0: float | None = None
-    final_state: dict | None = None  # its slice of the model's state_dict when it ended (keep_final)
+    final_state: dict | None = None  # its own state when it ended (keep_final)
 
 
 @dataclass
 class LoopSettings:
-    """What all members of a stack share."""
+    """What all members of a stack share: the length of training and what is evaluated."""
 
     steps: int
     eval_every: int = 100
     log_every: int = 10
     metrics: Sequence[str] = ("mse",)
     loss_fn: Callable = mse
-    schedule: object = None  # a ScheduleSpec; None = constant
-    clip_grad_norm: float | None = None
-    probes: Sequence = ()
-    stacked: bool = True
-    lr_hook: Callable | None = None  # (step) -> per-group factors or None (e.g. IP-LLR warmup)
-    keep_final: bool = False  # keep each member's final parameters and buffers (member.final_state)
 
 
 def fit(
@@ -90,7 +92,8 @@ def fit(
     """Train the stacked ``model`` (one row per member) and return each member's History.
 
     Args:
-        model: stacked model, x (E, batch, d) -> (E, batch, k).
+        model: a :class:`~learnlab.models.Stack` (learnlab's models, or any module through
+            :func:`~learnlab.models.as_stack`), x (E, batch, d) -> (E, batch, k).
         optimizer: its optimizer (per-member hyperparameters allowed).
         members: one :class:`Member` per row of the stack.
         settings: the shared recipe.
@@ -114,8 +117,10 @@ class _Loop:
     def __init__(self, model, optimizer, members, settings):
         self.model, self.optimizer, self.members, self.s = model, optimizer, members, settings
         self.active = list(range(len(members)))  # member index of each row of the stack
-        self.init_params = {n: p.detach().clone() for n, p in model.named_parameters()}
+        # (E, ...) per parameter, by each member's own parameter names
+        self.init_params = {n: model.per_member(p).detach().clone() for n, p in model.member_parameters()}
         self.base_lrs = [g["lr"] for g in optimizer.param_groups]
+        self._scheduled = False
 
     # ---- one iteration -----------------------------------------------------------
     def iteration(self, t: int) -> bool:
@@ -133,8 +138,7 @@ class _Loop:
         self._keep_final(sorted(set(ended)))  # theta_t, before the update they will not take
         self.optimizer.zero_grad(set_to_none=True)
         losses.sum().backward()
-        if s.clip_grad_norm is not None:
-            _clip_per_member(self.model, s.clip_grad_norm, s.stacked)
+        self._clip()
         self._probe(t, (x, y), skip=set(ended))
         self.optimizer.step()
         return self._drop(sorted(set(ended)))
@@ -186,7 +190,12 @@ class _Loop:
         return ended
 
     def _probe(self, t, batch, skip) -> None:
-        due = [p for p in self.s.probes if t % getattr(p, "every", 100) == 0]
+        """Each probe due at step t runs once for the whole stack; its values go to the rows that asked."""
+        due: dict[int, tuple[object, list[int]]] = {}
+        for row, i in enumerate(self.active):
+            for probe in self.members[i].probes:
+                if t % getattr(probe, "every", 100) == 0:
+                    due.setdefault(id(probe), (probe, []))[1].append(row)
         if not due:
             return
         ctx = ProbeContext(
@@ -196,29 +205,52 @@ class _Loop:
             optimizer=self.optimizer,
             tasks=[self.members[i].task for i in self.active],
             loss_fn=self.s.loss_fn,
-            stacked=self.s.stacked,
             members=len(self.active),
         )
-        for probe in due:
+        for probe, rows in due.values():
             for name, value in probe(self.model, ctx).items():
                 scalars, tensors = split_probe_output(name, value, len(self.active))
-                for row, i in enumerate(self.active):
-                    if row in skip and self.members[i].history.status == "diverged":
+                for row in rows:
+                    m = self.members[self.active[row]]
+                    if row in skip and m.history.status == "diverged":
                         continue
-                    m = self.members[i]
                     for key, vals in scalars.items():
                         m.history.log(t, f"probe/{key}", vals[row])
                     for key, tensor in tensors.items():
                         m.artifacts.setdefault(key, []).append((t, tensor[row].clone()))
 
     def _set_lr(self, t) -> None:
-        factor = 1.0 if self.s.schedule is None else lr_factor(self.s.schedule, t, self.s.steps)
-        extra = self.s.lr_hook(t) if self.s.lr_hook is not None else None
-        if factor == 1.0 and extra is None and not getattr(self, "_scheduled", False):
+        """Each group's lr = its built lr x the member's schedule factor at step t."""
+        factors = [
+            1.0 if m.schedule is None else lr_factor(m.schedule, t, self.s.steps)
+            for m in (self.members[i] for i in self.active)
+        ]
+        if not self._scheduled and all(f == 1.0 for f in factors):
             return
         self._scheduled = True
+        if len(set(factors)) == 1:
+            factor = factors[0]  # a float: the same bits as a member's run alone
+        else:
+            factor = torch.tensor(factors, dtype=torch.float64)
         for k, group in enumerate(self.optimizer.param_groups):
-            group["lr"] = self.base_lrs[k] * factor * (extra[k] if extra is not None else 1.0)
+            base = self.base_lrs[k]
+            group["lr"] = base * (factor.to(base.device) if isinstance(factor, torch.Tensor) else factor)
+
+    @torch.no_grad()
+    def _clip(self) -> None:
+        """clip_grad_norm_ applied to each member that asks, with its own max norm:
+        g <- g * min(1, max_norm / (||g|| + 1e-6)), ||g|| over all of the member's gradients."""
+        max_norms = [self.members[i].clip_grad_norm for i in self.active]
+        if all(c is None for c in max_norms):
+            return
+        grads = [self.model.per_member(p.grad) for _, p in self.model.member_parameters() if p.grad is not None]
+        if not grads:
+            return
+        sq = sum(g.pow(2).flatten(1).sum(dim=1) for g in grads)  # (E,)
+        limit = torch.tensor([math.inf if c is None else c for c in max_norms], dtype=sq.dtype, device=sq.device)
+        coef = (limit / (sq.sqrt() + 1e-6)).clamp(max=1.0)
+        for g in grads:
+            g.mul_(coef.view(-1, *([1] * (g.dim() - 1))))
 
     def _drop(self, ended: list[int]) -> bool:
         """Remove ended rows from the stack; False when no member is left."""
@@ -238,15 +270,11 @@ class _Loop:
         return True
 
     def _keep_final(self, rows) -> None:
-        """Snapshot the state of the members in ``rows`` (stacked: their slice of every tensor)."""
-        if not self.s.keep_final:
-            return
-        state = self.model.state_dict()
+        """Snapshot the state of the members in ``rows`` that keep it (the stack gives each its own)."""
         for row in rows:
-            self.members[self.active[row]].final_state = {
-                name: (t[row : row + 1] if self.s.stacked and t.dim() > 0 else t).detach().clone()
-                for name, t in state.items()
-            }
+            member = self.members[self.active[row]]
+            if member.keep_final:
+                member.final_state = self.model.member_state_dict(row)
 
     def finish(self) -> list:
         self._keep_final(range(len(self.active)))
@@ -291,21 +319,6 @@ def _divergence(value: float, loss0: float, factor: float | None) -> str | None:
     if factor is not None and value > factor * loss0:
         return f"train loss {value:.4g} > diverge_factor {factor:g} x step-0 loss {loss0:.4g}"
     return None
-
-
-@torch.no_grad()
-def _clip_per_member(model, max_norm: float, stacked: bool) -> None:
-    """clip_grad_norm_ applied to each member separately (coef = max_norm / (norm + 1e-6), at most 1)."""
-    grads = [p.grad for p in model.parameters() if p.grad is not None]
-    if not grads:
-        return
-    if stacked:
-        sq = sum(g.pow(2).flatten(1).sum(dim=1) for g in grads)  # (E,)
-    else:
-        sq = sum(g.pow(2).sum() for g in grads).reshape(1)
-    coef = (max_norm / (sq.sqrt() + 1e-6)).clamp(max=1.0)
-    for g in grads:
-        g.mul_(coef.view(-1, *([1] * (g.dim() - 1))) if stacked else coef)
 
 
 def _member_state(m: Member) -> dict:

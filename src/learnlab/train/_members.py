@@ -1,29 +1,65 @@
-"""From a recipe (``TrainSpec``) to the loop's pieces: a Member per run and shared settings.
+"""From recipes (``TrainSpec``) to the loop's pieces: a Member per run and the settings they share.
 
-Used by the sweep runner and by the Python API alike, so both train the same way.
+Used by the sweep runner and by the Python API alike, so both train the same way. What a
+member owns and what the stack shares follows the spec's declaration: a field declared
+``per_member`` goes to the :class:`Member`, every other field must agree across the
+stack and goes to :class:`LoopSettings`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Sequence
 
 import torch
 
+from learnlab._spec_base import member_fields
 from learnlab.tasks import BatchStream
 from learnlab.train._evaluation import fixed_source, streamed_source, target_components
 from learnlab.train._loop import LoopSettings, Member
 from learnlab.train._losses import get_loss
 from learnlab.train._probes import make_probes
-from learnlab.train._spec import TrainSpec
+from learnlab.train._spec import ProbeSpec, TrainSpec
 from learnlab.train._thresholds import ThresholdTracker
 
-__all__ = ["make_member", "loop_settings"]
+__all__ = ["make_member", "loop_settings", "ProbeCache"]
+
+
+class ProbeCache:
+    """Probe objects for ``train.probes`` entries, one per distinct entry, so members that ask
+    for the same probe share it (the loop then runs it once for the whole stack)."""
+
+    def __init__(self):
+        self._built: dict[str, object] = {}
+
+    def __call__(self, specs: Sequence[ProbeSpec]) -> list:
+        out = []
+        for spec in specs:
+            key = json.dumps(spec.model_dump(mode="json"), sort_keys=True, default=str)
+            if key not in self._built:
+                (self._built[key],) = make_probes([spec])
+            out.append(self._built[key])
+        return out
 
 
 def make_member(
-    task, recipe: TrainSpec, seed_for: Callable[[str], int], *, dtype: torch.dtype = torch.float32, device="cpu"
+    task,
+    recipe: TrainSpec,
+    seed_for: Callable[[str], int],
+    *,
+    dtype: torch.dtype = torch.float32,
+    device="cpu",
+    probes: Sequence | None = None,
 ) -> Member:
-    """A run's data stream, eval sets and trackers; ``seed_for(role)`` seeds each random stream."""
+    """A run's data stream, eval sets, trackers and per-member settings.
+
+    Args:
+        task: its task.
+        recipe: its ``train`` section.
+        seed_for: ``seed_for(role)`` seeds each random stream (``data``, ``test``, ``large``).
+        dtype, device: of its data.
+        probes: its probe objects (default: built from ``recipe.probes``).
+    """
     data_gen = torch.Generator(device=device).manual_seed(seed_for("data"))
     test_gen = torch.Generator(device=device).manual_seed(seed_for("test"))
     stream = BatchStream(task, recipe.batch_size, data_gen, dtype=dtype, device=device)
@@ -37,6 +73,7 @@ def make_member(
         elif name == "large":
             evals["large"] = streamed_source(task, recipe.large_n, seed_for("large"), dtype=dtype, device=device)
     smoother = recipe.ema if recipe.threshold_metric == "train/loss" else 0.0
+    schedule = recipe.schedule
     return Member(
         stream=stream,
         evals=evals,
@@ -46,24 +83,41 @@ def make_member(
         diverge_factor=recipe.diverge_factor,
         task=task,
         components=target_components(task.target),
-    )
-
-
-def loop_settings(
-    recipe: TrainSpec, n_train: int | None, *, loss=None, probes=(), stacked=True, lr_hook=None
-) -> LoopSettings:
-    """Shared loop settings of a recipe (``loss``/``probes`` objects override the spec's names)."""
-    schedule = recipe.schedule
-    return LoopSettings(
-        steps=recipe.total_steps(n_train),
-        eval_every=recipe.eval_every,
-        log_every=recipe.log_every,
-        metrics=tuple(recipe.metrics),
-        loss_fn=loss if loss is not None else get_loss(recipe.loss),
+        probes=make_probes(recipe.probes) if probes is None else list(probes),
         schedule=schedule if schedule.name != "constant" or schedule.warmup else None,
         clip_grad_norm=recipe.clip_grad_norm,
-        probes=[*make_probes(recipe.probes), *probes],
-        stacked=stacked,
-        lr_hook=lr_hook,
         keep_final=recipe.save_final,
     )
+
+
+def loop_settings(recipes: Sequence[TrainSpec], n_train: int | None, *, loss=None) -> LoopSettings:
+    """The settings a stack's recipes share (``loss``, a callable, overrides the spec's name).
+
+    Raises:
+        ValueError: if the recipes differ in a field that is not declared per-member.
+    """
+    recipes = list(recipes)
+    first, shared = recipes[0], _shared(recipes[0])
+    for i, recipe in enumerate(recipes[1:], start=1):
+        other = _shared(recipe)
+        diff = sorted(k for k in shared if shared[k] != other[k])
+        if diff:
+            raise ValueError(
+                f"train sections 0 and {i} differ in {diff}, which every member of a stack shares; "
+                f"only {', '.join(_member_train_keys())} may differ"
+            )
+    return LoopSettings(
+        steps=first.total_steps(n_train),
+        eval_every=first.eval_every,
+        log_every=first.log_every,
+        metrics=tuple(first.metrics),
+        loss_fn=loss if loss is not None else get_loss(first.loss),
+    )
+
+
+def _member_train_keys() -> list[str]:
+    return list(member_fields(TrainSpec))
+
+
+def _shared(recipe: TrainSpec) -> dict:
+    return recipe.model_dump(mode="json", exclude=set(_member_train_keys()))

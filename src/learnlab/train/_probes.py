@@ -1,8 +1,8 @@
 """Built-in probes and the registry that specs name (``train.probes: [{name: ..., every: ...}]``).
 
-Every built-in works on a stacked learnlab model (parameters with a leading member
-axis, ``ctx.stacked``) and on a plain user module trained alone (``learnlab.train``),
-and returns one value per member: (E,) tensors become scalars ``probe/<key>`` in the
+Every built-in works on any :class:`~learnlab.models.Stack` (a stacked learnlab model,
+a stack of user modules, or a user module trained alone by ``learnlab.train``), asks it
+for per-member views, and returns one value per member: (E,) tensors become scalars ``probe/<key>`` in the
 run's metric history, (E, ...) tensors become artifacts (see ``_probes_api``).
 Formulas are in each class's docstring and in ``docs/probes.md``. The sharpness (top
 Hessian eigenvalue) is in ``learnlab.lr``.

@@ -1,7 +1,10 @@
 """The probe protocol: measurements taken inside the loop (seed 002's "grabs", seed 000's eval_fns).
 
 A probe is any callable ``probe(model, ctx) -> dict[str, value]`` with an ``every``
-attribute (steps between calls; default 100). Values are per member:
+attribute (steps between calls; default 100). ``model`` is the
+:class:`~learnlab.models.Stack` being trained: call it on x (E, batch, d); ask it for
+per-member views of its parameters (``model.member_parameters()``, ``model.per_member``).
+Values are per member:
 
 * a float (single run), or a tensor of shape (E,) -> a scalar stored in the run's
   metric history as ``probe/<name>``;
@@ -40,8 +43,6 @@ class ProbeContext:
         optimizer: the optimizer (gradients of this step are in ``p.grad``).
         tasks: the task of each member.
         loss_fn: the loss, (E, n, k) x (E, n, k) -> (E,).
-        stacked: whether parameters carry a leading member axis (learnlab models);
-            False for a user module trained alone.
         members: E, the number of members in the stack now.
         extra: anything a caller wants to hand its own probes.
     """
@@ -52,7 +53,6 @@ class ProbeContext:
     optimizer: torch.optim.Optimizer
     tasks: list
     loss_fn: Any
-    stacked: bool = True
     members: int = 1
     extra: dict = field(default_factory=dict)
 

@@ -1,56 +1,50 @@
 """Probes that run the network: empirical NTK, kernel-target alignment, activation sizes.
 
-They see the model as the loop does, x (E, batch, d) -> (E, batch, k), where E is the
-number of stacked members (1 for a user module trained alone), and measure each member
-on the first points of its own current training batch (``ctx.batch``).
+They see the model as the loop does, a :class:`~learnlab.models.Stack`: x (E, batch, d)
+-> (E, batch, k), where E is the number of stacked members (1 for a user module trained
+alone), and measure each member on the first points of its own current training batch
+(``ctx.batch``).
 """
 
 from __future__ import annotations
 
 import torch
-from torch.func import functional_call, jacrev, vmap
+from torch.func import jacrev, vmap
 
-from learnlab.models._coord import forward_with_outputs
 from learnlab.train._probes_api import ProbeContext
-from learnlab.train._probes_params import label
 
 __all__ = ["empirical_ntk", "EmpiricalNTK", "KernelAlignment", "ActivationSize", "alignment"]
 
 
-def empirical_ntk(model, x: torch.Tensor, stacked: bool) -> torch.Tensor:
+def empirical_ntk(model, x: torch.Tensor) -> torch.Tensor:
     """The empirical neural tangent kernel of every member on its points.
 
         K_e(x_i, x_j) = sum_c sum_p  d f_c(x_i) / d theta_p  *  d f_c(x_j) / d theta_p
 
     summed over the trainable parameters theta of member e and traced over the outputs
     c (Jacot, Gabriel & Hongler 2018). Jacobians come from ``torch.func``: ``jacrev`` of
-    a one-point, one-member ``functional_call``, vmapped over points and (stacked) over
-    members, so one call gives every row, with no backward pass per row.
+    a one-point, one-member forward (``model.functional`` with that member's tensors),
+    vmapped over points and members, so one call gives every row, with no backward pass
+    per row.
 
     Args:
-        model: x (E, batch, d) -> (E, batch, k); stacked learnlab models hold every
-            parameter and buffer with a leading member axis.
+        model: a :class:`~learnlab.models.Stack`, x (E, batch, d) -> (E, batch, k).
         x: (E, n, d) points.
-        stacked: whether parameters carry the member axis.
 
     Returns:
         K: (E, n, n). Memory: the Jacobians take E * n * k * (parameters per member) floats.
     """
-    params = {n: p.detach() for n, p in model.named_parameters() if p.requires_grad}
-    others = {n: p.detach() for n, p in model.named_parameters() if not p.requires_grad}
-    others.update(dict(model.named_buffers()))
+    named = model.member_parameters()
+    params = {n: model.per_member(p.detach()) for n, p in named if p.requires_grad}
+    others = {n: model.per_member(p.detach()) for n, p in named if not p.requires_grad}
+    others.update({n: model.per_member(b) for n, b in model.member_buffers()})
 
-    def one_point(p, s, xi):  # p, s: one member's tensors (stacked: without the member axis)
-        if stacked:
-            p = {k: v.unsqueeze(0) for k, v in p.items()}
-            s = {k: v.unsqueeze(0) for k, v in s.items()}
-        return functional_call(model, {**p, **s}, (xi.reshape(1, 1, -1),)).reshape(-1)  # (k,)
+    def one_point(p, s, xi):  # p, s: one member's tensors, without the member axis
+        state = {k: v.unsqueeze(0) for k, v in {**p, **s}.items()}
+        return model.functional(state, xi.reshape(1, 1, -1)).reshape(-1)  # (k,)
 
     per_point = vmap(jacrev(one_point), in_dims=(None, None, 0))  # name -> (n, k, *shape)
-    if stacked:
-        jac = vmap(per_point, in_dims=(0, 0, 0))(params, others, x)  # name -> (E, n, k, *shape)
-    else:
-        jac = {k: v.unsqueeze(0) for k, v in per_point(params, others, x[0]).items()}
+    jac = vmap(per_point, in_dims=(0, 0, 0))(params, others, x)  # name -> (E, n, k, *shape)
     kernel = None
     for j in jac.values():
         j = j.flatten(3)  # (E, n, k, P_layer)
@@ -100,7 +94,7 @@ class EmpiricalNTK:
 
     def __call__(self, model, ctx: ProbeContext):
         x, y = ctx.batch
-        kernel = empirical_ntk(model, x[:, : self.n], ctx.stacked).detach()
+        kernel = empirical_ntk(model, x[:, : self.n]).detach()
         out = {}
         if self.artifact:
             out["ntk"] = kernel
@@ -134,11 +128,11 @@ class ActivationSize:
 
         probe/act/<layer> = mean_{i, j} |h_ij|   over the batch points i and units j
 
-    Layers: a model's documented ``activations(x) -> (out, {layer: h})`` method when it
-    has one (learnlab's MLP: ``input``, ``hidden.1``, ..., ``output``, each after its
-    multiplier and bias, before the nonlinearity); otherwise forward hooks on every leaf
-    submodule (a user ``nn.Sequential``: ``0``, ``1``, ...); plus ``out``, the model's
-    output. Per member, mean |h| is Theta(1) in a width-stable parameterization.
+    Layers: those the stack's ``activations(x) -> (out, {layer: h})`` records (learnlab's
+    MLP: ``input``, ``hidden.1``, ..., ``output``, each after its multiplier and bias,
+    before the nonlinearity; a user module held alone: every leaf submodule, ``0``, ``1``,
+    ... for an ``nn.Sequential``); plus ``out``, the model's output. Per member, mean |h|
+    is Theta(1) in a width-stable parameterization.
 
     Args:
         every: steps between calls.
@@ -151,22 +145,12 @@ class ActivationSize:
     @torch.no_grad()
     def __call__(self, model, ctx: ProbeContext):
         x = ctx.batch[0] if self.n is None else ctx.batch[0][:, : self.n]
-        if callable(getattr(model, "activations", None)):
-            out, record = model.activations(x)
-        else:
-            out, record = _hooked_forward(model, x)
-        sizes = {f"act/{label(name, ctx.stacked)}": _coordinate_size(h, ctx) for name, h in record.items()}
-        sizes["act/out"] = _coordinate_size(out, ctx)
+        out, record = model.activations(x)  # (E, ...) each
+        sizes = {f"act/{name}": _coordinate_size(h) for name, h in record.items()}
+        sizes["act/out"] = _coordinate_size(out)
         return sizes
 
 
-def _coordinate_size(h: torch.Tensor, ctx: ProbeContext) -> torch.Tensor:
-    """mean |h| per member: (E, ...) stacked, any shape for a module trained alone."""
-    h = h.detach().abs()
-    return h.flatten(1).mean(dim=1) if ctx.stacked else h.mean().reshape(1)
-
-
-def _hooked_forward(model, x):
-    """Outputs of every leaf submodule (``nn.Sequential(Linear, ReLU, Linear)``: ``0``, ``1``, ``2``)."""
-    leaves = [(n, m) for n, m in model.named_modules() if n and not any(True for _ in m.children())]
-    return forward_with_outputs(model, x, leaves)
+def _coordinate_size(h: torch.Tensor) -> torch.Tensor:
+    """mean |h| per member, h (E, ...)."""
+    return h.detach().abs().flatten(1).mean(dim=1)

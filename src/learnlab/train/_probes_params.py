@@ -1,10 +1,11 @@
 """Probes on the parameters: norms, distance from init, read-in Gram matrix, ranks.
 
-Each returns one value per member of a stacked learnlab model (parameters (E, ...),
-``ctx.stacked``) or of a plain user module trained alone (E = 1). Parameter names are
-those of ``model.named_parameters()`` (``weights.0``, ``biases.1`` for learnlab's MLP);
-for a user module the ``module.`` prefix of the loop's wrapper is dropped (``0.weight``
-for ``nn.Sequential``). A *weight matrix* is a parameter whose per-member shape,
+Each returns one value per member of the stack it is given (a
+:class:`~learnlab.models.Stack`: learnlab's models, or a user module stacked or held
+alone): it asks the stack for its parameters by each member's own names
+(``model.member_parameters()``: ``weights.0``, ``biases.1`` for learnlab's MLP,
+``0.weight`` for an ``nn.Sequential``) and views them with the member axis first
+(``model.per_member``). A *weight matrix* is a parameter whose per-member shape,
 flattened after its first axis, is (m, n) with m, n >= 2 (biases and vector read-outs
 are skipped; a conv kernel (out, in, kh, kw) is (out, in kh kw)).
 """
@@ -16,8 +17,6 @@ import torch
 from learnlab.train._probes_api import ProbeContext
 
 __all__ = [
-    "per_member",
-    "label",
     "weight_matrices",
     "ParamNorm",
     "GradNorm",
@@ -28,31 +27,20 @@ __all__ = [
 ]
 
 
-def per_member(t: torch.Tensor, stacked: bool) -> torch.Tensor:
-    """A parameter as (E, *shape): stacked tensors as they are, a plain one with E = 1."""
-    return t if stacked else t.unsqueeze(0)
-
-
-def label(name: str, stacked: bool) -> str:
-    """A parameter's name in probe keys: the loop's ``module.`` wrapper prefix dropped."""
-    return name[len("module.") :] if not stacked and name.startswith("module.") else name
-
-
-def weight_matrices(model, stacked: bool, names=None):
-    """Yield (label, W (E, m, n)) for every weight matrix (or the named parameters)."""
-    for name, p in model.named_parameters():
-        key = label(name, stacked)
-        if names is not None and key not in names and name not in names:
+def weight_matrices(model, names=None):
+    """Yield (name, W (E, m, n)) for every weight matrix of a stack (or the named parameters)."""
+    for name, p in model.member_parameters():
+        if names is not None and name not in names:
             continue
-        w = per_member(p.detach(), stacked)
+        w = model.per_member(p.detach())
         if w.dim() < 3:
             if names is not None:
-                raise ValueError(f"parameter {key!r} of shape {tuple(w.shape[1:])} is not a matrix")
+                raise ValueError(f"parameter {name!r} of shape {tuple(w.shape[1:])} is not a matrix")
             continue
         w = w.flatten(2)  # (E, m, n): trailing axes (conv kernels) flattened
         if min(w.shape[1:]) < 2 and names is None:
             continue
-        yield key, w
+        yield name, w
 
 
 class ParamNorm:
@@ -63,10 +51,7 @@ class ParamNorm:
 
     @torch.no_grad()
     def __call__(self, model, ctx: ProbeContext):
-        return {
-            f"param_norm/{label(n, ctx.stacked)}": per_member(p, ctx.stacked).flatten(1).norm(dim=1)
-            for n, p in model.named_parameters()
-        }
+        return {f"param_norm/{n}": model.per_member(p).flatten(1).norm(dim=1) for n, p in model.member_parameters()}
 
 
 class GradNorm:
@@ -82,8 +67,8 @@ class GradNorm:
     @torch.no_grad()
     def __call__(self, model, ctx: ProbeContext):
         squares = [
-            per_member(p.grad, ctx.stacked).flatten(1).to(torch.float64).pow(2).sum(dim=1)
-            for p in model.parameters()
+            model.per_member(p.grad).flatten(1).to(torch.float64).pow(2).sum(dim=1)
+            for _, p in model.member_parameters()
             if p.grad is not None
         ]
         if not squares:
@@ -111,15 +96,14 @@ class DistanceFromInit:
     @torch.no_grad()
     def __call__(self, model, ctx: ProbeContext):
         out = {}
-        for name, p in model.named_parameters():
-            w = per_member(p, ctx.stacked).flatten(1)
-            w0 = per_member(ctx.init_params[name], ctx.stacked).flatten(1).to(w.device)
+        for name, p in model.member_parameters():
+            w = model.per_member(p).flatten(1)
+            w0 = ctx.init_params[name].flatten(1).to(w.device)  # (E, ...): the loop keeps them per member
             diff = w - w0
             fro, inf = diff.norm(dim=1), diff.abs().amax(dim=1)
             if self.relative:
                 fro, inf = fro / w0.norm(dim=1), inf / w0.abs().amax(dim=1)
-            key = label(name, ctx.stacked)
-            out[f"dist_init/fro/{key}"], out[f"dist_init/inf/{key}"] = fro, inf
+            out[f"dist_init/fro/{name}"], out[f"dist_init/inf/{name}"] = fro, inf
         return out
 
 
@@ -135,7 +119,7 @@ class _SpectralProbe:
     def __call__(self, model, ctx: ProbeContext):
         return {
             f"{self.key}/{name}": self.measure(torch.linalg.svdvals(w))
-            for name, w in weight_matrices(model, ctx.stacked, self.params)
+            for name, w in weight_matrices(model, self.params)
         }
 
     @staticmethod
@@ -217,7 +201,7 @@ class ReadInGram:
     @torch.no_grad()
     def __call__(self, model, ctx: ProbeContext):
         d = ctx.batch[0].shape[-1]
-        w = read_in_weight(model, ctx.stacked, d, self.param)  # (E, d, n)
+        w = read_in_weight(model, d, self.param)  # (E, d, n)
         indices = self.indices
         if indices is None and ctx.tasks:
             indices = target_indices(getattr(ctx.tasks[0], "target", None))
@@ -235,25 +219,26 @@ class ReadInGram:
         return out
 
 
-def read_in_weight(model, stacked: bool, d: int, name: str | None = None) -> torch.Tensor:
-    """The read-in weight as (E, d, n) (see :class:`ReadInGram`)."""
-    params = dict(model.named_parameters())
+def read_in_weight(model, d: int, name: str | None = None) -> torch.Tensor:
+    """The read-in weight of a stack as (E, d, n) (see :class:`ReadInGram`)."""
+    from learnlab.models._stack import StackedModel
+
+    params = dict(model.member_parameters())
+    native = isinstance(model, StackedModel)  # learnlab stores (fan_in, fan_out); torch (fan_out, fan_in)
     if name is not None:
-        key = name if name in params else f"module.{name}"
-        if key not in params:
+        if name not in params:
             raise ValueError(f"gram probe: no parameter {name!r}; parameters: {', '.join(params)}")
-        candidates = [params[key]]
-    elif stacked and hasattr(model, "weights"):
+        candidates = [params[name]]
+    elif native:
         candidates = [model.weights[0]]
     else:
-        candidates = [p for p in params.values() if p.dim() == (3 if stacked else 2) and d in p.shape[-2:]]
+        candidates = [p for p in params.values() if model.per_member(p).dim() == 3 and d in p.shape[-2:]]
     if not candidates:
         raise ValueError(f"gram probe: found no read-in weight with an axis of size d = {d}; give `param`")
-    w = per_member(candidates[0].detach(), stacked)
+    w = model.per_member(candidates[0].detach())
     if w.dim() != 3 or d not in w.shape[1:]:
         raise ValueError(f"gram probe: read-in weight of shape {tuple(w.shape[1:])} has no axis of size d = {d}")
-    # learnlab stores (fan_in, fan_out); torch (fan_out, fan_in): prefer that layout's input axis
-    input_axis = 1 if stacked else 2
+    input_axis = 1 if native else 2  # prefer the layout's input axis
     if w.shape[input_axis] != d:
         input_axis = 3 - input_axis
     return w if input_axis == 1 else w.transpose(1, 2)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import (
     Field,
@@ -14,9 +14,12 @@ from pydantic import (
     model_validator,
 )
 
-from learnlab._spec_base import Section
+from learnlab._spec_base import Section, per_member
 from learnlab.train._losses import LOSSES
 from learnlab.train._metrics import METRICS
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["TrainSpec", "ScheduleSpec", "ProbeSpec", "EVAL_SETS", "LOGGERS"]
 
@@ -54,16 +57,22 @@ class ProbeSpec(Section):
 
 
 class TrainSpec(Section):
-    """How the model learns, and what is measured along the way."""
+    """How the model learns, and what is measured along the way.
+
+    Fields declared ``per_member`` may differ between runs trained as one stacked model;
+    the others are shared by the stack.
+    """
 
     optimizer: Literal["sgd", "momentum", "nesterov", "adam", "adamw"] = "sgd"
-    lr: PositiveFloat = 0.1
-    momentum: float = Field(0.9, ge=0.0, lt=1.0)  # for momentum / nesterov
-    betas: tuple[float, float] = (0.9, 0.999)  # for adam / adamw
-    eps: PositiveFloat = 1e-8
-    weight_decay: NonNegativeFloat = 0.0
-    schedule: ScheduleSpec = Field(default_factory=ScheduleSpec)
-    clip_grad_norm: PositiveFloat | None = None  # per run, as torch.nn.utils.clip_grad_norm_
+    lr: PositiveFloat = per_member(0.1, examples=(0.1, 0.05))
+    momentum: float = per_member(0.9, ge=0.0, lt=1.0, examples=(0.9, 0.5))  # for momentum / nesterov
+    betas: tuple[float, float] = per_member((0.9, 0.999), examples=((0.9, 0.999), (0.8, 0.99)))  # adam / adamw
+    eps: PositiveFloat = per_member(1e-8, examples=(1e-8, 1e-3))
+    weight_decay: NonNegativeFloat = per_member(0.0, examples=(0.0, 0.01))
+    schedule: ScheduleSpec = per_member(
+        default_factory=ScheduleSpec, examples=({"name": "constant"}, {"name": "cosine", "warmup": 5})
+    )
+    clip_grad_norm: PositiveFloat | None = per_member(None, examples=(None, 0.5))  # as clip_grad_norm_
     batch_size: PositiveInt = 64
     steps: PositiveInt | None = None  # online (default 1000) or offline
     epochs: PositiveInt | None = None  # offline only: steps = epochs * batches per epoch
@@ -74,16 +83,17 @@ class TrainSpec(Section):
     large_n: PositiveInt = 1_000_000  # points of the `large` eval set (streamed, never held)
     grid_points: PositiveInt = 1001  # per axis of the `grid` eval set (box inputs, d <= 2)
     log_every: PositiveInt = 10  # train/loss is stored every log_every steps
-    thresholds: list[PositiveFloat] = Field(default_factory=list)
-    threshold_metric: str = "train/loss"  # EMA of the train loss, or an eval metric like test/mse
-    relative_thresholds: bool = False  # thresholds are fractions of the step-0 value
-    ema: float = Field(0.9, ge=0.0, lt=1.0)  # EMA smoother s: ema <- s*ema + (1-s)*loss
-    stop_at_thresholds: bool = False  # end the run once every threshold is crossed
-    diverge_factor: PositiveFloat | None = None  # loss > factor * step-0 loss = diverged
-    probes: list[ProbeSpec] = Field(default_factory=list)
-    loggers: list[Literal["tensorboard", "wandb"]] = Field(default_factory=list)
-    checkpoint_every: PositiveInt | None = None  # steps between resumable checkpoints
-    save_final: bool = False  # keep the final weights in OUT/checkpoints/<run_id>.pt
+    thresholds: list[PositiveFloat] = per_member(default_factory=list, examples=([0.5], [0.8, 0.3]))
+    # EMA of the train loss, or an eval metric like test/mse
+    threshold_metric: str = per_member("train/loss", examples=("train/loss", "test/mse"))
+    relative_thresholds: bool = per_member(False, examples=(False, True))  # fractions of the step-0 value
+    ema: float = per_member(0.9, ge=0.0, lt=1.0, examples=(0.9, 0.5))  # EMA smoother s: ema <- s*ema + (1-s)*loss
+    stop_at_thresholds: bool = per_member(False, examples=(False, True))  # end once every threshold is crossed
+    diverge_factor: PositiveFloat | None = per_member(None, examples=(None, 1.5))  # loss > factor * step-0 loss
+    probes: list[ProbeSpec] = per_member(default_factory=list, examples=([], [{"name": "param_norm", "every": 10}]))
+    loggers: list[Literal["tensorboard", "wandb"]] = per_member(default_factory=list, examples=([], ["tensorboard"]))
+    checkpoint_every: PositiveInt | None = per_member(None, examples=(None, 10))  # steps between checkpoints
+    save_final: bool = per_member(False, examples=(False, True))  # final weights in OUT/checkpoints/<run_id>.pt
     dtype: Literal["float32", "float64"] = "float32"
     device: str = "cpu"
 
@@ -157,6 +167,13 @@ class TrainSpec(Section):
                     f"eval_sets and {metric!r} to metrics"
                 )
         return self
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        """``dtype`` as a torch dtype."""
+        import torch
+
+        return getattr(torch, self.dtype)
 
     def total_steps(self, n_train: int | None) -> int:
         """Number of optimizer updates: ``steps``, or ``epochs`` x batches per epoch (offline)."""

@@ -1,4 +1,19 @@
-"""Keep freed tensor memory in the process on Linux/glibc, so a training step's tensors
+"""CPU tuning for small training steps, applied where work starts, never on import.
+
+:func:`tune_cpu` is called by the ``learnlab`` command, :func:`learnlab.sweep`,
+:func:`learnlab.train` and in every process-pool and Ray worker. It does two things,
+each measured on small stacked MLPs on a shared 2-core machine:
+
+1. ``OMP_WAIT_POLICY=PASSIVE``: OpenMP threads that spin while waiting make small-model
+   training up to ~15x slower when the cores are shared (other processes, a process pool);
+   passive threads sleep instead. OpenMP reads it when torch is first imported, so it takes
+   effect in this process only if torch is not imported yet, and always in workers
+   started afterwards (they inherit the environment). A value you set is kept.
+2. The glibc allocator, as below.
+
+``LEARNLAB_TUNE_CPU=0`` turns both off (``LEARNLAB_TUNE_MALLOC=0`` only the allocator).
+
+Keep freed tensor memory in the process on Linux/glibc, so a training step's tensors
 are not page-faulted in afresh every step.
 
 glibc serves allocations above ``M_MMAP_THRESHOLD`` (128 KiB at start, adapting up to a
@@ -7,7 +22,7 @@ the heap top once more than ``M_TRIM_THRESHOLD`` is free. A CPU training loop fr
 re-allocates the same few-MiB activations every step, so each step touches new pages:
 measured here, a stacked step of 64 small MLPs ran 1.2-1.8x faster, and the
 power-law target ~2x, with the settings below. PyTorch has no caching allocator on
-the CPU, so learnlab sets them once, on import:
+the CPU, so learnlab sets them once, where work starts:
 
 * ``M_MMAP_THRESHOLD`` = 32 MiB (the largest glibc accepts on 64-bit): smaller blocks
   come from the heap and are reused;
@@ -26,11 +41,22 @@ import ctypes
 import os
 import sys
 
-__all__ = ["tune_allocator"]
+__all__ = ["tune_cpu", "tune_allocator"]
 
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
 _SETTINGS = {_M_MMAP_THRESHOLD: 32 << 20, _M_TRIM_THRESHOLD: 256 << 20, _M_TOP_PAD: 16 << 20}
 _GLIBC_VARIABLES = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_", "MALLOC_MMAP_MAX_")
+
+
+_OFF = ("0", "false", "no", "off")
+
+
+def tune_cpu() -> None:
+    """Apply the OpenMP wait policy and the allocator settings (see above; calling it again is harmless)."""
+    if os.environ.get("LEARNLAB_TUNE_CPU", "1").strip().lower() in _OFF:
+        return
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    tune_allocator()
 
 
 def _is_glibc() -> bool:
@@ -42,7 +68,7 @@ def _is_glibc() -> bool:
 
 def tune_allocator() -> bool:
     """Apply the settings above; True if they were applied."""
-    if os.environ.get("LEARNLAB_TUNE_MALLOC", "1").strip().lower() in ("0", "false", "no", "off"):
+    if os.environ.get("LEARNLAB_TUNE_MALLOC", "1").strip().lower() in _OFF:
         return False
     if any(name in os.environ for name in _GLIBC_VARIABLES):
         return False

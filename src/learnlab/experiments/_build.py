@@ -1,0 +1,92 @@
+"""Build a group of runs: one stacked model and optimizer, one Member per run."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from learnlab._seeds import derive_seed
+from learnlab.experiments._devices import resolve_device
+from learnlab.experiments._expand import Run
+from learnlab.experiments._spec import RunConfig
+from learnlab.models import build_model, build_optimizer
+from learnlab.tasks import make_task
+from learnlab.train import LoopSettings, Member
+from learnlab.train._members import ProbeCache, loop_settings, make_member
+
+__all__ = ["Built", "build_group", "build_run"]
+
+
+@dataclass
+class Built:
+    """A group of runs ready to train: stacked model, optimizer, one Member per run, shared settings."""
+
+    runs: list[Run]
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    members: list[Member]
+    tasks: list
+    settings: LoopSettings
+
+    @property
+    def ids(self) -> list[str]:
+        return [r.run_id for r in self.runs]
+
+    @property
+    def configs(self) -> list[RunConfig]:
+        return [r.validated() for r in self.runs]
+
+
+def build_group(runs: Sequence[Run | dict], device: str | None = None) -> Built:
+    """Build the stacked model, optimizer, tasks, data streams and eval sets of runs sharing all shapes.
+
+    Every random draw comes from generators seeded by ``derive_seed(seed, run_id, role)``
+    (roles ``init``, ``data``, ``test``, ``large``), or ``model.init_seed`` for the initial
+    draw. ``device`` (from ``--devices``) overrides ``train.device``. Each member owns its
+    per-member settings; the settings every member shares must agree (else ValueError).
+    """
+    runs = [Run.of(r) for r in runs]
+    configs = [r.validated() for r in runs]
+    first = configs[0]
+    dtype, device = first.train.torch_dtype, resolve_device(device or first.train.device)
+    members, init_generators, tasks, cache, probes = [], [], [], {}, ProbeCache()
+    for run, config in zip(runs, configs):
+        key = json.dumps(config.task.model_dump(mode="json"), sort_keys=True)
+        task = cache[key] if key in cache else cache.setdefault(key, make_task(config.task))  # shared targets
+        tasks.append(task)
+        init_seed = config.model.init_seed
+        seed = init_seed if init_seed is not None else derive_seed(config.seed, run.run_id, "init")
+        init_generators.append(torch.Generator().manual_seed(seed))
+        members.append(
+            make_member(
+                task,
+                config.train,
+                lambda role, c=config, i=run.run_id: derive_seed(c.seed, i, role),
+                dtype=dtype,
+                device=device,
+                probes=probes(config.train.probes),
+            )
+        )
+    model = build_model(
+        [c.model for c in configs], tasks[0].d, tasks[0].outputs, generators=init_generators, dtype=dtype, device=device
+    )
+    optimizer = build_optimizer(
+        model,
+        first.train.optimizer,
+        lr=[c.train.lr for c in configs],
+        momentum=[c.train.momentum for c in configs],
+        weight_decay=[c.train.weight_decay for c in configs],
+        betas=[tuple(c.train.betas) for c in configs],
+        eps=[c.train.eps for c in configs],
+    )
+    sample = members[0].stream.sample  # the fixed training set of an offline task (or None); equal sizes
+    settings = loop_settings([c.train for c in configs], None if sample is None else sample[0].shape[0])
+    return Built(runs, model, optimizer, members, tasks, settings)
+
+
+def build_run(config: dict | Run) -> Built:
+    """Build one run (a group of one): ``built.model`` takes (batch, d) like any module."""
+    return build_group([config])

@@ -1,0 +1,32 @@
+"""Devices a sweep may name: ``cpu``, ``cuda``, ``cuda:N``, ``mps`` or ``auto``."""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["resolve_device"]
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` -> cuda if available, else mps, else cpu; others are checked to exist.
+
+    Raises:
+        ValueError: naming the device, if this machine does not have it.
+    """
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError as exc:
+        raise ValueError(
+            f"device {device!r} is not a device name ({exc}); use cpu, cuda, cuda:N, mps or auto"
+        ) from None
+    if dev.type == "cuda" and (not torch.cuda.is_available() or (dev.index or 0) >= torch.cuda.device_count()):
+        raise ValueError(f"device {device!r} is not available on this machine")
+    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError("device 'mps' is not available on this machine")
+    return dev
