@@ -150,3 +150,29 @@ def test_build_optimizer_rejects_bad_input(gen):
         build_optimizer(model, "rmsprop")
     with pytest.raises(ValueError, match="lr: got 3 values for 2 members"):
         build_optimizer(model, "sgd", lr=[0.1, 0.2, 0.3])
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam", "adamw"])
+def test_a_closure_is_evaluated_with_gradients_and_its_loss_returned_as_torch_does(gen, optimizer):
+    """step(closure) re-evaluates the loss (zero_grad + backward inside) and returns it, like torch.optim."""
+    ours = MLP(D, WIDTH, 2, generators=[gen(4)], dtype=torch.float64)
+    ref = copy.deepcopy(ours)
+    opt = build_optimizer(ours, optimizer, lr=LR[optimizer], momentum=0.9, weight_decay=0.01)
+    ref_opt = TORCH_OPT[optimizer](_torch_groups(ref, optimizer, LR[optimizer]), LR[optimizer], 0.01)
+    losses = {"ours": [], "ref": []}
+    for x, y in _batches(gen, 1):
+        for key, model, o in (("ours", ours, opt), ("ref", ref, ref_opt)):
+
+            def closure(model=model, o=o, x=x[0], y=y[0]):
+                o.zero_grad()
+                loss = (model(x) - y).pow(2).mean()
+                loss.backward()
+                return loss
+
+            with torch.no_grad():  # the optimizer turns gradients on for the closure itself
+                losses[key].append(float(o.step(closure)))
+    assert losses["ours"] == pytest.approx(losses["ref"], rel=1e-11)
+    assert losses["ours"][-1] < losses["ours"][0]
+    for p, q in zip(ours.parameters(), ref.parameters()):
+        torch.testing.assert_close(p, q, **TOL)
+    assert opt.step() is None  # no closure, no loss

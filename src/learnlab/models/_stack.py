@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from learnlab.models._param import Parameterization, get_parameterization, lr_key
+from learnlab.models._param import Parameterization, get_parameterization
 from learnlab.models._scaling import SCALING_ATTR
 
 __all__ = ["Stack", "StackedModel", "layer_names", "check_positive", "stacked_matmul", "ACTIVATIONS"]
@@ -212,19 +212,6 @@ class StackedModel(nn.Module):
 
     def member_state_dict(self, row: int) -> dict[str, torch.Tensor]:
         return {n: (t[row : row + 1] if t.dim() > 0 else t).detach().clone() for n, t in self.state_dict().items()}
-
-    def lr_exponents(self, optimizer: str) -> list[tuple[nn.Parameter, str, torch.Tensor]]:
-        """(parameter, name, c per member) for every parameter (kept for callers of the spine API;
-        ``learnlab.models.lr_table`` has the full learning-rate data)."""
-        scaling, key = getattr(self, SCALING_ATTR), lr_key(optimizer)
-        out = []
-        for slot in scaling.slots:
-            out.append((self.get_parameter(slot.weight), slot.weight, scaling.exponent(key, slot.layer)))
-            if slot.bias is not None:
-                output = slot.role == "output"
-                c = torch.zeros(self.members, dtype=torch.float64) if output else scaling.exponent(key, 0)
-                out.append((self.get_parameter(slot.bias), slot.bias, c))
-        return out
 
     def _net(self, x, weights, biases, record):  # pragma: no cover - abstract
         raise NotImplementedError
