@@ -90,7 +90,7 @@ def _in_order(groups, runs, axes: list[str], labels):
         number = isinstance(value, numbers.Real) and not isinstance(value, bool)  # numpy scalars too
         return (0, float(value), "") if number else (1, 0.0, str(value))
 
-    rank = {}
+    rank: dict[str, tuple[tuple[int, float, str], ...]] = {}
     for _, row in runs.iterrows():
         rank.setdefault(labels[row["run_id"]], tuple(key(row[a]) for a in axes))
     return sorted(groups, key=lambda item: rank.get(item[0], ()))

@@ -5,7 +5,9 @@ from __future__ import annotations
 import base64
 import html
 import io
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from learnlab.analysis._curves import plot_learning_curves
 from learnlab.analysis._figures import (
@@ -32,7 +34,7 @@ code { background: #f3f3f3; padding: 0 0.2em; }
 """
 
 
-def report_figures(store) -> list[tuple[str, object, dict]]:
+def report_figures(store) -> list[tuple[str, Callable[..., Any], dict[str, Any]]]:
     """The figures that apply to this store, as (caption, plot function, keyword arguments).
 
     Learning curves of ``test/mse`` and ``train/loss`` (those present); time to threshold
@@ -44,7 +46,7 @@ def report_figures(store) -> list[tuple[str, object, dict]]:
     if runs.empty:
         return []
     names = set(store.metrics()["name"].unique())
-    figures = [
+    figures: list[tuple[str, Callable[..., Any], dict[str, Any]]] = [
         (f"learning curves: {m} (mean over seeds, band = min..max)", plot_learning_curves, {"metric": m})
         for m in ("test/mse", "train/loss")
         if m in names

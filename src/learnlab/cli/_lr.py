@@ -81,7 +81,7 @@ def _curves(runs, grid: list[float], on: str) -> dict[str, dict]:
     import torch
 
     groups: dict[str, dict] = {}
-    first_lr = {}
+    first_lr: dict[tuple[str, object], float] = {}
     for run in runs:
         point = {k: v for k, v in run.point.items() if k not in _NOT_AXES}
         label = ", ".join(f"{k}={v}" for k, v in point.items()) or "spec"

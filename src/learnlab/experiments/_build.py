@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -13,7 +14,7 @@ from learnlab.experiments._devices import resolve_device
 from learnlab.experiments._expand import Run
 from learnlab.experiments._spec import RunConfig
 from learnlab.models import build_model, build_optimizer
-from learnlab.tasks import make_task
+from learnlab.tasks import Task, make_task
 from learnlab.train import LoopSettings, Member
 from learnlab.train._members import ProbeCache, loop_settings, make_member
 
@@ -48,12 +49,16 @@ def build_group(runs: Sequence[Run | dict], device: str | None = None) -> Built:
     draw. ``device`` (from ``--devices``) overrides ``train.device``. Each member owns its
     per-member settings; the settings every member shares must agree (else ValueError).
     """
-    runs = [Run.of(r) for r in runs]
-    configs = [r.validated() for r in runs]
+    group = [Run.of(r) for r in runs]
+    configs = [r.validated() for r in group]
     first = configs[0]
-    dtype, device = first.train.torch_dtype, resolve_device(device or first.train.device)
-    members, init_generators, tasks, cache, probes = [], [], [], {}, ProbeCache()
-    for run, config in zip(runs, configs):
+    dtype, dev = first.train.torch_dtype, resolve_device(device or first.train.device)
+    members: list[Member] = []
+    init_generators: list[torch.Generator] = []
+    tasks: list[Task] = []
+    cache: dict[str, Task] = {}
+    probes = ProbeCache()
+    for run, config in zip(group, configs):
         key = json.dumps(config.task.model_dump(mode="json"), sort_keys=True)
         task = cache[key] if key in cache else cache.setdefault(key, make_task(config.task))  # shared targets
         tasks.append(task)
@@ -64,14 +69,14 @@ def build_group(runs: Sequence[Run | dict], device: str | None = None) -> Built:
             make_member(
                 task,
                 config.train,
-                lambda role, c=config, i=run.run_id: derive_seed(c.seed, i, role),
+                functools.partial(derive_seed, config.seed, run.run_id),  # seed_for(role)
                 dtype=dtype,
-                device=device,
+                device=dev,
                 probes=probes(config.train.probes),
             )
         )
     model = build_model(
-        [c.model for c in configs], tasks[0].d, tasks[0].outputs, generators=init_generators, dtype=dtype, device=device
+        [c.model for c in configs], tasks[0].d, tasks[0].outputs, generators=init_generators, dtype=dtype, device=dev
     )
     optimizer = build_optimizer(
         model,
@@ -79,12 +84,12 @@ def build_group(runs: Sequence[Run | dict], device: str | None = None) -> Built:
         lr=[c.train.lr for c in configs],
         momentum=[c.train.momentum for c in configs],
         weight_decay=[c.train.weight_decay for c in configs],
-        betas=[tuple(c.train.betas) for c in configs],
+        betas=[c.train.betas for c in configs],  # tuples already (validated)
         eps=[c.train.eps for c in configs],
     )
     sample = members[0].stream.sample  # the fixed training set of an offline task (or None); equal sizes
     settings = loop_settings([c.train for c in configs], None if sample is None else sample[0].shape[0])
-    return Built(runs, model, optimizer, members, tasks, settings)
+    return Built(group, model, optimizer, members, tasks, settings)
 
 
 def build_run(config: dict | Run) -> Built:

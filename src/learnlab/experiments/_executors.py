@@ -9,7 +9,7 @@ import multiprocessing as mp
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Protocol
@@ -35,8 +35,9 @@ class Executor(Protocol):
 class SerialExecutor:
     """One group after another in this process (``serial``: groups of one; ``ensemble``: stacked groups)."""
 
-    def __init__(self, workers: int | None = None, out=None, devices: list[str] | None = None, **_):
-        self.workers, self.out, self.devices = 1, out, devices or [None]
+    def __init__(self, workers: int | None = None, out=None, devices: Sequence[str] | None = None, **_):
+        self.workers, self.out = 1, out
+        self.devices: Sequence[str | None] = devices or [None]
 
     def run(self, groups):
         for k, group in enumerate(groups):  # callables are registered in this process already
@@ -87,11 +88,12 @@ class ProcessExecutor:
     that dies takes only its own group down (recorded as failed); the others go on.
     """
 
-    def __init__(self, workers: int | None = None, out=None, devices: list[str] | None = None, **_):
+    def __init__(self, workers: int | None = None, out=None, devices: Sequence[str] | None = None, **_):
         cores = os.cpu_count() or 1
         self.workers = max(1, workers or cores)
         self.threads = max(1, cores // self.workers)
-        self.out, self.devices = out, devices or [None]
+        self.out = out
+        self.devices: Sequence[str | None] = devices or [None]
 
     def run(self, groups):
         if not groups:

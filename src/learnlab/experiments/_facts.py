@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from typing import cast
 
 __all__ = ["UserModelFacts", "PlanFacts"]
 
@@ -44,10 +45,10 @@ class PlanFacts:
         empty if the files cannot be read (the task section reports that itself)."""
         key = json.dumps({k: v for k, v in task.items() if k not in ("n_train", "n_test", "noise")}, sort_keys=True)
         if key not in self.dataset_sizes:
-            from learnlab.tasks import make_task
+            from learnlab.tasks import DatasetTask, make_task
 
             try:
-                built = make_task(task)
+                built = cast(DatasetTask, make_task(task))  # a dataset task section
                 self.dataset_sizes[key] = {split: built.available(split) for split in ("train", "test")}
             except Exception:  # noqa: BLE001 - unreadable files etc. are the task section's own problems
                 self.dataset_sizes[key] = {}

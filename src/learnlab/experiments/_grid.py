@@ -65,6 +65,7 @@ def grid(store, metric: str, axes: list[str], reduce: str | None = None):
     series = values.set_axis(pd.MultiIndex.from_frame(index))
     array = xr.DataArray.from_series(series).sortby(axes)
     if others:
+        assert reduce is not None  # runs differing outside the axes without a reduction raised above
         array = getattr(array, reduce)(dim=MEMBER)
     array.name = metric
     return array

@@ -9,7 +9,6 @@ groups are split so that every worker of a pool gets work.
 
 from __future__ import annotations
 
-import copy
 import functools
 import json
 import math
@@ -35,15 +34,22 @@ def member_paths() -> tuple[str, ...]:
 
 def group_key(config: dict) -> str:
     """Runs with equal keys share every shape and can be trained as one stacked model."""
-    shared = copy.deepcopy(config)
-    for path in member_paths():
-        *parents, last = path.split(".")
-        node = shared
-        for part in parents:
-            node = node.get(part) if isinstance(node, dict) else None
-        if isinstance(node, dict):
-            node.pop(last, None)
-    return json.dumps(shared, sort_keys=True)
+    return json.dumps(_without(config, [tuple(p.split(".")) for p in member_paths()]), sort_keys=True)
+
+
+def _without(node: dict, paths: list[tuple[str, ...]]) -> dict:
+    """A copy of ``node`` without the given paths (only the dicts along them are copied)."""
+    out = dict(node)
+    below: dict[str, list[tuple[str, ...]]] = {}
+    for path in paths:
+        if len(path) == 1:
+            out.pop(path[0], None)
+        else:
+            below.setdefault(path[0], []).append(path[1:])
+    for key, rest in below.items():
+        if isinstance(out.get(key), dict):
+            out[key] = _without(out[key], rest)
+    return out
 
 
 def member_bytes(run: RunConfig, facts: PlanFacts | None = None) -> int:
@@ -118,7 +124,7 @@ def form_groups(
         Groups (lists of runs); every run appears in exactly one group.
     """
     buckets: dict[str, list[Run]] = defaultdict(list)
-    order = []
+    order: list[str] = []
     for run in map(Run.of, runs):
         key = group_key(run.config) if (groupable is None or groupable(run)) else f"alone:{len(order)}"
         if key not in buckets:

@@ -227,7 +227,8 @@ class _Stackable:
     stack (one warning per model, naming the reason); True otherwise."""
 
     def __init__(self, facts: PlanFacts):
-        self.facts, self.rejected, self._warned = facts, False, set()
+        self.facts, self.rejected = facts, False
+        self._warned: set[str] = set()
 
     def __call__(self, run: Run) -> bool:
         config = run.validated()

@@ -40,14 +40,14 @@ def run_group(
     traceback, so a sweep goes on.
     """
     started = time.time()
-    runs = [Run.of(r) for r in runs]
-    ids = [r.run_id for r in runs]
+    group = [Run.of(r) for r in runs]
+    ids = [r.run_id for r in group]
     loggers = []
     try:
         install(callables)
-        built = build_group(runs, device)
+        built = build_group(group, device)
         out = Path(out) if out is not None else None
-        for member, run in zip(built.members, runs):
+        for member, run in zip(built.members, group):
             member.history.sinks = make_loggers(run.config["train"]["loggers"], out, run.run_id, run.config)
             loggers += member.history.sinks
         checkpoint = _checkpointer(built, out)
@@ -93,7 +93,7 @@ def _checkpointer(built: Built, out: Path | None) -> Checkpointer | None:
 
 def _save_outputs(built: Built, out: Path | None) -> dict[str, str]:
     """Probe tensors to artifacts/<run_id>.pt, final weights to checkpoints/<run_id>.pt if asked."""
-    paths = {}
+    paths: dict[str, str] = {}
     if out is None:
         return paths
     for rid, member in zip(built.ids, built.members):

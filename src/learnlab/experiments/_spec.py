@@ -220,7 +220,7 @@ def unknown_axis_keys(sweep) -> list[tuple[str, str]]:
     for kind in ("grid", "zip"):
         axes = sweep.get(kind)
         for key in axes if isinstance(axes, dict) else ():
-            model = RunConfig
+            model: type[BaseModel] = RunConfig
             for part in str(key).split("."):
                 fields = model.model_fields
                 if part not in fields:

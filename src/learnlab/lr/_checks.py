@@ -139,7 +139,7 @@ def group_ratios(optimizer: torch.optim.Optimizer, relative: bool) -> list:
             f"relative=True scales every group's lr by its ratio to the first group's, but the first group's lr "
             f"is {first}; give it a non-zero lr or pass relative=False (every group then gets the same lr)."
         )
-    ratios = []
+    ratios: list[float | torch.Tensor] = []
     for group in optimizer.param_groups:
         lr = group["lr"]
         if isinstance(lr, torch.Tensor) or isinstance(first, torch.Tensor):

@@ -14,6 +14,9 @@ eigenvalues at once. An ordinary model is a stack of one: (1, n).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, cast
+
 import torch
 from torch import nn
 from torch.func import functional_call, grad, vjp
@@ -52,7 +55,7 @@ class LossFunction:
 
     def _setup(self, theta: dict, members: int, forward) -> None:
         self.names, self.theta, self.members, self._forward = list(theta), theta, members, forward
-        self._pullback = None  # v -> H v, built on first use
+        self._pullback: Callable[..., Any] | None = None  # v -> H v, built on first use
 
     def __call__(self, params: dict) -> torch.Tensor:
         return self.criterion(self._forward(params), self.y).sum()
@@ -60,7 +63,8 @@ class LossFunction:
     def gradient_and_hvp(self, v: dict) -> tuple[dict, dict]:
         """(grad L(theta), H v) for a dict of tangents shaped like the parameters."""
         if self._pullback is None:
-            self._gradient, self._pullback = vjp(grad(self), self.theta)
+            # torch.func.vjp's annotation joins its has_aux=True return: without aux it is (output, vjp_fn)
+            self._gradient, self._pullback = cast("tuple[Any, Callable[..., Any]]", vjp(grad(self), self.theta))
         return self._gradient, self._pullback(v)[0]
 
     def flat(self, tensors: dict) -> torch.Tensor:
@@ -114,7 +118,8 @@ def lanczos(
     q = torch.randn(members, n, generator=gen, dtype=torch.float64).to(device)
     q = q / q.norm(dim=1, keepdim=True)
     basis = torch.zeros(iters, members, n, dtype=torch.float64, device=device)
-    alphas, betas = [], []
+    alphas: list[torch.Tensor] = []
+    betas: list[torch.Tensor] = []
     size = [0] * members  # Krylov dimension reached by each member
     done = torch.zeros(members, dtype=torch.bool)
     for j in range(iters):

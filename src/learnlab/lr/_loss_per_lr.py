@@ -172,7 +172,7 @@ def _split_head(model, ex, saved: Preserved, moving):
     head = affine_head(model)
     if head is None:
         return None
-    by_name = dict(model.named_parameters())
+    by_name: dict[str, nn.Parameter] = dict(model.named_parameters())
     in_head = {id(by_name[n]) for n in head.names}
     moves = {id(p): u for p, _, u in moving}
     theta = {n: saved.original.get(id(by_name[n]), by_name[n]) for n in head.names}

@@ -95,6 +95,7 @@ class Stepper:
         """Parameters and state reset, every group's lr = alpha * ratio, one optimizer step."""
         self.saved.reset()
         opt = self.saved.optimizer
+        assert opt is not None  # a Stepper steps the optimizer it was built for
         set_learning_rates(opt, alpha, self.ratios, self.originals)
         for p, g in zip(self.params, self.grads):
             p.grad = None if g is None else g.clone()  # an optimizer may write into p.grad

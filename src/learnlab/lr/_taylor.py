@@ -94,6 +94,7 @@ def taylor_predictions(
     params = trainable(model) if optimizer is None else check_model_and_optimizer(model, optimizer)
     with Preserved(model, optimizer) as saved:
         grad = gradient(model, criterion, x, y, params)
+        u: dict[int, torch.Tensor] | None
         if optimizer is None:
             u = {id(p): -g for p, g in zip(params, grad.grads) if g is not None}
         else:

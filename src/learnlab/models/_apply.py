@@ -12,6 +12,8 @@ native models (:mod:`learnlab.models._scaling`).
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch import nn
 
@@ -28,11 +30,13 @@ _APPLIED_ATTR = "_learnlab_applied"
 
 def _apply_multipliers(layer: nn.Module, inputs, output: torch.Tensor) -> torch.Tensor:
     """Forward hook: W x + b -> m (W x) + m_b b (a module-level function, so it pickles)."""
-    out = output * layer.abc_weight_mult
-    if layer.bias is not None:
-        shift = layer.bias * (layer.abc_bias_mult - layer.abc_weight_mult)
+    weight_mult = cast(torch.Tensor, layer.abc_weight_mult)  # the buffers _initialise registers
+    out = output * weight_mult
+    bias = cast("torch.Tensor | None", layer.bias)
+    if bias is not None:
+        shift = bias * (cast(torch.Tensor, layer.abc_bias_mult) - weight_mult)
         if not isinstance(layer, nn.Linear):  # conv: channels before the spatial dims
-            shift = shift.view(-1, *([1] * len(layer.kernel_size)))
+            shift = shift.view(-1, *([1] * len(cast("tuple[int, ...]", layer.kernel_size))))
         out = out + shift
     return out
 
@@ -113,7 +117,7 @@ def _ordered_layers(module: nn.Module, overrides: dict, example_input) -> list[t
     bad_roles = {n: r for n, r in overrides.items() if r not in LAYER_ROLES}
     if bad_roles:
         raise ValueError(f"layers roles {bad_roles} are not valid; valid roles: {', '.join(LAYER_ROLES)}")
-    layers = []
+    layers: list[tuple[str, nn.Module]] = []
     for name, sub in holders.items():
         if overrides.get(name) == "ignore":
             continue
@@ -192,14 +196,15 @@ def _initialise(module: nn.Module, scaling: Scaling, generator) -> None:
     """W = s_l z with z ~ N(0, 1) (layer by layer), b = 0, multiplier buffers and the hook."""
     for slot in scaling.slots:
         layer = module.get_submodule(slot.weight.rpartition(".")[0])
-        w = layer.weight
+        w = cast(torch.Tensor, layer.weight)  # a Linear/Conv layer's
         if isinstance(layer, nn.Linear):  # drawn (fan_in, fan_out) like learnlab's MLP, so both share z
             z = torch.randn(w.shape[1], w.shape[0], generator=generator).T
         else:  # (out_channels, in_channels / groups, *kernel), like learnlab's CNN
             z = torch.randn(w.shape, generator=generator)
         w.copy_((z.to(torch.float64) * scaling.init_std(slot)[0]).to(w.dtype))
         layer.register_buffer("abc_weight_mult", scaling.weight_multiplier(slot)[0].to(w.dtype).to(w.device))
-        if layer.bias is not None:
-            layer.bias.zero_()
+        bias = cast("torch.Tensor | None", layer.bias)
+        if bias is not None:
+            bias.zero_()
             layer.register_buffer("abc_bias_mult", scaling.bias_multiplier(slot)[0].to(w.dtype).to(w.device))
         layer.register_forward_hook(_apply_multipliers)

@@ -187,6 +187,8 @@ def _adam_constants(betas, eps, members: int):
     for key, values in (("betas", pairs), ("eps", eps_values)):
         if len(values) not in (1, members):
             raise ValueError(f"{key}: got {len(values)} values for {members} members; give one, or one per member")
+    b1: float | torch.Tensor
+    b2: float | torch.Tensor
     if len(set(pairs)) == 1:
         b1, b2 = (float(b) for b in pairs[0])
     else:

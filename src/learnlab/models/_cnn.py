@@ -95,7 +95,7 @@ class CNN(StackedModel):
             self.weights.append(nn.Parameter(self.draw(shape, scaling.init_std(slots[l]), dtype, device)))
             mult = scaling.weight_multiplier(slots[l])
             self.register_buffer(f"mult_{l}", self.member_buffer(mult, ndim, dtype, device))
-            if bias:
+            if self.biases is not None:
                 fan_out = shape[0] if l < depth else outputs
                 self.register_buffer(
                     f"bias_mult_{l}", self.member_buffer(scaling.bias_multiplier(slots[l]), ndim, dtype, device)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -32,7 +33,7 @@ def _mse(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 def _activations(model: torch.nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """(output, {layer name: output of the layer}) for native models and any module."""
     if hasattr(model, "activations"):
-        return model.activations(x)
+        return cast(Any, model).activations(x)  # learnlab.models.Stack implementations
     scaling = getattr(model, SCALING_ATTR, None)
     if scaling is not None:
         names = [s.weight.rpartition(".")[0] for s in scaling.slots]

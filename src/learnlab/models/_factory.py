@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 
@@ -41,8 +42,8 @@ def build_model(
         ValueError: sections that differ in a shape key, or a cnn whose image_shape does
             not match d.
     """
-    specs = [model] if isinstance(model, (ModelSpec, dict)) else list(model)
-    specs = [s if isinstance(s, ModelSpec) else ModelSpec.model_validate(s) for s in specs]
+    sections = [model] if isinstance(model, (ModelSpec, dict)) else list(model)
+    specs = [s if isinstance(s, ModelSpec) else ModelSpec.model_validate(s) for s in sections]
     if generators is None:
         generators = [torch.Generator().manual_seed(0) for _ in specs]
     if len(specs) == 1 and len(generators) > 1:
@@ -69,7 +70,7 @@ def build_model(
     problems = first.problems_with_inputs(d)
     if problems:
         raise ValueError("; ".join(problems))
-    kwargs = dict(
+    kwargs: dict[str, Any] = dict(
         activation=first.activation,
         bias=first.bias,
         param=[s.parameterization_arg() for s in specs],
@@ -82,5 +83,6 @@ def build_model(
         device=device,
     )
     if first.name == "cnn":
+        assert first.image_shape is not None  # ModelSpec validation requires it for cnn
         return CNN(first.image_shape, first.width, first.depth, outputs, kernel_size=first.kernel_size, **kwargs)
     return MLP(d, first.width, first.depth, outputs, **kwargs)

@@ -96,7 +96,7 @@ class MLP(StackedModel):
             w = self.draw((fan_in, fan_out), scaling.init_std(slot), dtype, device)
             self.weights.append(nn.Parameter(w))
             self.register_buffer(f"mult_{l}", self.member_buffer(scaling.weight_multiplier(slot), 3, dtype, device))
-            if bias:
+            if self.biases is not None:
                 self.register_buffer(
                     f"bias_mult_{l}", self.member_buffer(scaling.bias_multiplier(slot), 3, dtype, device)
                 )

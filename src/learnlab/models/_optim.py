@@ -180,7 +180,7 @@ def select_members(model, optimizer: torch.optim.Optimizer, keep: torch.Tensor) 
     """
     if keep.tolist() == list(range(int(getattr(model, "members", -1)))):
         return
-    keep_dev = {}
+    keep_dev: dict[torch.device, torch.Tensor] = {}
     for p in model.parameters():
         idx = keep_dev.setdefault(p.device, keep.to(p.device))
         state = optimizer.state.pop(p, {})

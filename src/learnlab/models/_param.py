@@ -54,6 +54,7 @@ Rows (input, hidden, output); each is expanded to any depth (or given per layer)
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any, cast
 
 __all__ = [
     "Parameterization",
@@ -117,7 +118,8 @@ class Parameterization:
 
     def per_layer(self, n_layers: int) -> list[dict[str, float]]:
         """Expand to ``n_layers`` weight matrices: a list of {a, b, c, c_adam}."""
-        cols = {key: self.exponents(key, n_layers) for key in ("a", "b", "c", "c_adam")}
+        # never None: a, b and c are required and c_adam falls back to c
+        cols = {key: cast("list[float]", self.exponents(key, n_layers)) for key in ("a", "b", "c", "c_adam")}
         return [{key: cols[key][i] for key in cols} for i in range(n_layers)]
 
     def check(self, n_layers: int) -> None:
@@ -194,7 +196,7 @@ def gamma_lr_factor(gamma: float, rule: str = "piecewise") -> float:
     raise ValueError(f"unknown gamma_lr rule {rule!r}; valid: {', '.join(GAMMA_LR_RULES)}")
 
 
-_IP = dict(a=(0, 1, 1), b=(0, 0, 0), c=(-1, -2, -1), c_adam=(0, 0, 0))
+_IP: dict[str, Any] = dict(a=(0, 1, 1), b=(0, 0, 0), c=(-1, -2, -1), c_adam=(0, 0, 0))
 PARAMETERIZATIONS: dict[str, Parameterization] = {
     "sp": Parameterization("sp", a=(0, 0, 0), b=(0, 0.5, 0.5), c=(0, 0, 0), c_adam=(0, 0, 0)),
     "ntk": Parameterization("ntk", a=(0, 0.5, 0.5), b=(0, 0, 0), c=(0, 0, 0), c_adam=(0.5, 1, 0.5)),
@@ -234,5 +236,5 @@ def get_parameterization(param: str | Parameterization | dict) -> Parameterizati
         if missing:
             raise ValueError(f"custom parameterization needs {', '.join(missing)} (or like: <row name>)")
         base = Parameterization("custom", a=(), b=(), c=())
-    fields = {k: tuple(float(x) for x in v) if k in _KEYS else v for k, v in given.items()}
+    fields: dict[str, Any] = {k: tuple(float(x) for x in v) if k in _KEYS else v for k, v in given.items()}
     return replace(base, **fields)

@@ -134,7 +134,7 @@ class Scaling:
         zeros, ones = torch.zeros(self.members, dtype=torch.float64), torch.ones(self.members, dtype=torch.float64)
         out = []
         for slot in self.slots:
-            layers = [(slot.weight, slot.layer)]
+            layers: list[tuple[str, int | None]] = [(slot.weight, slot.layer)]
             if slot.bias is not None:
                 layers.append((slot.bias, None if slot.role == "output" else 0))
             for name, layer in layers:

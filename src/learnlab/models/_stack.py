@@ -169,7 +169,7 @@ class StackedModel(nn.Module):
             for l, b in enumerate(self.biases or []):
                 self.register_buffer(f"init_biases_{l}", b.detach().clone())
 
-    def _initial(self):
+    def _initial(self) -> tuple[list[torch.Tensor], list[torch.Tensor] | None]:
         weights = [getattr(self, f"init_weights_{l}") for l in range(len(self.weights))]
         biases = None if self.biases is None else [getattr(self, f"init_biases_{l}") for l in range(len(self.biases))]
         return weights, biases

@@ -70,6 +70,8 @@ class UserStack(nn.Module):
     With E = 1 a 2-d x (batch, d) gives (batch, k).
     """
 
+    _base: nn.Module  # the template module of a vmapped stack (set with object.__setattr__)
+
     def __init__(self, modules: Sequence[nn.Module]):
         super().__init__()
         modules = list(modules)

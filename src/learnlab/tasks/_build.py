@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 import torch
 
 from learnlab.tasks._index_models import MultiIndex, SingleIndex, random_directions
-from learnlab.tasks._inputs import INPUTS, Gaussian
+from learnlab.tasks._inputs import INPUTS, Gaussian, Inputs
 from learnlab.tasks._power_law import PowerLaw, power_law_coefficients, relu_level_coefficients, top_monomials
 from learnlab.tasks._spec import TaskSpec
 from learnlab.tasks._targets import FunctionTarget, Hermite, Labelled, Parity, Sine
@@ -43,7 +45,8 @@ def build_task(spec: TaskSpec) -> Task:
         d = int(np.prod(shape[1:])) * channels if len(shape) == 3 else int(np.prod(shape))
         labels = DatasetLabels(outputs=1 if len(groups) == 2 else len(groups), labels=spec.label_kind())
         return DatasetTask(
-            inputs=DatasetInputs(spec.dataset, d),
+            # only inputs.d is read: DatasetTask draws its samples itself, not through inputs.sample
+            inputs=cast(Inputs, DatasetInputs(spec.dataset, d)),
             target=labels,
             noise=spec.noise,
             n_train=spec.n_train,

@@ -57,7 +57,8 @@ def describe_model(model: type[BaseModel], skip: tuple[str, ...] = ("name",)) ->
     for key, field in model.model_fields.items():
         if key in skip:
             continue
-        annotation = typing.Annotated[(field.annotation, *field.metadata)] if field.metadata else field.annotation
+        annotated = (field.annotation, *field.metadata)  # Annotated[T, *metadata] (3.11+ syntax)
+        annotation = typing.Annotated[annotated] if field.metadata else field.annotation
         rows.append(
             {
                 "key": key,

@@ -21,6 +21,7 @@ import os
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -141,7 +142,7 @@ def find_files(name: str, data_dir: str | os.PathLike | None = None) -> dict[str
             looked.append(str(folder))
             paths = {f: _present(folder, f, gz_ok) for f in info.files}
             if all(paths.values()):
-                return paths
+                return cast("dict[str, Path]", paths)  # every file present
     expected = ", ".join(f + ("[.gz]" if gz_ok else "") for f in info.files)
     if not roots:
         where = f"no data folder is set: set task.data_dir or the {ENV_VAR} environment variable"

@@ -21,9 +21,12 @@ __all__ = ["Inputs", "Gaussian", "PowerLawGaussian", "Hypercube", "Sphere", "Box
 class Inputs(Protocol):
     """An input distribution on R^d."""
 
-    d: int
+    @property
+    def d(self) -> int: ...
 
-    def sample(self, n: int, generator: torch.Generator, *, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    def sample(
+        self, n: int, generator: torch.Generator | None, *, dtype: torch.dtype, device: torch.device | str
+    ) -> torch.Tensor:
         """Draw x: (n, d)."""
         ...
 

@@ -101,7 +101,9 @@ class HermitePolynomial:
                 prefix = f[:L]
                 if prefix not in node_of:
                     if len(parents) < L:
-                        parents.append([]), feats.append([]), level_coefs.append([])
+                        parents.append([])
+                        feats.append([])
+                        level_coefs.append([])
                     node_of[prefix] = (L, len(parents[L - 1]))
                     parents[L - 1].append(node_of[f[: L - 1]][1])
                     i, k = prefix[-1]
@@ -113,8 +115,8 @@ class HermitePolynomial:
         # prefixes of the level before, and the dense form where it is cheaper
         self.levels: list[_Level] = []
         kept_before = np.zeros(1, dtype=np.int64)  # the root
-        for L, (p, g, c) in enumerate(zip(parents, feats, level_coefs)):
-            p, g, c = np.asarray(p, dtype=np.int64), np.asarray(g, dtype=np.int64), np.stack(c)
+        for L, (p_list, g_list, c_list) in enumerate(zip(parents, feats, level_coefs)):
+            p, g, c = np.asarray(p_list, dtype=np.int64), np.asarray(g_list, dtype=np.int64), np.stack(c_list)
             keep = np.unique(parents[L + 1]) if L + 1 < len(parents) else np.zeros(0, dtype=np.int64)
             local = np.searchsorted(kept_before, p)  # every parent is kept by construction
             level = _Level(local, g, c, keep)
@@ -122,7 +124,8 @@ class HermitePolynomial:
             cols, columns = np.unique(g, return_inverse=True)
             if len(p) >= DENSE_FILL * len(kept_before) * len(cols):
                 dense = np.zeros((self.outputs, len(kept_before), len(cols)))
-                np.add.at(dense, (slice(None), local, columns), c.T)
+                # numpy's stubs type ``indices`` as integer array-likes only; a tuple with slices is valid
+                np.add.at(dense, (slice(None), local, columns), c.T)  # type: ignore[arg-type]
                 level.dense, level.cols = dense, cols
             self.levels.append(level)
             kept_before = keep

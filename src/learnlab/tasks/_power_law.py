@@ -99,7 +99,8 @@ def _top_monomials_cached(lam_bytes: bytes, count: int, c_bytes: bytes):
     heap = [(-log_value((0,) * k), (0,) * k) for k in range(1, kmax + 1)]
     heapq.heapify(heap)
     seen = {m for _, m in heap}
-    found, logs = [()], [log_c[0]]
+    found: list[tuple[int, ...]] = [()]
+    logs = [log_c[0]]
     while len(found) < count and heap:
         neg, m = heapq.heappop(heap)
         found.append(m)

@@ -11,7 +11,7 @@ import importlib.util
 from typing import Literal
 
 from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveInt, ValidationError, model_validator
-from pydantic_core import PydanticCustomError
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from learnlab._spec_base import Section, per_member
 from learnlab.tasks._datasets import DATASETS, DatasetFilesError, find_files
@@ -143,13 +143,14 @@ class TaskSpec(Section):
             problems.append(("dataset", "dataset replaces inputs and target: remove inputs/target or dataset"))
         if info is not None and info.files:
             if "data_dir" not in failed:  # else where to look is unknown
+                assert self.dataset is not None  # info is that of the dataset
                 try:
                     find_files(self.dataset, self.data_dir)
                 except DatasetFilesError as exc:
                     problems.append(("data_dir" if self.data_dir is not None else "dataset", str(exc)))
         elif info is not None and self.data_dir is not None:
             problems.append(("data_dir", f"dataset {self.dataset!r} has no files; remove data_dir"))
-        module = {"digits": "sklearn", "mnist1d": "mnist1d"}.get(self.dataset)
+        module = {"digits": "sklearn", "mnist1d": "mnist1d"}.get(self.dataset) if self.dataset is not None else None
         if info is not None and module and importlib.util.find_spec(module) is None:
             problems.append(
                 (
@@ -182,7 +183,7 @@ class TaskSpec(Section):
 
 def _spec_error(cls, errors: list[dict], problems: list[tuple[str | None, str]], data: dict) -> ValidationError:
     """One ValidationError: pydantic's own ``errors`` plus ``problems`` at ``task.<key>``."""
-    line_errors = [
+    line_errors: list[InitErrorDetails] = [
         {"type": PydanticCustomError(e["type"], e["msg"]), "loc": e["loc"], "input": e["input"]} for e in errors
     ]
     # the input is the task mapping (as before), so the messages read exactly as the checks word them
@@ -244,9 +245,10 @@ def _class_problems(classes, binarize: bool, n_classes: int | None) -> list[str]
         problems.append(f"classes needs at least 2 groups, got {len(classes)}")
     if binarize and len(classes) != 2:
         problems.append(f"binarize needs exactly 2 class groups, got {len(classes)}")
-    bad = sorted({c for c in flat if n_classes is not None and c >= n_classes})
-    if bad:
-        problems.append(f"classes {bad} do not exist: valid classes are 0..{n_classes - 1}")
+    if n_classes is not None:
+        bad = sorted({c for c in flat if c >= n_classes})
+        if bad:
+            problems.append(f"classes {bad} do not exist: valid classes are 0..{n_classes - 1}")
     if len(set(flat)) != len(flat):
         problems.append(f"classes {classes} repeat a class: groups must be disjoint")
     return problems

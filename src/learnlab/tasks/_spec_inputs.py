@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal, Union, get_args
 
 from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt, model_validator
 
@@ -77,5 +77,9 @@ class BoxInputsSpec(Section):
         return self
 
 
-INPUT_SPECS = [GaussianInputsSpec, PowerLawGaussianInputsSpec, HypercubeInputsSpec, SphereInputsSpec, BoxInputsSpec]
-InputsSpec = Annotated[Union[tuple(INPUT_SPECS)], Field(discriminator="name")]  # noqa: UP007
+# spelled out (a static type checker cannot evaluate ``Union[tuple(...)]``); INPUT_SPECS is read off it
+_AnyInputsSpec = Union[  # noqa: UP007
+    GaussianInputsSpec, PowerLawGaussianInputsSpec, HypercubeInputsSpec, SphereInputsSpec, BoxInputsSpec
+]
+INPUT_SPECS = list(get_args(_AnyInputsSpec))
+InputsSpec = Annotated[_AnyInputsSpec, Field(discriminator="name")]

@@ -6,7 +6,7 @@ which inputs a target needs) live on ``TaskSpec``.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, Union, get_args
 
 from pydantic import (
     Field,
@@ -23,7 +23,7 @@ from learnlab._spec_base import Section, per_member
 __all__ = ["TargetSpec", "TARGET_SPECS", "HermiteTermSpec", "target_indices", "LabelsKind"]
 
 LabelsKind = Literal["value", "sign", "onehot"]
-_LABELS = Field("value", description="value = regression; sign = sign(f) in {-1,+1}; onehot = argmax class")
+_LABELS: LabelsKind = Field("value", description="value = regression; sign = sign(f) in {-1,+1}; onehot = argmax class")
 Monomial = dict[NonNegativeInt, NonNegativeInt]
 IndexSets = list[Annotated[list[NonNegativeInt], Field(min_length=1)]]
 
@@ -240,7 +240,8 @@ class CallableTargetSpec(Section):
         return ref
 
 
-TARGET_SPECS = [
+# spelled out (a static type checker cannot evaluate ``Union[tuple(...)]``); TARGET_SPECS is read off it
+_AnyTargetSpec = Union[  # noqa: UP007
     ParityTargetSpec,
     StaircaseTargetSpec,
     HermiteTargetSpec,
@@ -251,7 +252,8 @@ TARGET_SPECS = [
     PowerLawTargetSpec,
     CallableTargetSpec,
 ]
-TargetSpec = Annotated[Union[tuple(TARGET_SPECS)], Field(discriminator="name")]  # noqa: UP007
+TARGET_SPECS = list(get_args(_AnyTargetSpec))
+TargetSpec = Annotated[_AnyTargetSpec, Field(discriminator="name")]
 
 
 def target_indices(target) -> list[int]:

@@ -30,7 +30,7 @@ class BatchStream:
     ):
         self.task, self.batch_size, self.generator = task, batch_size, generator
         self.dtype, self.device = dtype, device
-        self.sample = None
+        self.sample: tuple[torch.Tensor, torch.Tensor] | None = None
         if not task.online:
             self.sample = task.train_sample(generator, dtype=dtype, device=device)
             self._order = torch.empty(0, dtype=torch.long, device=device)

@@ -35,8 +35,11 @@ __all__ = [
 class Target(Protocol):
     """A function of the inputs."""
 
-    outputs: int
-    labels: str
+    @property
+    def outputs(self) -> int: ...
+
+    @property
+    def labels(self) -> str: ...
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """Map x: (n, d) to y: (n, outputs)."""
@@ -188,7 +191,7 @@ class Labelled:
     """Classification from a real-valued target: ``sign`` -> sign(f(x)) in {-1, +1} (0 -> +1);
     ``onehot`` -> one-hot of argmax_j f_j(x) over ``base.outputs`` classes."""
 
-    base: object
+    base: Target
     labels: str = "sign"
 
     @property

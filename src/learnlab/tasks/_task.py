@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 
@@ -84,7 +85,8 @@ class Task:
         device: torch.device | str = "cpu",
     ):
         """The fixed test sample: ``n_test`` noise-free points (x: (n_test, d), y: (n_test, outputs))."""
-        return self.sample(self.n_test, generator, noise=False, dtype=dtype, device=device)
+        # a synthetic task's spec requires an n_test (None is a dataset's whole split, see DatasetTask)
+        return self.sample(cast(int, self.n_test), generator, noise=False, dtype=dtype, device=device)
 
     def torch_dataset(
         self,

@@ -8,6 +8,7 @@ weights and biases U(-1/2, 1/2), inputs uniform on [-1/2, 1/2]^d.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -15,6 +16,11 @@ import torch
 from learnlab.tasks._targets import on_device
 
 __all__ = ["Teacher", "teacher_weights"]
+
+
+def _returning(t: torch.Tensor) -> Callable[[], torch.Tensor]:
+    """``make`` for :func:`on_device`: a function returning ``t``."""
+    return lambda: t
 
 
 def teacher_weights(
@@ -59,9 +65,9 @@ class Teacher:
     def layers(self, like: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
         if "cpu64" not in self._cache:
             self._cache["cpu64"] = teacher_weights(self.d, self.widths, self.outputs, self.seed, self.init)
-        base = self._cache["cpu64"]
+        base: list[tuple[torch.Tensor, torch.Tensor]] = self._cache["cpu64"]
         return [
-            (on_device(self._cache, f"w{i}", lambda w=w: w, like), on_device(self._cache, f"b{i}", lambda b=b: b, like))
+            (on_device(self._cache, f"w{i}", _returning(w), like), on_device(self._cache, f"b{i}", _returning(b), like))
             for i, (w, b) in enumerate(base)
         ]
 

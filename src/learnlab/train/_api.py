@@ -8,6 +8,7 @@ a sweep does.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -70,7 +71,7 @@ def train(
     tune_cpu()
     task = task if isinstance(task, Task) else make_task(task)
     spec = TrainSpec(
-        optimizer=optimizer if isinstance(optimizer, str) else "sgd",
+        optimizer=cast(Any, optimizer if isinstance(optimizer, str) else "sgd"),  # a name TrainSpec validates
         loss=loss if isinstance(loss, str) else "mse",
         **recipe,
     )

@@ -60,7 +60,8 @@ class WandbLogger:
             settings=settings,
             reinit="create_new",
         )
-        self._step, self._row = None, {}
+        self._step: int | None = None
+        self._row: dict[str, float] = {}
 
     def log(self, step: int, name: str, value: float) -> None:
         if self._step is not None and step != self._step:

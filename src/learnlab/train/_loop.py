@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -86,7 +87,7 @@ def fit(
     members: list[Member],
     settings: LoopSettings,
     *,
-    on_step: Callable[[int], None] | None = None,
+    on_step: Callable[[int], object] | None = None,
     checkpoint=None,
 ) -> list[History]:
     """Train the stacked ``model`` (one row per member) and return each member's History.
@@ -191,7 +192,7 @@ class _Loop:
 
     def _probe(self, t, batch, skip) -> None:
         """Each probe due at step t runs once for the whole stack; its values go to the rows that asked."""
-        due: dict[int, tuple[object, list[int]]] = {}
+        due: dict[int, tuple[Callable[[Any, ProbeContext], dict[str, Any]], list[int]]] = {}
         for row, i in enumerate(self.active):
             for probe in self.members[i].probes:
                 if t % getattr(probe, "every", 100) == 0:
@@ -228,6 +229,7 @@ class _Loop:
         if not self._scheduled and all(f == 1.0 for f in factors):
             return
         self._scheduled = True
+        factor: float | torch.Tensor
         if len(set(factors)) == 1:
             factor = factors[0]  # a float: the same bits as a member's run alone
         else:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
+from typing import cast
 
 import torch
 
@@ -66,7 +67,8 @@ def make_member(
     evals = {"test": fixed_source(*task.test_sample(test_gen, dtype=dtype, device=device))}
     for name in recipe.eval_sets:
         if name == "train":
-            evals["train"] = fixed_source(*stream.sample)
+            # an offline task's sample (the experiment spec requires n_train for eval set 'train')
+            evals["train"] = fixed_source(*cast("tuple[torch.Tensor, torch.Tensor]", stream.sample))
         elif name == "grid":
             x = task.inputs.grid(recipe.grid_points, dtype=dtype, device=device)
             evals["grid"] = fixed_source(x, task.target(x))

@@ -8,6 +8,8 @@ alone), and measure each member on the first points of its own current training 
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch.func import jacrev, vmap
 
@@ -45,12 +47,12 @@ def empirical_ntk(model, x: torch.Tensor) -> torch.Tensor:
 
     per_point = vmap(jacrev(one_point), in_dims=(None, None, 0))  # name -> (n, k, *shape)
     jac = vmap(per_point, in_dims=(0, 0, 0))(params, others, x)  # name -> (E, n, k, *shape)
-    kernel = None
+    kernel: torch.Tensor | None = None
     for j in jac.values():
         j = j.flatten(3)  # (E, n, k, P_layer)
         term = torch.einsum("eikp,ejkp->eij", j, j)
         kernel = term if kernel is None else kernel + term
-    return kernel
+    return cast(torch.Tensor, kernel)  # None only for a model without trainable parameters
 
 
 def alignment(kernel: torch.Tensor, y: torch.Tensor, centered: bool = False) -> torch.Tensor:

@@ -254,7 +254,7 @@ def target_indices(target) -> list[int] | None:
     if getattr(target, "monomial", None) is not None:
         return sorted({int(i) for i in dict(target.monomial)})
     if getattr(target, "indices", None) is not None:
-        flat = set()
+        flat: set[int] = set()
         for item in target.indices:
             flat.update(int(i) for i in (item if isinstance(item, (list, tuple)) else [item]))
         return sorted(flat)

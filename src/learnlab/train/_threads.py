@@ -53,7 +53,7 @@ class ThreadTuner:
     def _start_trial(self) -> None:
         self.times = {c: [] for c in self.choices}
         self._plan = [c for c in self.choices for _ in range(self.trial + 1)]
-        self._previous = None  # thread count of the step before, within this trial
+        self._previous: int | None = None  # thread count of the step before, within this trial
         self._set(self._plan[0])
 
     def _set(self, threads: int) -> None:
@@ -78,7 +78,7 @@ class ThreadTuner:
             self._set(self._plan[0])
             return
         medians = {c: statistics.median(t) for c, t in self.times.items() if t}
-        self.chosen = min(medians, key=medians.get) if medians else self.choices[0]
+        self.chosen = min(medians, key=medians.__getitem__) if medians else self.choices[0]
         self._set(self.chosen)
 
 
