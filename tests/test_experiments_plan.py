@@ -132,3 +132,32 @@ def test_per_member_fields_are_declared_on_the_fields():
     paths = set(member_paths())
     assert {"seed", "train.lr", "train.save_final", "train.probes", "model.param", "task.target.seed"} <= paths
     assert not paths & {"train.steps", "train.batch_size", "model.width", "task.inputs", "train.optimizer"}
+
+
+def test_the_memory_estimate_reads_the_validated_config_of_a_cnn():
+    """A CNN's estimate counts its own convolutions over its image, not an MLP of a default width."""
+    from learnlab.experiments._groups import member_bytes
+    from learnlab.models import build_model
+    from learnlab.tasks import make_task
+
+    def run(width: int, side: int):
+        spec = {
+            "task": {
+                "inputs": {"name": "gaussian", "d": 3 * side * side},
+                "target": {"name": "teacher", "widths": [4]},
+            },
+            "model": {"name": "cnn", "width": width, "depth": 2, "image_shape": [3, side, side]},
+            "train": {"batch_size": 32, "steps": 1},
+        }
+        return plan(spec).runs[0].validated()
+
+    def params(config) -> int:
+        task = make_task(config.task)
+        return sum(p.numel() for p in build_model(config.model, task.d, task.outputs).parameters())
+
+    small, wide, big_image = run(8, 8), run(32, 8), run(8, 16)
+    assert member_bytes(small) >= 4 * 4 * params(small)  # weights, gradients, two moments, float32
+    # a wider CNN costs at least its extra parameters (x4), its width^2 hidden convolutions included
+    assert member_bytes(wide) - member_bytes(small) >= 4 * 4 * (params(wide) - params(small)) > 0
+    # a larger image costs its larger feature maps, kept for backward (batch x width x H x W per conv)
+    assert member_bytes(big_image) - member_bytes(small) >= 4 * 32 * 8 * (16 * 16 - 8 * 8) * 2
