@@ -21,10 +21,10 @@ BASE = {
     "seed": 0,
     "task": {
         "inputs": {"name": "gaussian", "d": 5},
-        "target": {"name": "teacher", "widths": [6], "init": "gaussian"},
+        "target": {"name": "single_index", "link": "identity"},  # a random direction: a target seed acts
         "n_test": 64,
     },
-    "model": {"name": "mlp", "width": 8, "depth": 1},
+    "model": {"name": "mlp", "width": 8, "depth": 1, "base_width": 4},
     "train": {
         "optimizer": "momentum",
         "lr": 0.05,
@@ -32,8 +32,7 @@ BASE = {
         "steps": 24,
         "eval_every": 4,
         "log_every": 1,
-        "thresholds": [0.6],
-        "relative_thresholds": True,
+        "thresholds": [0.5],
         "dtype": "float64",
     },
 }

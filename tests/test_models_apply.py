@@ -87,12 +87,14 @@ def test_native_cnn_members_equal_applied_conv_sequentials():
         2,
         outputs,
         param=rows,
+        init="he",
         generators=[torch.Generator().manual_seed(s) for s in (1, 2)],
         dtype=torch.float64,
     )
-    # closed-form init std of the hidden conv (W / z): sqrt(2 / (width * 9)) in both rows (b = 1/2)
+    # closed-form he init std of the hidden conv (W / z): sqrt(2 / (width * 9)) in both rows (b = 1/2)
     g = torch.Generator().manual_seed(1)
     torch.randn(width, 2, 3, 3, generator=g)
+    torch.randn(width, 1, 1, generator=g)  # the first conv's bias draw comes next (zero biases under he)
     z = torch.randn(width, width, 3, 3, generator=g).double()
     assert (native.weights[1][0] / z).mean().item() == pytest.approx((2 / (width * 9)) ** 0.5, rel=1e-6)
     x = torch.randn(2, 7, *shape, dtype=torch.float64)

@@ -123,7 +123,7 @@ def test_coord_check_of_an_applied_user_module_records_its_layers_in_order():
 
     def make(width, seed):
         net = nn.Sequential(nn.Linear(D, width), nn.Tanh(), nn.Linear(width, width), nn.Tanh(), nn.Linear(width, K))
-        return apply_parameterization(net, "mup", activation="tanh", generator=torch.Generator().manual_seed(seed))
+        return apply_parameterization(net, "mup", init="lecun", generator=torch.Generator().manual_seed(seed))
 
     x, y = _batch()
     frame = coord_check(make, [64, 512], x, y, steps=1, seeds=(0,), optimizer="adam", lr=0.05)

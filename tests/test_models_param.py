@@ -13,9 +13,9 @@ from learnlab.models import MLP, PARAMETERIZATIONS, ModelSpec, build_optimizer, 
 D, DEPTH = 10, 2
 
 # Per row, for a depth-2 relu MLP with n0 = 1 and width n: weight multipliers m_l, init
-# stds s_l (sigma^2 = 1 for the input layer, 2 after relu), SGD and Adam lr factors, and
-# the bias multipliers / lr factors (non-output biases take the input layer's a, c; the
-# output bias 0). Written from the papers' definitions, not from learnlab's table.
+# scales s_l (for the he scheme: sigma^2 = 1 for the input layer, 2 after relu), SGD and Adam
+# lr factors, and the bias multipliers / lr factors (non-output biases take the input layer's
+# a, c; the output bias 0). Written from the papers' definitions, not from learnlab's table.
 ROOT2 = math.sqrt(2)
 CLOSED = {
     "sp": dict(
@@ -67,20 +67,31 @@ CLOSED = {
 CLOSED["ipllr"] = CLOSED["ip"]  # after the warm-up (tested in test_models_optim.py)
 
 
+@pytest.mark.parametrize("init", ["torch", "lecun", "he"])
 @pytest.mark.parametrize("param", sorted(CLOSED))
 @pytest.mark.parametrize("width", [64, 256, 1024])
-def test_multipliers_init_and_lrs_match_the_closed_forms(param, width):
+def test_multipliers_init_and_lrs_match_the_closed_forms(param, width, init):
     eta, seed = 0.3, 5
-    model = MLP(D, width, DEPTH, param=param, generators=[torch.Generator().manual_seed(seed)], dtype=torch.float64)
+    model = MLP(
+        D, width, DEPTH, param=param, init=init, generators=[torch.Generator().manual_seed(seed)], dtype=torch.float64
+    )
     rows = CLOSED[param]
     g = torch.Generator().manual_seed(seed)
     dims = [D, width, width, 1]
     for l in range(3):
-        # the stored weight is s_l times the generator's standard draw z_l, exactly
+        # the stored weight is s_l times the scheme's map of the generator's standard draw z_l, exactly:
+        # he: s_l z; lecun: s_l z / sqrt(sigma^2); torch: U(-1, 1) = erf(z / sqrt 2) with sigma^2 = 1
         z = torch.randn(dims[l], dims[l + 1], generator=g).to(torch.float64)
-        ratio = model.weights[l][0] / z
-        assert ratio.std().item() < 1e-12 * ratio.abs().mean().item()
-        assert ratio.mean().item() == pytest.approx(rows["s"](width)[l], rel=1e-6)
+        zb = torch.randn(1, dims[l + 1], generator=g).to(torch.float64)  # the layer's bias draw follows its weight's
+        sigma = ROOT2 if l > 0 else 1.0  # the table's s_l are he's
+        scale = rows["s"](width)[l] * (1 if init == "he" else 1 / sigma)
+        draw = torch.special.erf(z / ROOT2) if init == "torch" else z
+        torch.testing.assert_close(model.weights[l][0], scale * draw, rtol=1e-12, atol=0)
+        if init == "torch":  # biases U(+-1/sqrt(fan_in)) like the weight's column; the output bias 1/sqrt(n)
+            bound = scale if l < 2 else width**-0.5
+            torch.testing.assert_close(model.biases[l][0], bound * torch.special.erf(zb / ROOT2), rtol=1e-12, atol=0)
+        else:
+            assert not model.biases[l].any()
         assert getattr(model, f"mult_{l}").item() == pytest.approx(rows["m"](width)[l], rel=1e-12)
         assert getattr(model, f"bias_mult_{l}").item() == pytest.approx(rows["bias_m"](width)[l], rel=1e-12)
     for name, key in [("sgd", "sgd"), ("momentum", "sgd"), ("adam", "adam"), ("adamw", "adam")]:

@@ -89,9 +89,12 @@ def _expected_effective_std(param: str, d: int, width: int, base_width: int) -> 
     return [1 / math.sqrt(d), math.sqrt(2 / width), math.sqrt(2 * base_width) / width]
 
 
+@pytest.mark.parametrize("init", ["he", "torch"])
 @pytest.mark.parametrize("param", ["sp", "mup"])
 @pytest.mark.parametrize("width, base_width", [(256, 1), (512, 16)])
-def test_init_std_per_layer_matches_the_closed_form(gen, param, width, base_width):
+def test_init_std_per_layer_matches_the_closed_form(gen, param, width, base_width, init):
+    """he: the Gaussian stds written out above; torch: U(+-bound) with bound = that std at
+    sigma^2 = 1, so std = bound / sqrt(3) (the uniform's), biases too (not zero)."""
     d, members = 40, 8
     model = MLP(
         d,
@@ -99,15 +102,18 @@ def test_init_std_per_layer_matches_the_closed_form(gen, param, width, base_widt
         2,
         param=param,
         base_width=base_width,
+        init=init,
         generators=[gen(e) for e in range(members)],
         dtype=torch.float64,
     )
-    raw = _expected_init_std(param, d, width, base_width)
-    eff = _expected_effective_std(param, d, width, base_width)
+    sigma = [1.0, math.sqrt(2), math.sqrt(2)]  # the he scheme's, divided out for torch
+    factor = [1.0] * 3 if init == "he" else [1 / (s * math.sqrt(3)) for s in sigma]
+    raw = [s * f for s, f in zip(_expected_init_std(param, d, width, base_width), factor)]
+    eff = [s * f for s, f in zip(_expected_effective_std(param, d, width, base_width), factor)]
     mults, _ = _multipliers(param, width / base_width)
     for l, w in enumerate(model.weights):
         n = w.numel()
-        # sample std of n N(0, s^2) draws has relative std 1/sqrt(2n); allow 6 of them
+        # sample std of n draws has relative std <= 1/sqrt(2n) (uniform: smaller); allow 6 of them
         tol = 6 / math.sqrt(2 * n)
         got = w.detach().std().item()
         assert got == pytest.approx(raw[l], rel=tol), f"layer {l}: std {got} vs {raw[l]}"
@@ -115,8 +121,14 @@ def test_init_std_per_layer_matches_the_closed_form(gen, param, width, base_widt
         assert got_eff == pytest.approx(eff[l], rel=tol), f"layer {l}: effective std {got_eff} vs {eff[l]}"
         assert getattr(model, f"mult_{l}").flatten().tolist() == pytest.approx([mults[l]] * members, rel=1e-12)
         assert w.detach().mean().abs().item() < 6 * raw[l] / math.sqrt(n)
-    for b in model.biases:
-        assert torch.count_nonzero(b) == 0  # biases start at zero
+        if init == "torch":  # every entry inside its bound
+            assert w.detach().abs().max().item() <= math.sqrt(3) * raw[l]
+    for l, b in enumerate(model.biases):
+        if init == "he":
+            assert torch.count_nonzero(b) == 0  # Gaussian schemes: biases start at zero
+        else:  # U(+-1/sqrt(fan_in)): the weight's bound for input and hidden layers, 1/sqrt(n) at the output
+            bound = math.sqrt(3) * raw[l] if l < 2 else 1 / math.sqrt(width)
+            assert b.abs().max().item() <= bound and b.abs().max().item() > bound / 2
 
 
 def test_stacked_member_equals_a_single_mlp_from_the_same_generator(gen):

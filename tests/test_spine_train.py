@@ -13,9 +13,10 @@ import math
 import pytest
 import torch
 
-from learnlab.experiments import derive_seed, open_store, run_group, run_id, sweep
-from learnlab.models import MLP
-from learnlab.tasks import BatchStream, make_task
+from learnlab._seeds import data_seeds, init_seed
+from learnlab.experiments import open_store, run_group, sweep
+from learnlab.models import MLP, ModelSpec
+from learnlab.tasks import BatchStream, TaskSpec, make_task
 from learnlab.train import ThresholdTracker
 
 BASE = {
@@ -72,14 +73,20 @@ def test_threshold_tracker_with_the_seed_smoother():
 
 
 def _reference_run(config: dict) -> dict:
-    """Train ``config`` (sp, SGD, float64, online) with an obvious loop; stop as the spec says."""
-    rid, seed = run_id(config), config["seed"]
-    task, m, tr = make_task(config["task"]), config["model"], config["train"]
+    """Train ``config`` (sp, SGD, float64, online) with an obvious loop; stop as the spec says.
+
+    Its streams are seeded by the documented roles (learnlab._seeds: tested on their own in
+    test_experiments_randomness.py); everything else is written out here.
+    """
+    seed = config["seed"]
+    task, m, tr = make_task(config["task"], seed), config["model"], config["train"]
     dtype = torch.float64
     assert m["param"] == "sp" and tr["optimizer"] == "sgd" and tr["dtype"] == "float64"
+    data = data_seeds(TaskSpec.model_validate(config["task"]), seed)
+    init = init_seed(ModelSpec.model_validate(m), seed, task.d, task.outputs)
 
     def generator(role):
-        return torch.Generator().manual_seed(derive_seed(seed, rid, role))
+        return torch.Generator().manual_seed(init if role == "init" else data(role))
 
     model = MLP(
         task.d,

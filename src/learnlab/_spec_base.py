@@ -5,6 +5,12 @@ together as one stacked model (a learning rate, a seed, a threshold); every othe
 is shared by the whole stack (a width, a batch size, the number of steps). Grouping,
 model building and the training loop all derive what they may let differ from this one
 declaration (see :func:`member_fields`).
+
+A field declared with :func:`seeding` feeds the seed of a random role (``data``: the
+training stream, test and evaluation sets and label noise; ``target``: a random target
+or teacher; ``init``: the initial draw of the weights). A role's seed derives from the
+run's seed and those fields only (see :func:`role_key`), so runs that differ in anything
+else (a learning rate, the number of steps, the parameterization) share its randomness.
 """
 
 from __future__ import annotations
@@ -16,9 +22,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-__all__ = ["Section", "per_member", "is_per_member", "member_fields"]
+__all__ = ["Section", "per_member", "is_per_member", "member_fields", "seeding", "seed_roles", "role_key", "ROLES"]
 
 PER_MEMBER = "per_member"  # the JSON-schema key that marks a per-member field
+SEEDS = "seeds"  # the JSON-schema key listing the random roles a field's value seeds
+ROLES = ("data", "target", "init")
 
 
 class Section(BaseModel):
@@ -39,6 +47,33 @@ def per_member(default: Any = PydanticUndefined, *, examples: tuple[Any, Any], *
     if len(examples) != 2 or examples[0] == examples[1]:
         raise ValueError(f"per_member needs two different examples; got {examples!r}")
     return Field(default, examples=list(examples), json_schema_extra={PER_MEMBER: True}, **kwargs)
+
+
+def seeding(*roles: str, default: Any = PydanticUndefined, **kwargs: Any) -> Any:
+    """A field whose value feeds the seed of the random ``roles`` (see the module docstring).
+
+    Args:
+        *roles: some of ``ROLES``.
+        default: as for ``pydantic.Field`` (or pass ``default_factory``).
+        **kwargs: any other ``pydantic.Field`` argument.
+    """
+    unknown = [r for r in roles if r not in ROLES]
+    if not roles or unknown:
+        raise ValueError(f"seeding needs roles among {ROLES}; got {roles!r}")
+    return Field(default, json_schema_extra={SEEDS: list(roles)}, **kwargs)
+
+
+def seed_roles(field: FieldInfo) -> tuple[str, ...]:
+    """The roles a field was declared (with :func:`seeding`) to seed."""
+    extra = field.json_schema_extra
+    roles = extra.get(SEEDS) if isinstance(extra, dict) else None
+    return tuple(str(r) for r in roles) if isinstance(roles, list) else ()
+
+
+def role_key(section: BaseModel, role: str, exclude: set[str] | frozenset[str] = frozenset()) -> dict[str, Any]:
+    """The values of ``section``'s fields that seed ``role`` (JSON-able), minus ``exclude``."""
+    names = {n for n, f in type(section).model_fields.items() if role in seed_roles(f)} - set(exclude)
+    return section.model_dump(mode="json", include=names)
 
 
 def is_per_member(field: FieldInfo) -> bool:

@@ -14,7 +14,11 @@ __all__ = ["app", "main"]
 
 def main() -> None:
     """Entry point of the ``learnlab`` console script and ``python -m learnlab``."""
+    import warnings
+
     from learnlab._cpu import tune_cpu
+    from learnlab.cli._app import show_warning
 
     tune_cpu()  # before any command imports torch (see learnlab._cpu)
+    warnings.showwarning = show_warning  # "warning: ..." lines, not file:line and source
     app()

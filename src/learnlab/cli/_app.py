@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from rich.console import Console
 
-__all__ = ["app", "console", "err_console", "bad_input"]
+__all__ = ["app", "console", "err_console", "bad_input", "show_warning"]
 
 app = typer.Typer(
     name="learnlab",
@@ -22,3 +22,8 @@ def bad_input(message: str) -> None:
     """Print a user-input error (no traceback) and exit with code 2."""
     err_console.print(message, markup=False, highlight=False, soft_wrap=True)
     raise typer.Exit(code=2)
+
+
+def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Print a Python warning as one readable line on stderr (``warnings.showwarning``)."""
+    err_console.print(f"warning: {message}", style="yellow", markup=False, highlight=False, soft_wrap=True)

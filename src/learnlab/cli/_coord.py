@@ -24,12 +24,17 @@ def _parse_widths(text: str) -> list[int]:
 
 def _configs(spec: Path, overrides: list[str], widths: list[int]) -> list[dict]:
     """The spec's first run at each width, validated; bad input exits with code 2."""
+    import warnings
+
     from learnlab.experiments import SpecError, load_spec, plan, validate_config
+    from learnlab.models import BaseWidthWarning
 
     try:
         _, raw = load_spec(spec, overrides)
         raw.pop("sweep", None)  # one run: the spec's own values and the overrides, not a sweep's first point
-        base = plan(raw).runs[0].config
+        with warnings.catch_warnings():  # the check scans widths on purpose: its base width is the spec's
+            warnings.simplefilter("ignore", BaseWidthWarning)
+            base = plan(raw).runs[0].config
     except SpecError as exc:
         bad_input(str(SpecError(exc.problems, source=str(spec))))
     if base["model"]["name"] not in ("mlp", "cnn"):

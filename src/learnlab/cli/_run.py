@@ -44,6 +44,13 @@ def run(
         typer.Option(help="Comma-separated devices to spread runs over (cpu, cuda:0,cuda:1); overrides train.device."),
     ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the expanded runs and groups, and exit.")] = False,
+    extend: Annotated[
+        bool,
+        typer.Option(
+            "--extend",
+            help="Continue each run from a shorter run of its config in OUT (saved with train.save_final).",
+        ),
+    ] = False,
     ray_address: Annotated[
         str | None, typer.Option(help="Ray cluster to join (host:port or auto); default: a local instance.")
     ] = None,
@@ -67,6 +74,7 @@ def run(
             max_members=max_members,
             devices=_device_list(devices),
             address=ray_address,
+            extend=extend,
         )
     except SpecError as exc:
         bad_input(str(exc))
@@ -77,6 +85,8 @@ def run(
         return
     if executor is ExecutorName.ensemble and p.reason:
         console.print(f"executor: ensemble ({p.reason})", markup=False)
+    if extend:
+        console.print(p.extension_summary().strip(), markup=False)
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -122,7 +132,7 @@ def _print_plan(p) -> None:
     for col in ["run_id", "group", *keys]:
         table.add_column(col)
     for r in p.runs:
-        group = "done" if r.run_id in p.done else str(group_of.get(r.run_id, ""))
+        group = "done" if r.run_id in p.done else "copy" if r.run_id in p.copies else str(group_of.get(r.run_id, ""))
         table.add_row(r.run_id, group, *(str(r.point.get(k, "")) for k in keys))
     console.print(table)
     console.print(p.summary(), markup=False)

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import functools
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 
-from learnlab._seeds import derive_seed
-from learnlab.experiments._devices import resolve_device
+from learnlab._devices import resolve_device
+from learnlab._seeds import canonical_json, data_seeds, init_seed, target_seed
 from learnlab.experiments._expand import Run
 from learnlab.experiments._spec import RunConfig
 from learnlab.models import build_model, build_optimizer
@@ -44,10 +42,12 @@ class Built:
 def build_group(runs: Sequence[Run | dict], device: str | None = None) -> Built:
     """Build the stacked model, optimizer, tasks, data streams and eval sets of runs sharing all shapes.
 
-    Every random draw comes from generators seeded by ``derive_seed(seed, run_id, role)``
-    (roles ``init``, ``data``, ``test``, ``large``), or ``model.init_seed`` for the initial
-    draw. ``device`` (from ``--devices``) overrides ``train.device``. Each member owns its
-    per-member settings; the settings every member shares must agree (else ValueError).
+    Every random stream comes from its role's seed (see :mod:`learnlab._seeds`): the data
+    streams from the run's seed and its inputs (or ``task.data_seed``), a random target from
+    the run's seed and the target section (or its own ``seed``), the initial draw from the
+    run's seed and the architecture (or ``model.init_seed``). ``device`` (from ``--devices``)
+    overrides ``train.device``. Each member owns its per-member settings; the settings every
+    member shares must agree (else ValueError).
     """
     group = [Run.of(r) for r in runs]
     configs = [r.validated() for r in group]
@@ -56,20 +56,22 @@ def build_group(runs: Sequence[Run | dict], device: str | None = None) -> Built:
     members: list[Member] = []
     init_generators: list[torch.Generator] = []
     tasks: list[Task] = []
-    cache: dict[str, Task] = {}
+    cache: dict[tuple[str, int | None], Task] = {}
     probes = ProbeCache()
-    for run, config in zip(group, configs):
-        key = json.dumps(config.task.model_dump(mode="json"), sort_keys=True)
-        task = cache[key] if key in cache else cache.setdefault(key, make_task(config.task))  # shared targets
+    for config in configs:
+        key = (canonical_json(config.task.model_dump(mode="json")), target_seed(config.task, config.seed))
+        if key not in cache:  # runs with the same task and target share it (and its target's evaluations)
+            cache[key] = make_task(config.task, config.seed)
+        task = cache[key]
         tasks.append(task)
-        init_seed = config.model.init_seed
-        seed = init_seed if init_seed is not None else derive_seed(config.seed, run.run_id, "init")
-        init_generators.append(torch.Generator().manual_seed(seed))
+        init_generators.append(
+            torch.Generator().manual_seed(init_seed(config.model, config.seed, task.d, task.outputs))
+        )
         members.append(
             make_member(
                 task,
                 config.train,
-                functools.partial(derive_seed, config.seed, run.run_id),  # seed_for(role)
+                data_seeds(config.task, config.seed),
                 dtype=dtype,
                 device=dev,
                 probes=probes(config.train.probes),

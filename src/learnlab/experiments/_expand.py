@@ -5,12 +5,11 @@ from __future__ import annotations
 import copy
 import hashlib
 import itertools
-import json
 from dataclasses import dataclass, field
 
 from pydantic import ValidationError
 
-from learnlab._seeds import derive_seed
+from learnlab._seeds import canonical_json, derive_seed
 from learnlab.experiments._errors import SpecError, problems_from_validation
 from learnlab.experiments._facts import PlanFacts
 from learnlab.experiments._spec import RunConfig, Spec, cross_checks, set_dotted
@@ -23,13 +22,15 @@ class Run:
     """One run of a sweep: its id, resolved config (JSON-able) and sweep coordinates.
 
     ``spec`` is the validated config the plan checked (None for a run made from a bare
-    config dict: :meth:`validated` then validates it once).
+    config dict: :meth:`validated` then validates it once). ``extends`` is (id, steps) of a
+    shorter run of the same config whose saved state this run continues from (``--extend``).
     """
 
     run_id: str
     config: dict
     point: dict = field(default_factory=dict)
     spec: RunConfig | None = field(default=None, compare=False, repr=False)
+    extends: tuple[str, int] | None = None
 
     @classmethod
     def of(cls, run: Run | dict) -> Run:
@@ -39,11 +40,6 @@ class Run:
     def validated(self) -> RunConfig:
         """The validated config."""
         return self.spec if self.spec is not None else RunConfig.model_validate(self.config)
-
-
-def canonical_json(config: dict) -> str:
-    """Key-order-independent JSON of a config."""
-    return json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
 
 
 def run_id(config: dict) -> str:

@@ -127,6 +127,8 @@ def form_groups(
     order: list[str] = []
     for run in map(Run.of, runs):
         key = group_key(run.config) if (groupable is None or groupable(run)) else f"alone:{len(order)}"
+        if run.extends is not None:  # runs continuing shorter runs stack with those resuming at the same step
+            key += f"@{run.extends[1]}"
         if key not in buckets:
             order.append(key)
         buckets[key].append(run)

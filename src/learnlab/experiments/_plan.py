@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import os
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from learnlab.experiments._devices import resolve_device
+from learnlab._devices import resolve_device
+from learnlab._seeds import canonical_json
 from learnlab.experiments._errors import SpecError
 from learnlab.experiments._executors import EXECUTORS
 from learnlab.experiments._expand import Run, expand
@@ -43,6 +44,9 @@ class Plan:
         workers: processes (or Ray CPUs) of a pool executor.
         options: executor options (``devices``, ``address`` for ray).
         facts: user models and dataset sizes found while planning.
+        copies: run id -> a shorter run of its config that ended early (diverged, or stopped
+            at its thresholds): its result is this run's too (``extend``).
+        from_scratch: run id -> why it does not extend a shorter run (``extend``).
     """
 
     spec: Spec
@@ -56,6 +60,13 @@ class Plan:
     workers: int | None = None
     options: dict = field(default_factory=dict)
     facts: PlanFacts = field(default_factory=PlanFacts, repr=False)
+    copies: dict[str, str] = field(default_factory=dict)
+    from_scratch: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def extending(self) -> list[Run]:
+        """The runs that continue a shorter run's saved state."""
+        return [run for run in self.todo if run.extends is not None]
 
     @property
     def todo(self) -> list[Run]:
@@ -73,7 +84,22 @@ class Plan:
         done = f", {len(self.done)} already done" if self.done else ""
         groups = f"{len(self.todo)} to run in {len(sizes)} groups (sizes {shown})" if sizes else "nothing to run"
         why = f" ({self.reason})" if self.reason else ""
-        return f"{len(self.runs)} runs{done}; {groups}; executor: {self.executor}{why}"
+        line = f"{len(self.runs)} runs{done}; {groups}; executor: {self.executor}{why}"
+        return line + self.extension_summary()
+
+    def extension_summary(self) -> str:
+        """What --extend found: runs continuing shorter ones, copied, or run from scratch (and why)."""
+        if not (self.extending or self.copies or self.from_scratch):
+            return ""
+        parts = [f"{len(self.extending)} continue a shorter run's saved state"]
+        if self.copies:
+            parts.append(f"{len(self.copies)} take the result of a shorter run that ended early")
+        if self.from_scratch:
+            reasons: dict[str, int] = {}
+            for why in self.from_scratch.values():
+                reasons[why] = reasons.get(why, 0) + 1
+            parts.append("; ".join(f"{n} run from scratch: {why}" for why, n in reasons.items()))
+        return "\nextend: " + "; ".join(parts)
 
     def __str__(self) -> str:
         return f"Plan of {self.spec.name!r}: {self.summary()}"
@@ -90,6 +116,7 @@ def plan(
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
     devices: list[str] | None = None,
     address: str | None = None,
+    extend: bool = False,
     **executor_options,
 ) -> Plan:
     """Validate a spec with overrides, expand it, and decide how its runs will be executed.
@@ -107,6 +134,12 @@ def plan(
         devices: spread groups over these devices (``["cuda:0", "cuda:1"]``); overrides
             ``train.device``.
         address: a Ray cluster to join (``executor="ray"`` only).
+        extend: continue each run from a shorter run of the same config (differing only in
+            ``train.steps``) finished in ``out`` with ``train.save_final`` (its saved state), so a
+            longer run costs only its extra steps and equals one run from scratch; a shorter run
+            that ended early (diverged, or stopped at its thresholds) already is the longer
+            run's result. Runs with no such shorter run run from scratch (``Plan.from_scratch``
+            says why).
         **executor_options: passed to the executor's constructor (for ``ray``: ``num_cpus``,
             ``num_gpus``, ``runs_per_task``, ``max_retries``).
 
@@ -144,9 +177,18 @@ def plan(
         from learnlab.experiments._ray import check_reachable
 
         check_reachable(address)  # within seconds: ValueError naming the address, ImportError without Ray
+    _warn_implicit_base_width(runs)
     done = _done(runs, out)
     todo = [r for r in runs if r.run_id not in done]
-    chosen, groups, reason = _schedule(todo, executor, workers, max_members, memory_budget, facts)
+    copies: dict[str, str] = {}
+    from_scratch: dict[str, str] = {}
+    if extend:
+        if out is None:
+            raise ValueError("extend needs the output folder whose shorter runs it continues (out=...)")
+        todo, copies, from_scratch = _extensions(todo, Path(out))
+    chosen, groups, reason = _schedule(
+        [r for r in todo if r.run_id not in copies], executor, workers, max_members, memory_budget, facts
+    )
     options = {k: v for k, v in (("devices", devices), ("address", address)) if v} | executor_options
     return Plan(
         validated,
@@ -160,7 +202,68 @@ def plan(
         workers,
         options,
         facts,
+        copies,
+        from_scratch,
     )
+
+
+def _warn_implicit_base_width(runs: list[Run]) -> None:
+    """One BaseWidthWarning per width-dependent row (and optimizer, depth) used at widths > 1 without
+    an explicit base_width, spelled out at its largest width."""
+    from learnlab.models import BaseWidthWarning, base_width_note
+
+    widths: dict[tuple[str, str, int], tuple[str | dict, set[int]]] = {}
+    for run in runs:
+        config = run.validated()
+        model = config.model
+        if model.user or "base_width" in model.model_fields_set or model.width == 1:
+            continue
+        param = model.parameterization_arg()
+        key = (canonical_json(param), config.train.optimizer, model.depth)
+        widths.setdefault(key, (param, set()))[1].add(model.width)
+    for (_, optimizer, depth), (param, sizes) in widths.items():
+        note = base_width_note(param, max(sizes), depth, optimizer)
+        if note is not None:
+            others = f" (runs at widths {', '.join(map(str, sorted(sizes)))})" if len(sizes) > 1 else ""
+            warnings.warn(note + others, BaseWidthWarning, stacklevel=3)
+
+
+def _extensions(todo: list[Run], out: Path) -> tuple[list[Run], dict[str, str], dict[str, str]]:
+    """(todo with ``extends`` set where a saved state continues them, copies, from_scratch reasons)."""
+    from learnlab.experiments._runner import state_path
+
+    shorter: dict[str, list[tuple[int, str, str, int | None]]] = {}
+    if db_path(out).is_file():
+        with Store(out) as store:
+            for rid, (config, status, step) in store.outcomes().items():
+                steps = config["train"].get("steps")
+                if status in DONE_STATUSES and steps is not None:
+                    shorter.setdefault(_without_steps(config), []).append((steps, rid, status, step))
+    runs, copies, from_scratch = [], {}, {}
+    for run in todo:
+        train = run.config["train"]
+        steps = train.get("steps")
+        candidates = sorted(c for c in shorter.get(_without_steps(run.config), []) if steps and c[0] < steps)
+        if steps is None:
+            from_scratch[run.run_id] = "train.steps is not set (only runs of train.steps extend)"
+        elif train["schedule"]["name"] in ("cosine", "exponential"):
+            from_scratch[run.run_id] = "its schedule depends on train.steps, so a shorter run is not its prefix"
+        elif not candidates:
+            from_scratch[run.run_id] = "no shorter run of its config in the store"
+        else:
+            k, source, status, step = candidates[-1]  # the longest one
+            if status == "diverged" or (step is not None and step < k):
+                copies[run.run_id] = source  # it ended early: the longer run ends there too
+            elif state_path(out, source).is_file():
+                run = replace(run, extends=(source, k))
+            else:
+                from_scratch[run.run_id] = "the shorter run kept no state (set train.save_final: true)"
+        runs.append(run)
+    return runs, copies, from_scratch
+
+
+def _without_steps(config: dict) -> str:
+    return canonical_json({**config, "train": {k: v for k, v in config["train"].items() if k != "steps"}})
 
 
 def _done(runs: list[Run], out: str | Path | None) -> set[str]:
@@ -168,6 +271,7 @@ def _done(runs: list[Run], out: str | Path | None) -> set[str]:
     if out is None or not db_path(out).is_file():
         return set()
     with Store(out) as store:
+        store.check_seeding()
         status = store.statuses()
     return {r.run_id for r in runs if status.get(r.run_id) in DONE_STATUSES}
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 import traceback
 from collections.abc import Sequence
@@ -51,9 +52,16 @@ def run_group(
             member.history.sinks = make_loggers(run.config["train"]["loggers"], out, run.run_id, run.config)
             loggers += member.history.sinks
         checkpoint = _checkpointer(built, out)
+        resume = _resume_states(group, out)
         with step_threads(built.model, built.configs[0].train.batch_size) as on_step:
             histories = fit(
-                built.model, built.optimizer, built.members, built.settings, on_step=on_step, checkpoint=checkpoint
+                built.model,
+                built.optimizer,
+                built.members,
+                built.settings,
+                on_step=on_step,
+                checkpoint=checkpoint,
+                resume=resume,
             )
         artifacts = _save_outputs(built, out)
         if checkpoint is not None:
@@ -91,8 +99,26 @@ def _checkpointer(built: Built, out: Path | None) -> Checkpointer | None:
     return Checkpointer(out / "checkpoints" / f"group-{name}.pt", min(every))
 
 
+def state_path(out: Path, run_id: str) -> Path:
+    """Where a run with ``save_final`` keeps the loop state a longer run of its config continues from."""
+    return out / "checkpoints" / f"{run_id}.state.pt"
+
+
+def _resume_states(group: list[Run], out: Path | None) -> dict[int, dict] | None:
+    """The saved states the group's runs extend (every run of an extending group has one)."""
+    if out is None or not any(r.extends for r in group):
+        return None
+    states = {}
+    for row, run in enumerate(group):
+        if run.extends is None:
+            raise ValueError(f"run {run.run_id} is grouped with runs that extend shorter runs, but extends none")
+        states[row] = torch.load(state_path(out, run.extends[0]), weights_only=True)
+    return states
+
+
 def _save_outputs(built: Built, out: Path | None) -> dict[str, str]:
-    """Probe tensors to artifacts/<run_id>.pt, final weights to checkpoints/<run_id>.pt if asked."""
+    """Probe tensors to artifacts/<run_id>.pt; with save_final, final weights to checkpoints/<run_id>.pt
+    and the state a longer run continues from to checkpoints/<run_id>.state.pt."""
     paths: dict[str, str] = {}
     if out is None:
         return paths
@@ -100,10 +126,20 @@ def _save_outputs(built: Built, out: Path | None) -> dict[str, str]:
         if member.final_state is not None:  # train.save_final: this member's own state
             path = out / "checkpoints" / f"{rid}.pt"
             path.parent.mkdir(parents=True, exist_ok=True)
-            torch.save(member.final_state, path)
+            _save(member.final_state, path)
+        if member.resume_state is not None:
+            _save(member.resume_state, state_path(out, rid))
         if member.artifacts:
             path = out / "artifacts" / f"{rid}.pt"
             path.parent.mkdir(parents=True, exist_ok=True)
-            torch.save({k: [(s, v) for s, v in rows] for k, rows in member.artifacts.items()}, path)
+            _save({k: [(s, v) for s, v in rows] for k, rows in member.artifacts.items()}, path)
             paths[rid] = str(path.relative_to(out))
     return paths
+
+
+def _save(obj, path: Path) -> None:
+    """torch.save to a temporary file renamed into place: a kill never leaves a torn file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)

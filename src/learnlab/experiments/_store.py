@@ -134,9 +134,73 @@ class Store:
         return _Transaction(self._conn)
 
     # ---- reading -------------------------------------------------------------------
+    def meta(self, key: str) -> str | None:
+        """A value of the store's ``meta`` table (e.g. ``seeding``), or None."""
+        try:
+            row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        except sqlite3.OperationalError:  # a store from before the meta table
+            return None
+        return None if row is None else row[0]
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._transaction() as c:
+            c.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    def check_seeding(self) -> None:
+        """Raise ValueError unless this store's runs were seeded as this learnlab seeds them.
+
+        A store records its seeding scheme (``learnlab._seeds.SEEDING``) when it is created. Runs
+        added under another scheme would not pair with those already there, so such a store is
+        read (``open_store``), never resumed or extended.
+        """
+        from learnlab._seeds import SEEDING
+
+        recorded = self.meta("seeding")
+        if recorded == SEEDING or (recorded is None and not self.statuses()):
+            return
+        written = f"with seeding {recorded!r}" if recorded else "by an earlier learnlab (every stream from the run id)"
+        raise ValueError(
+            f"{self.path} was written {written}; this learnlab seeds each random role from the config it "
+            f"depends on ({SEEDING!r}), so its runs would not pair with these. Run into a new --out; the "
+            "old store stays readable (learnlab status, export, report, open_store)"
+        )
+
     def statuses(self) -> dict[str, str]:
         """run_id -> status."""
         return dict(self._conn.execute("SELECT run_id, status FROM runs").fetchall())
+
+    def outcomes(self) -> dict[str, tuple[dict, str, int | None]]:
+        """run_id -> (resolved config, status, last step reached)."""
+        query = "SELECT run_id, config, status, step FROM runs"
+        return {rid: (json.loads(cfg), status, step) for rid, cfg, status, step in self._conn.execute(query)}
+
+    def copy_run(self, source: str, target: str) -> None:
+        """Record run ``source``'s outcome and whole history as run ``target``'s (one transaction).
+
+        Used for a longer run whose shorter run of the same config ended early: it ends there too.
+        """
+        with self._transaction() as c:
+            row = c.execute(
+                "SELECT status, error, step, started, finished, final, thresholds, artifacts FROM runs "
+                "WHERE run_id = ?",
+                (source,),
+            ).fetchone()
+            if row is None:
+                raise KeyError(f"no run {source!r} in {self.path}")
+            c.execute("DELETE FROM metrics WHERE run_id = ?", (target,))
+            c.execute(
+                "INSERT INTO metrics (run_id, step, name, value) SELECT ?, step, name, value FROM metrics "
+                "WHERE run_id = ?",
+                (target, source),
+            )
+            status, error, step, started, finished, final, thresholds, artifacts = row
+            if artifacts:
+                artifacts = artifacts.replace(source, target)
+            c.execute(
+                "UPDATE runs SET status = ?, error = ?, step = ?, started = ?, finished = ?, final = ?, "
+                "thresholds = ?, artifacts = ? WHERE run_id = ?",
+                (status, error, step, started, finished, final, thresholds, artifacts, target),
+            )
 
     def configs(self) -> dict[str, dict]:
         """run_id -> resolved config."""

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+from learnlab._seeds import SEEDING
 from learnlab.experiments._executors import make_executor
 from learnlab.experiments._groups import DEFAULT_MEMORY_BUDGET
 from learnlab.experiments._plan import Plan, plan
@@ -23,6 +25,7 @@ def sweep(
     workers: int | None = None,
     max_members: int | None = None,
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    extend: bool = False,
     on_result: Callable[[RunResult, int, int], None] | None = None,
     **executor_options,
 ) -> Store:
@@ -41,6 +44,7 @@ def sweep(
         workers: processes (or Ray CPUs) for the pool executors (default: cores).
         max_members: largest stacked group (default 64 for ``ensemble``, 1 otherwise).
         memory_budget: bytes a stacked group may use.
+        extend: continue runs from shorter runs of their configs in ``out`` (see :func:`learnlab.plan`).
         on_result: called as (result, done, total) after each result is committed.
         **executor_options: ``devices`` (a list such as ``["cuda:0", "cuda:1"]``; groups
             are spread over them), ``address`` for ``ray``.
@@ -54,7 +58,7 @@ def sweep(
     tune_cpu()
     if isinstance(spec, Plan):
         p = spec
-        _check_plan_arguments(p, overrides, executor, workers, max_members, memory_budget, executor_options)
+        _check_plan_arguments(p, overrides, executor, workers, max_members, memory_budget, extend, executor_options)
         if p.out is not None and out is not None and Path(out).resolve() != p.out.resolve():
             raise ValueError(f"the plan was made for out={str(p.out)!r}; got out={str(out)!r}")
         out = out if out is not None else p.out
@@ -67,6 +71,7 @@ def sweep(
             workers=workers,
             max_members=max_members,
             memory_budget=memory_budget,
+            extend=extend,
             **executor_options,
         )
     if out is None:
@@ -74,7 +79,10 @@ def sweep(
     groups = _still_to_do(p, Path(out))
     ex = make_executor(p.executor, p.workers, out=Path(out), **p.options)  # fails before anything is written
     store = Store(out, create=True)
+    if store.meta("seeding") is None:
+        store.set_meta("seeding", SEEDING)
     store.add_runs((r.run_id, p.spec.name, r.config) for r in p.runs)
+    _copy_early_endings(p, store, Path(out))
     total, done = sum(len(g) for g in groups), 0
     outstanding = {r.run_id for g in groups for r in g}
     try:
@@ -96,15 +104,30 @@ def _still_to_do(p: Plan, out: Path) -> list[list]:
     if not db_path(out).is_file():
         return p.groups
     with Store(out) as store:
+        store.check_seeding()
         status = store.statuses()
     groups = [[r for r in g if status.get(r.run_id) not in DONE_STATUSES] for g in p.groups]
     return [g for g in groups if g]
 
 
-def _check_plan_arguments(p: Plan, overrides, executor, workers, max_members, memory_budget, options) -> None:
+def _copy_early_endings(p: Plan, store: Store, out: Path) -> None:
+    """Runs whose shorter run of the same config ended early take its result (and files)."""
+    status = store.statuses()
+    for target, source in p.copies.items():
+        if status.get(target) in DONE_STATUSES:
+            continue
+        for name in ("artifacts/{}.pt", "checkpoints/{}.pt"):
+            path = out / name.format(source)
+            if path.is_file():
+                shutil.copyfile(path, out / name.format(target))
+        store.copy_run(source, target)
+
+
+def _check_plan_arguments(p: Plan, overrides, executor, workers, max_members, memory_budget, extend, options) -> None:
     """A plan fixes the spec, the executor and the groups: say so if they are given again."""
     given = {
         "overrides": bool(overrides),
+        "extend": extend,
         "executor": executor != "auto" and executor != p.executor,
         "workers": workers is not None and workers != p.workers,
         "max_members": max_members is not None,

@@ -10,7 +10,9 @@ from learnlab.models._optim import SGD, Adam, select_members
 from learnlab.models._param import (
     GAMMA_LR_RULES,
     PARAMETERIZATIONS,
+    BaseWidthWarning,
     Parameterization,
+    base_width_note,
     gamma_lr_factor,
     get_parameterization,
 )
@@ -30,6 +32,7 @@ __all__ = [
     "PARAMETERIZATIONS",
     "SGD",
     "Adam",
+    "BaseWidthWarning",
     "ModelSpec",
     "ParamSpec",
     "Parameterization",
@@ -39,6 +42,7 @@ __all__ = [
     "UserStack",
     "apply_parameterization",
     "as_stack",
+    "base_width_note",
     "build_model",
     "build_optimizer",
     "build_user_members",

@@ -48,7 +48,7 @@ def apply_parameterization(
     width: int | None = None,
     base_width: int = 1,
     layers: dict[str, str] | None = None,
-    activation: str = "relu",
+    init: str = "torch",
     gamma: float = 1.0,
     gamma_lr: str = "piecewise",
     generator: torch.Generator | None = None,
@@ -65,7 +65,8 @@ def apply_parameterization(
         base_width: n0, where every parameterization is the standard fan-in model.
         layers: {module name: role} overrides, role in ``input``, ``hidden``, ``output``,
             ``ignore`` (left as PyTorch made it: its init, the base lr).
-        activation: sets sigma^2 = gain of the layers after the first (2 for relu).
+        init: ``torch`` (the default: nn.Linear's U(+-1/sqrt(fan_in)) for weights and biases),
+            ``lecun`` or ``he`` (Gaussian, zero biases), with the width exponents applied.
         gamma, gamma_lr: richness (output multiplier / gamma) and its base-lr rule.
         generator: for the N(0, 1) draws (layer by layer, in order); default: torch's global RNG.
         example_input: if given, layers are ordered by a forward pass on it (else by
@@ -82,7 +83,7 @@ def apply_parameterization(
     """
     row = get_parameterization(param)
     overrides = dict(layers or {})
-    key = repr((row, width, base_width, sorted(overrides.items()), activation, float(gamma), gamma_lr))
+    key = repr((row, width, base_width, sorted(overrides.items()), init, float(gamma), gamma_lr))
     if getattr(module, SCALING_ATTR, None) is not None:
         if getattr(module, _APPLIED_ATTR, None) == key:
             return module
@@ -98,7 +99,7 @@ def apply_parameterization(
         raise ValueError(f"base_width must be an integer >= 1; got {base_width!r}")
     n_hidden = sum(r == "hidden" for r in roles.values())
     scaling = Scaling(
-        [row], width / base_width, n_hidden + 2, slots, gammas=[float(gamma)], gamma_lr=gamma_lr, activation=activation
+        [row], width / base_width, n_hidden + 2, slots, gammas=[float(gamma)], gamma_lr=gamma_lr, init=init
     )
     _initialise(module, scaling, generator)
     setattr(module, SCALING_ATTR, scaling)
@@ -193,7 +194,8 @@ def _slots(module, ordered, roles, width):
 
 @torch.no_grad()
 def _initialise(module: nn.Module, scaling: Scaling, generator) -> None:
-    """W = s_l z with z ~ N(0, 1) (layer by layer), b = 0, multiplier buffers and the hook."""
+    """W = s_l D(z), b = s_l^bias D(z) layer by layer (weight, then bias: the MLP's order, so both
+    share z), the multiplier buffers and the hook; D maps z ~ N(0, 1) by the init scheme."""
     for slot in scaling.slots:
         layer = module.get_submodule(slot.weight.rpartition(".")[0])
         w = cast(torch.Tensor, layer.weight)  # a Linear/Conv layer's
@@ -201,10 +203,19 @@ def _initialise(module: nn.Module, scaling: Scaling, generator) -> None:
             z = torch.randn(w.shape[1], w.shape[0], generator=generator).T
         else:  # (out_channels, in_channels / groups, *kernel), like learnlab's CNN
             z = torch.randn(w.shape, generator=generator)
-        w.copy_((z.to(torch.float64) * scaling.init_std(slot)[0]).to(w.dtype))
+        w.copy_(_scaled(z, scaling.init_std(slot)[0], scaling.uniform).to(w.dtype))
         layer.register_buffer("abc_weight_mult", scaling.weight_multiplier(slot)[0].to(w.dtype).to(w.device))
         bias = cast("torch.Tensor | None", layer.bias)
         if bias is not None:
-            bias.zero_()
+            zb = torch.randn(bias.shape, generator=generator)
+            bias.copy_(_scaled(zb, scaling.bias_std(slot)[0], scaling.uniform).to(bias.dtype))
             layer.register_buffer("abc_bias_mult", scaling.bias_multiplier(slot)[0].to(w.dtype).to(w.device))
         layer.register_forward_hook(_apply_multipliers)
+
+
+def _scaled(z: torch.Tensor, scale: torch.Tensor, uniform: bool) -> torch.Tensor:
+    """scale * D(z) in float64 (D(z) = erf(z / sqrt 2) ~ U(-1, 1) for the torch scheme, else z)."""
+    z = z.to(torch.float64)
+    if uniform:
+        z = torch.special.erf(z * 0.5**0.5)
+    return torch.zeros_like(z) if float(scale) == 0 else z * scale

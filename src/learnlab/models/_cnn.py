@@ -32,8 +32,8 @@ class CNN(StackedModel):
         depth: number of convolutions (depth + 1 weight tensors with the readout).
         outputs: output dimension.
         kernel_size: k (odd, for "same" padding).
-        activation, bias, param, base_width, gamma, gamma_lr, center, generators, dtype,
-            device: as for :class:`~learnlab.models.MLP`.
+        activation, bias, param, base_width, gamma, gamma_lr, center, init, generators,
+            dtype, device: as for :class:`~learnlab.models.MLP`.
 
     Shapes:
         forward(x): x (E, batch, d) or (E, batch, C, H, W) -> (E, batch, outputs); with E = 1
@@ -55,6 +55,7 @@ class CNN(StackedModel):
         gamma: float | Sequence[float] = 1.0,
         gamma_lr: str = "piecewise",
         center: bool = False,
+        init: str = "torch",
         generators: Sequence[torch.Generator] | None = None,
         dtype: torch.dtype = torch.float32,
         device: torch.device | str = "cpu",
@@ -84,15 +85,16 @@ class CNN(StackedModel):
             slots,
             gammas=self._gammas,
             gamma_lr=gamma_lr,
-            activation=activation,
+            init=init,
         )
         setattr(self, SCALING_ATTR, scaling)
         shapes = [(width, channels[l], kernel_size, kernel_size) for l in range(depth)] + [(width, outputs)]
         self.weights = nn.ParameterList()
         self.biases = nn.ParameterList() if bias else None
-        for l, shape in enumerate(shapes):
+        for l, shape in enumerate(shapes):  # per layer: its weight, then its bias
             ndim = 4 if l < depth else 3  # buffers broadcast over (B, E, C, H, W) or (E, B, out)
-            self.weights.append(nn.Parameter(self.draw(shape, scaling.init_std(slots[l]), dtype, device)))
+            w = self.draw(shape, scaling.init_std(slots[l]), dtype, device, uniform=scaling.uniform)
+            self.weights.append(nn.Parameter(w))
             mult = scaling.weight_multiplier(slots[l])
             self.register_buffer(f"mult_{l}", self.member_buffer(mult, ndim, dtype, device))
             if self.biases is not None:
@@ -100,8 +102,9 @@ class CNN(StackedModel):
                 self.register_buffer(
                     f"bias_mult_{l}", self.member_buffer(scaling.bias_multiplier(slots[l]), ndim, dtype, device)
                 )
-                bshape = (self.members, fan_out, 1, 1) if l < depth else (self.members, 1, fan_out)
-                self.biases.append(nn.Parameter(torch.zeros(bshape, dtype=dtype, device=device)))
+                bshape = (fan_out, 1, 1) if l < depth else (1, fan_out)
+                b = self.draw(bshape, scaling.bias_std(slots[l]), dtype, device, uniform=scaling.uniform)
+                self.biases.append(nn.Parameter(b))
         self.finish_init()
 
     def _net(self, x: torch.Tensor, weights, biases, record: dict | None) -> torch.Tensor:

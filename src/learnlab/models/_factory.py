@@ -78,6 +78,7 @@ def build_model(
         gamma=[s.gamma for s in specs],
         gamma_lr=first.gamma_lr,
         center=first.center,
+        init=first.init,
         generators=generators,
         dtype=dtype,
         device=device,

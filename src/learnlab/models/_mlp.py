@@ -21,10 +21,11 @@ __all__ = ["MLP", "ACTIVATIONS"]
 class MLP(StackedModel):
     """E stacked MLPs d -> width (x depth) -> outputs, in an abc-parameterization.
 
-    Layer l computes h_l = m_l * (x_{l-1} W_l) + m_l^bias * b_l with W_l = s_l * z_l,
-    z_l ~ N(0, 1) drawn from the member's generator in layer order (so models in
-    different parameterizations built from equal generators share z), m_l and s_l from
-    the parameterization (see :mod:`learnlab.models._scaling`). With ``center`` the
+    Layer l computes h_l = m_l * (x_{l-1} W_l) + m_l^bias * b_l with W_l = s_l * D(z_l) and
+    b_l = s_l^bias * D(z_l^bias), z ~ N(0, 1) drawn from the member's generator layer by
+    layer (weight, then bias), D the init scheme's map (U(-1, 1) for ``torch``), m_l and s_l
+    from the parameterization (see :mod:`learnlab.models._scaling`): models in different
+    parameterizations or schemes built from equal generators rescale the same z. With ``center`` the
     output is f_theta(x) - f_theta0(x) (Chizat, Oyallon & Bach 2019): a frozen copy of the
     initial parameters is kept as buffers ``init_weights_l`` / ``init_biases_l``.
 
@@ -34,7 +35,7 @@ class MLP(StackedModel):
         depth: number of hidden layers (depth + 1 weight matrices).
         outputs: output dimension.
         activation: one of ``ACTIVATIONS``.
-        bias: whether layers have biases (initialised to zero).
+        bias: whether layers have biases (``torch`` init: U(+-1/sqrt(fan_in)); else zero).
         param: a named row (``"sp"``, ``"mup"``, ...), a :class:`Parameterization`, a dict
             of exponents, or one of these per member.
         base_width: n0, the width at which every parameterization is the standard model.
@@ -42,6 +43,7 @@ class MLP(StackedModel):
         gamma_lr: rule for the base lr under gamma (``piecewise``: eta*gamma for gamma >= 1,
             eta*gamma^2 below; ``gamma``, ``gamma2``, ``none``).
         center: output f(x) - f_0(x), zero at initialisation.
+        init: ``torch`` (nn.Linear's default), ``lecun`` or ``he`` (see ``INITS``).
         generators: one ``torch.Generator`` per member for its initial draw (CPU; the
             draw is moved to ``device`` so it does not depend on the device).
         dtype, device: of the parameters.
@@ -65,6 +67,7 @@ class MLP(StackedModel):
         gamma: float | Sequence[float] = 1.0,
         gamma_lr: str = "piecewise",
         center: bool = False,
+        init: str = "torch",
         generators: Sequence[torch.Generator] | None = None,
         dtype: torch.dtype = torch.float32,
         device: torch.device | str = "cpu",
@@ -86,21 +89,22 @@ class MLP(StackedModel):
             slots,
             gammas=self._gammas,
             gamma_lr=gamma_lr,
-            activation=activation,
+            init=init,
         )
         setattr(self, SCALING_ATTR, scaling)
         self.weights = nn.ParameterList()
         self.biases = nn.ParameterList() if bias else None
-        for l, (fan_in, fan_out) in enumerate(zip(dims[:-1], dims[1:])):
+        for l, (fan_in, fan_out) in enumerate(zip(dims[:-1], dims[1:])):  # per layer: its weight, then its bias
             slot = slots[l]
-            w = self.draw((fan_in, fan_out), scaling.init_std(slot), dtype, device)
+            w = self.draw((fan_in, fan_out), scaling.init_std(slot), dtype, device, uniform=scaling.uniform)
             self.weights.append(nn.Parameter(w))
             self.register_buffer(f"mult_{l}", self.member_buffer(scaling.weight_multiplier(slot), 3, dtype, device))
             if self.biases is not None:
                 self.register_buffer(
                     f"bias_mult_{l}", self.member_buffer(scaling.bias_multiplier(slot), 3, dtype, device)
                 )
-                self.biases.append(nn.Parameter(torch.zeros(self.members, 1, fan_out, dtype=dtype, device=device)))
+                b = self.draw((1, fan_out), scaling.bias_std(slot), dtype, device, uniform=scaling.uniform)
+                self.biases.append(nn.Parameter(b))
         self.finish_init()
         self._unit = self._unit_multipliers()
 

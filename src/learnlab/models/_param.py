@@ -4,15 +4,20 @@ For a network of width n and base width n0 with L hidden layers, i.e. L + 1 weig
 tensors l = 0 (input), 1..L-1 (hidden), L (output), learnlab's layers compute
 
     h_l  = m_l * (x_{l-1} W_l) + m_l^bias * b_l,     m_l  = (n / n0)^(-a_l)
-    W_l ~ s_l * N(0, 1),                            s_l  = sigma_l / sqrt(fan_in_l^0) * (n / n0)^(-b_l)
+    W_l = s_l * D,                                  s_l  = sigma_l / sqrt(fan_in_l^0) * (n / n0)^(-b_l)
     lr_l = eta * (n / n0)^(-c_l)                    (c for SGD-like, c_adam for Adam-like optimizers)
 
 where ``fan_in_l^0`` is the layer's fan-in at the base width (the input layer's fan-in
 d, or in_channels * k * k for a convolution, does not scale with n). So at n = n0 every
 parameterization is the same standard fan-in model with one learning rate, and
 hyperparameters tuned at the base width transfer ("muTransfer", Yang et al. 2022).
-With the default n0 = 1 the exponents are exactly Yang & Hu's. ``sigma_l^2`` is 1 for
-the input layer and the activation's gain for layers that read phi(h) (2 for relu).
+With the default n0 = 1 the exponents are exactly Yang & Hu's. The draw D and sigma_l
+come from the init scheme (``model.init``): ``torch`` (the default) D ~ U(-1, 1) and
+sigma^2 = 1, so at n = n0 (and in SP at any width) weights and biases are those of
+``nn.Linear``/``nn.Conv2d``; ``lecun`` D ~ N(0, 1), sigma^2 = 1; ``he`` D ~ N(0, 1),
+sigma^2 = 2 on layers reading phi(h) and 1 on the input layer (He et al. 2015). Every
+scheme maps one N(0, 1) draw per entry (U = erf(z / sqrt 2)), so parameterizations and
+schemes built from one generator rescale the same draw.
 
 Biases (initialised to zero) are vector-like: a non-output bias takes the input
 layer's a, c exponents (it is a weight from the constant input 1); the output bias
@@ -57,18 +62,18 @@ from dataclasses import dataclass, replace
 from typing import Any, cast
 
 __all__ = [
+    "BaseWidthWarning",
+    "base_width_note",
     "Parameterization",
     "PARAMETERIZATIONS",
     "ADAM_LIKE",
     "GAMMA_LR_RULES",
     "get_parameterization",
     "gamma_lr_factor",
-    "gain",
     "lr_key",
 ]
 
 ADAM_LIKE = frozenset({"adam", "adamw"})
-_GAIN = {"relu": 2.0}  # sigma^2 for layers reading phi(h) (He et al. 2015); 1 otherwise
 GAMMA_LR_RULES = ("piecewise", "gamma", "gamma2", "none")
 _KEYS = ("a", "b", "c", "c_adam", "warmup_c", "warmup_c_adam")
 
@@ -165,11 +170,6 @@ def _expand(values: tuple[float, ...], n_layers: int, key: str, name: str) -> li
     )
 
 
-def gain(activation: str) -> float:
-    """sigma^2 of layers that read phi(h): 2 for relu (He et al. 2015), 1 otherwise."""
-    return _GAIN.get(activation, 1.0)
-
-
 def lr_key(optimizer: str) -> str:
     """``c_adam`` for Adam-like optimizer names (adam, adamw), else ``c``."""
     return "c_adam" if optimizer in ADAM_LIKE else "c"
@@ -238,3 +238,30 @@ def get_parameterization(param: str | Parameterization | dict) -> Parameterizati
         base = Parameterization("custom", a=(), b=(), c=())
     fields: dict[str, Any] = {k: tuple(float(x) for x in v) if k in _KEYS else v for k, v in given.items()}
     return replace(base, **fields)
+
+
+class BaseWidthWarning(UserWarning):
+    """A width-dependent parameterization used with the default ``base_width`` of 1."""
+
+
+def base_width_note(param: str | Parameterization | dict, width: int, depth: int, optimizer: str) -> str | None:
+    """What a width-dependent row implies at ``width`` with base width 1, or None for a row that
+    does not depend on the width (SP: a = c = 0): the read-in and read-out multipliers and the
+    per-layer factors on the base learning rate, (n / 1)^(-a_l) and (n / 1)^(-c_l)."""
+    row = get_parameterization(param)
+    n_layers = depth + 1
+    a = row.exponents("a", n_layers) or []
+    c = row.exponents(lr_key(optimizer), n_layers) or []
+    if not any(a) and not any(c):
+        return None
+
+    def factor(exponent: float) -> str:
+        return f"{float(width) ** -exponent:.3g}"
+
+    hidden = f", hidden {factor(c[1])}" if n_layers > 2 else ""
+    return (
+        f"model.param={row.name} at width {width} with base_width 1 (the default): read-in multiplier "
+        f"{factor(a[0])}, read-out multiplier {factor(a[-1])}; {optimizer} learning rates x input {factor(c[0])}"
+        f"{hidden}, output {factor(c[-1])}. A learning rate tuned in SP means something else here: set "
+        "model.base_width to the width your base hyperparameters were tuned at (docs/parameterizations.md)"
+    )

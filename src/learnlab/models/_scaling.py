@@ -19,11 +19,12 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
-from learnlab.models._param import Parameterization, gain, gamma_lr_factor, lr_key
+from learnlab.models._param import Parameterization, gamma_lr_factor, lr_key
 
-__all__ = ["Slot", "Scaling", "SCALING_ATTR", "scaling_of", "lr_table", "lr_factors", "LrEntry"]
+__all__ = ["Slot", "Scaling", "SCALING_ATTR", "INITS", "scaling_of", "lr_table", "lr_factors", "LrEntry"]
 
 SCALING_ATTR = "learnlab_scaling"
+INITS = ("torch", "lecun", "he")  # initialisation schemes (see Scaling.init_std)
 ROLES = ("input", "hidden", "output")
 
 
@@ -72,7 +73,7 @@ class Scaling:
         slots: one per weight tensor.
         gammas: richness gamma per member.
         gamma_lr: rule for the base learning rate (see ``gamma_lr_factor``).
-        activation: sets sigma^2 of the layers reading phi(h).
+        init: the initialisation scheme (``INITS``), applied with the width exponents b.
     """
 
     params: list[Parameterization]
@@ -81,7 +82,7 @@ class Scaling:
     slots: list[Slot]
     gammas: list[float] = field(default_factory=list)
     gamma_lr: str = "piecewise"
-    activation: str = "relu"
+    init: str = "torch"
 
     def __post_init__(self):
         if not self.gammas:
@@ -90,6 +91,8 @@ class Scaling:
             p.check(self.n_layers)
         for g in self.gammas:
             gamma_lr_factor(g, self.gamma_lr)  # validates gamma > 0 and the rule
+        if self.init not in INITS:
+            raise ValueError(f"unknown init {self.init!r}; valid: {', '.join(INITS)}")
 
     @property
     def members(self) -> int:
@@ -119,10 +122,33 @@ class Scaling:
         return 1.0 / self._gamma() if slot.role == "output" else self._pow("a", 0)
 
     def init_std(self, slot: Slot) -> torch.Tensor:
-        """s_l = sigma_l / sqrt(fan_in_l^0) * (n / n0)^(-b_l); (E,)."""
-        sigma2 = 1.0 if slot.role == "input" else gain(self.activation)
+        """s_l = sigma_l / sqrt(fan_in_l^0) * (n / n0)^(-b_l); (E,): the weight is s_l times the draw.
+
+        The draw is z ~ N(0, 1) for ``lecun`` (sigma^2 = 1) and ``he`` (sigma^2 = 2 on every
+        layer after the first, 1 on the first, which reads the data: He et al. 2015), and
+        u = erf(z / sqrt 2) ~ U(-1, 1) for ``torch`` (sigma^2 = 1: U(+-1/sqrt(fan_in)), PyTorch's
+        kaiming_uniform_ with a = sqrt 5), so every scheme rescales the same underlying draw.
+        """
+        sigma2 = 2.0 if self.init == "he" and slot.role != "input" else 1.0
         base_fan_in = slot.fan_in if slot.role == "input" else slot.fan_in / self.ratio
         return (sigma2 / base_fan_in) ** 0.5 * self._pow("b", slot.layer)
+
+    def bias_std(self, slot: Slot) -> torch.Tensor:
+        """The bias's factor on its draw; (E,). ``lecun`` and ``he``: 0 (zero biases). ``torch``:
+        U(+-1/sqrt(fan_in)) like a column of the layer's weight (``init_std``), with the exponents
+        the bias moves with: a non-output bias the layer's b (its multiplier is the input layer's
+        a, so a_0 + b_l is kept under the abc shift); the output bias, whose multiplier and lr
+        are width-independent, b = 1/2 in every row: 1/sqrt(fan_in), nn.Linear's at any width."""
+        if self.init != "torch":
+            return torch.zeros(self.members, dtype=torch.float64)
+        if slot.role == "output":
+            return torch.full((self.members,), slot.fan_in**-0.5, dtype=torch.float64)
+        return self.init_std(slot)
+
+    @property
+    def uniform(self) -> bool:
+        """Whether draws are mapped to U(-1, 1) (the ``torch`` scheme)."""
+        return self.init == "torch"
 
     def lr_entries(self, optimizer: str) -> list[tuple[str, torch.Tensor, torch.Tensor, torch.Tensor]]:
         """(name, factor, warm-up factor, warm-up steps) per parameter, each (E,), float64."""

@@ -15,7 +15,7 @@ from pydantic import (
     model_validator,
 )
 
-from learnlab._spec_base import Section, per_member
+from learnlab._spec_base import Section, per_member, seeding
 from learnlab.models._param import PARAMETERIZATIONS
 from learnlab.models._stack import ACTIVATIONS
 
@@ -24,6 +24,7 @@ __all__ = ["ModelSpec", "ParamSpec", "MODEL_NAMES"]
 MODEL_NAMES = ("mlp", "cnn")
 # keys that shape learnlab's own models; a user model takes its settings from ``options``
 _BUILTIN_ONLY = (
+    "init",
     "width",
     "depth",
     "activation",
@@ -77,20 +78,23 @@ class ModelSpec(Section):
     or your own module: ``name: "package.module:attr"``, built as ``attr(d=..., outputs=...,
     **options)`` (see ``learnlab.models._user``)."""
 
-    name: str = "mlp"
-    options: dict[str, Any] = Field(default_factory=dict)  # keyword arguments of a user model's factory
-    width: PositiveInt = 256
-    depth: PositiveInt = 2  # number of hidden layers (cnn: convolutions)
-    activation: str = "relu"
-    bias: bool = True
+    # the initial draw is seeded by the run's seed, the task's d and outputs, and the fields marked
+    # "init" (the architecture): runs in other parameterizations or init schemes share it
+    name: str = seeding("init", default="mlp")
+    options: dict[str, Any] = seeding("init", default_factory=dict)  # keyword arguments of a user model's factory
+    width: PositiveInt = seeding("init", default=256)
+    depth: PositiveInt = seeding("init", default=2)  # number of hidden layers (cnn: convolutions)
+    activation: str = seeding("init", default="relu")
+    bias: bool = seeding("init", default=True)
     param: str | ParamSpec = per_member("sp", examples=("sp", "mup"))
     base_width: int = 1  # n0: at width = base_width every parameterization is the standard model
     gamma: float = per_member(1.0, examples=(1.0, 2.0))  # richness: output multiplier / gamma
     gamma_lr: Literal["piecewise", "gamma", "gamma2", "none"] = "piecewise"  # base lr rule under gamma
     center: bool = False  # f(x) - f_0(x): zero output at initialisation
-    init_seed: int | None = per_member(None, examples=(None, 7))  # same initial draw across runs that share it
-    kernel_size: PositiveInt = 3  # cnn
-    image_shape: list[PositiveInt] | None = None  # cnn: [channels, height, width], d = their product
+    init: Literal["torch", "lecun", "he"] = "torch"  # the init scheme (docs/parameterizations.md)
+    init_seed: int | None = per_member(None, examples=(None, 7))  # this initial draw instead of the derived one
+    kernel_size: PositiveInt = seeding("init", default=3)  # cnn
+    image_shape: list[PositiveInt] | None = seeding("init", default=None)  # cnn: [channels, height, width]
 
     @field_validator("name")
     @classmethod

@@ -149,12 +149,20 @@ class StackedModel(nn.Module):
             )
         return width / base_width
 
-    def draw(self, shape: tuple[int, ...], std: torch.Tensor, dtype, device) -> torch.Tensor:
-        """W = std_e * z_e with z_e ~ N(0, 1) of ``shape`` from member e's generator; (E, *shape)."""
+    def draw(self, shape: tuple[int, ...], std: torch.Tensor, dtype, device, *, uniform: bool = False) -> torch.Tensor:
+        """std_e * D_e of ``shape`` from member e's generator; (E, *shape).
+
+        D = z ~ N(0, 1), or with ``uniform`` u = erf(z / sqrt 2) ~ U(-1, 1): every init scheme
+        maps the same draw z. The product is formed in float64 and rounded once to ``dtype``.
+        A zero std gives exact zeros (the draw is still taken, so later draws do not move).
+        """
         draws = [torch.randn(*shape, generator=g) for g in self._generators]  # float32, on the CPU
-        z = draws[0].unsqueeze(0) if len(draws) == 1 else torch.stack(draws)
-        z = z.to(dtype) if dtype != z.dtype else z
-        return z.mul_(std.to(dtype).view(-1, *([1] * len(shape)))).to(device)
+        z = (draws[0].unsqueeze(0) if len(draws) == 1 else torch.stack(draws)).to(torch.float64)
+        if uniform:
+            z = torch.special.erf(z * 0.5**0.5)
+        scale = std.to(torch.float64).view(-1, *([1] * len(shape)))
+        out = torch.where(scale == 0, torch.zeros_like(z), z * scale)
+        return out.to(dtype=dtype, device=device)
 
     def member_buffer(self, values: torch.Tensor, ndim: int, dtype, device) -> torch.Tensor:
         """(E,) values as an (E, 1, ..., 1) tensor of ``ndim`` dims."""

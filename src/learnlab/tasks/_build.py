@@ -7,6 +7,7 @@ from typing import cast
 import numpy as np
 import torch
 
+from learnlab._seeds import target_seed
 from learnlab.tasks._index_models import MultiIndex, SingleIndex, random_directions
 from learnlab.tasks._inputs import INPUTS, Gaussian, Inputs
 from learnlab.tasks._power_law import PowerLaw, power_law_coefficients, relu_level_coefficients, top_monomials
@@ -18,11 +19,17 @@ from learnlab.tasks._teacher import Teacher
 __all__ = ["make_task", "build_task", "build_inputs", "build_target"]
 
 
-def make_task(section: dict | TaskSpec | Task) -> Task:
+def make_task(section: dict | TaskSpec | Task, seed: int = 0) -> Task:
     """Build a :class:`Task` from the ``task`` section of a spec (a dict or a validated spec).
 
     A real dataset (``task.dataset``) gives a :class:`~learnlab.tasks.DatasetTask`, a
     subclass with the same interface; a task object is returned unchanged.
+
+    Args:
+        section: the ``task`` section, or a task (returned as it is).
+        seed: the run's seed: a random target (teacher, index-model directions) whose own
+            ``seed`` is null is drawn from it and the target section (as a run with this seed
+            draws it; see ``learnlab._seeds``).
 
     Raises:
         pydantic.ValidationError: if the section is invalid (every problem listed).
@@ -30,11 +37,11 @@ def make_task(section: dict | TaskSpec | Task) -> Task:
     if isinstance(section, Task):
         return section
     spec = section if isinstance(section, TaskSpec) else TaskSpec.model_validate(section)
-    return build_task(spec)
+    return build_task(spec, seed)
 
 
-def build_task(spec: TaskSpec) -> Task:
-    """The task a validated spec describes."""
+def build_task(spec: TaskSpec, seed: int = 0) -> Task:
+    """The task a validated spec describes, for a run with this seed (see :func:`make_task`)."""
     if spec.dataset is not None:
         from learnlab.tasks._dataset_task import DatasetInputs, DatasetLabels, DatasetTask, class_groups
         from learnlab.tasks._datasets import DATASETS
@@ -57,10 +64,14 @@ def build_task(spec: TaskSpec) -> Task:
             grayscale=spec.grayscale,
             center=spec.center,
             normalize=spec.normalize,
+            spec=spec,
         )
     inputs = build_inputs(spec.inputs)
-    target = build_target(spec.target, inputs)
-    return Task(inputs=inputs, target=target, noise=spec.noise, n_train=spec.n_train, n_test=spec.n_test)
+    target_spec = spec.target
+    if target_spec is not None and getattr(target_spec, "seed", 1) is None:  # a random target seeded by the run
+        target_spec = target_spec.model_copy(update={"seed": target_seed(spec, seed)})
+    target = build_target(target_spec, inputs)
+    return Task(inputs=inputs, target=target, noise=spec.noise, n_train=spec.n_train, n_test=spec.n_test, spec=spec)
 
 
 def build_inputs(spec):

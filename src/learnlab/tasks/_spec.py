@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveInt, ValidationError, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from learnlab._spec_base import Section, per_member
+from learnlab._spec_base import Section, per_member, seeding
 from learnlab.tasks._datasets import DATASETS, DatasetFilesError, find_files
 from learnlab.tasks._spec_inputs import InputsSpec
 from learnlab.tasks._spec_targets import TargetSpec, target_indices
@@ -36,17 +36,26 @@ _MULTI_OUTPUT = {"teacher", "callable", "multi_index"}
 class TaskSpec(Section):
     """What is learned: inputs and target (or a real dataset), label noise and sample sizes."""
 
-    inputs: InputsSpec | None = Field(None, description="input distribution (synthetic tasks)")
-    target: TargetSpec | None = Field(None, description="target function (synthetic tasks)")
-    dataset: DatasetName | None = Field(None, description="a real dataset instead of inputs/target")
+    # the data (training stream, test and evaluation sets, label noise) is seeded by the run's seed
+    # and the fields marked "data"; a random target by the run's seed and the target section
+    inputs: InputsSpec | None = seeding("data", default=None, description="input distribution (synthetic tasks)")
+    target: TargetSpec | None = seeding("target", default=None, description="target function (synthetic tasks)")
+    dataset: DatasetName | None = seeding("data", default=None, description="a real dataset instead of inputs/target")
     data_dir: str | None = Field(None, description="folder holding the dataset files (else $LEARNLAB_DATA)")
-    classes: list[list[NonNegativeInt]] | None = Field(
-        None, description="class groups, e.g. [[0], [1]] (2 groups: +-1 labels; more: one-hot)"
+    classes: list[list[NonNegativeInt]] | None = seeding(
+        "data", default=None, description="class groups, e.g. [[0], [1]] (2 groups: +-1 labels; more: one-hot)"
     )
-    binarize: bool = Field(False, description="two groups: classes [[0..4], [5..9]] unless classes is given")
-    center: bool = Field(False, description="subtract the training split's mean image")
-    normalize: bool = Field(False, description="scale every example to unit norm (seed 002)")
-    grayscale: bool = Field(False, description="average the colour channels (cifar10)")
+    binarize: bool = seeding(
+        "data", default=False, description="two groups: classes [[0..4], [5..9]] unless classes is given"
+    )
+    center: bool = seeding("data", default=False, description="subtract the training split's mean image")
+    normalize: bool = seeding("data", default=False, description="scale every example to unit norm (seed 002)")
+    grayscale: bool = seeding("data", default=False, description="average the colour channels (cifar10)")
+    data_seed: int | None = per_member(
+        None,
+        examples=(None, 3),
+        description="seed of the data instead of the run's seed (runs sharing it see the same data)",
+    )
     noise: NonNegativeFloat = per_member(
         0.0, examples=(0.0, 0.1), description="label noise: Gaussian std, or flip probability for classes"
     )

@@ -106,7 +106,9 @@ class SingleIndexTargetSpec(Section):
 
     name: Literal["single_index"]
     direction: list[float] | None = Field(None, description="w (normalised to unit length); random from seed if null")
-    seed: int = per_member(0, examples=(0, 1), description="seed of the random direction (not the run's seeds)")
+    seed: int | None = per_member(
+        None, examples=(None, 1), description="seed of the random direction; null: from the run's seed"
+    )
     link: str | None = Field(
         None, description="relu, tanh, identity, abs, sign or he<k> (= He_k); relu if no coefficients"
     )
@@ -140,7 +142,9 @@ class MultiIndexTargetSpec(Section):
     name: Literal["multi_index"]
     r: PositiveInt | None = Field(None, description="number of directions (default: rows of directions, else 2)")
     directions: list[list[float]] | None = Field(None, description="r rows of d numbers; random orthonormal if null")
-    seed: int = per_member(0, examples=(0, 1), description="seed of the random directions (not the run's seeds)")
+    seed: int | None = per_member(
+        None, examples=(None, 1), description="seed of the random directions; null: from the run's seed"
+    )
     link: str | None = Field(None, description="product, norm, max or 'package.module:attr' on p (n, r)")
     terms: list[HermiteTermSpec] | None = Field(
         None, min_length=1, description="g = sum coef h_alpha(p), alpha over j < r"
@@ -187,8 +191,8 @@ class TeacherTargetSpec(Section):
 
     name: Literal["teacher"]
     widths: list[PositiveInt] = Field(description="hidden widths, e.g. [32, 32, 32, 32, 32]")
-    seed: int = per_member(
-        0, examples=(0, 1), description="teacher seed: same seed, same teacher (independent of the run's seeds)"
+    seed: int | None = per_member(
+        None, examples=(None, 1), description="teacher seed (same seed, same teacher); null: from the run's seed"
     )
     init: Literal["uniform", "gaussian"] = Field("uniform", description="uniform = U(-1/2, 1/2); gaussian = He")
     outputs: PositiveInt = Field(1, description="output units")

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import cast
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, cast
 
 import torch
 
 from learnlab.tasks._inputs import Inputs
 from learnlab.tasks._targets import Target, add_label_noise
+
+if TYPE_CHECKING:
+    from learnlab.tasks._spec import TaskSpec
 
 __all__ = ["Task"]
 
@@ -25,6 +28,8 @@ class Task:
             probability of a uniformly drawn other class for one-hot labels.
         n_train: size of the fixed training sample (offline), or None for online learning.
         n_test: size of the fixed test sample.
+        spec: the ``task`` section it was built from (``make_task``), which seeds its data
+            streams in a run (see ``learnlab._seeds``); None for a task built by hand.
     """
 
     inputs: Inputs
@@ -32,6 +37,7 @@ class Task:
     noise: float = 0.0
     n_train: int | None = None
     n_test: int | None = 2048
+    spec: TaskSpec | None = field(default=None, compare=False, repr=False)
 
     @property
     def d(self) -> int:

@@ -13,11 +13,12 @@ from typing import Any, cast
 import torch
 from torch import nn
 
-from learnlab._seeds import derive_seed
+from learnlab._seeds import data_seeds, derive_seed, init_seed
+from learnlab.models._spec import ModelSpec
 from learnlab.train._history import History
 from learnlab.train._loop import fit
 from learnlab.train._members import loop_settings, make_member
-from learnlab.train._spec import TrainSpec
+from learnlab.train._spec import ProbeSpec, TrainSpec
 from learnlab.train._threads import step_threads
 
 __all__ = ["train"]
@@ -36,7 +37,7 @@ _TORCH_OPTIMIZERS = {
 
 
 def train(
-    model: nn.Module,
+    model: nn.Module | dict | ModelSpec,
     task,
     *,
     optimizer: str | torch.optim.Optimizer = "sgd",
@@ -46,20 +47,30 @@ def train(
     progress: bool = True,
     **recipe,
 ) -> History:
-    """Train ``model`` on ``task`` with the recipe's keys (those of a spec's ``train`` section).
+    """Train a model on ``task`` with the recipe's keys (those of a spec's ``train`` section).
+
+    Given the ``model`` and ``task`` sections of a spec, a recipe and a seed, this is the run a
+    sweep makes of that config and seed, bit for bit: the same initial draw, data streams and
+    target (every random role seeded as in a sweep, see :mod:`learnlab._seeds`).
 
     Args:
-        model: a learnlab model (a stack of one) or any ``nn.Module`` mapping (batch, d) -> (batch, k).
-        task: a :class:`~learnlab.tasks.Task` or a ``task`` spec section (dict).
+        model: a ``model`` section (dict or ``ModelSpec``: built here, with the run's initial
+            draw), a learnlab model (a stack of one), or any ``nn.Module`` mapping
+            (batch, d) -> (batch, k), trained in place.
+        task: a ``task`` section (dict or ``TaskSpec``: built here for this seed) or a
+            :class:`~learnlab.tasks.Task` (used as built; ``make_task(section, seed)``).
         optimizer: a name (``sgd``, ``momentum``, ``nesterov``, ``adam``, ``adamw``) or a
             ``torch.optim.Optimizer`` already built on ``model``'s parameters.
         loss: a name (``mse``, ``cross_entropy``, ``hinge``, ``logistic``) or a callable
             ``loss(out, y) -> scalar`` on (batch, k) tensors, like ``nn.MSELoss()``.
-        probes: probe callables (``probe(model, ctx) -> dict``, attribute ``every``).
-        seed: the data and test streams derive from it.
+        probes: probe callables (``probe(model, ctx) -> dict``, attribute ``every``) and/or
+            ``train.probes`` entries (``{"name": "param_norm", "every": 100}``).
+        seed: the run's seed: its data streams, a random target and (for a model section)
+            its initial draw derive from it.
         progress: show a progress bar.
         **recipe: any other ``train`` key: ``lr``, ``steps``, ``epochs``, ``batch_size``,
-            ``eval_every``, ``metrics``, ``eval_sets``, ``thresholds``, ``schedule``, ...
+            ``eval_every``, ``metrics``, ``eval_sets``, ``thresholds``, ``schedule``,
+            ``dtype`` and ``device`` (of a model built from a section), ...
 
     Returns:
         The run's :class:`History` (``history.to_frame()`` for a DataFrame).
@@ -69,12 +80,18 @@ def train(
     from learnlab.tasks import Task, make_task
 
     tune_cpu()
-    task = task if isinstance(task, Task) else make_task(task)
+    task = task if isinstance(task, Task) else make_task(task, seed)
+    entries = [p for p in probes if isinstance(p, (dict, ProbeSpec))]  # spec entries; the rest are callables
+    probes = [p for p in probes if not isinstance(p, (dict, ProbeSpec))]
+    if entries:
+        recipe = {**recipe, "probes": [*recipe.get("probes", []), *entries]}
     spec = TrainSpec(
         optimizer=cast(Any, optimizer if isinstance(optimizer, str) else "sgd"),  # a name TrainSpec validates
         loss=loss if isinstance(loss, str) else "mse",
         **recipe,
     )
+    if isinstance(model, (dict, ModelSpec)):
+        model = _built(model, task, spec, seed)
     stack = as_stack(model)
     if stack.members != 1:
         raise ValueError(
@@ -87,7 +104,8 @@ def train(
     loss_fn = None
     if not isinstance(loss, str):
         loss_fn = lambda out, y: loss(out[0], y[0]).reshape(1)  # noqa: E731 - a stack of one
-    member = make_member(task, spec, lambda role: derive_seed(seed, "train", role), dtype=dtype, device=device)
+    streams = data_seeds(task.spec, seed) if task.spec is not None else lambda stream: derive_seed(seed, "", stream)
+    member = make_member(task, spec, streams, dtype=dtype, device=device)
     member.probes = [*member.probes, *probes]
     n_train = None if member.stream.sample is None else member.stream.sample[0].shape[0]
     settings = loop_settings([spec], n_train, loss=loss_fn)
@@ -102,6 +120,18 @@ def train(
         if bar is not None:
             bar.close()
     return history
+
+
+def _built(section: dict | ModelSpec, task, recipe: TrainSpec, seed: int) -> nn.Module:
+    """The model a section describes for this task, with the run's initial draw (as a sweep builds it)."""
+    from learnlab.models import build_model
+
+    spec = section if isinstance(section, ModelSpec) else ModelSpec.model_validate(section)
+    from learnlab._devices import resolve_device
+
+    generator = torch.Generator().manual_seed(init_seed(spec, seed, task.d, task.outputs))
+    device = resolve_device(recipe.device)
+    return build_model(spec, task.d, task.outputs, generators=[generator], dtype=recipe.torch_dtype, device=device)
 
 
 def _build_optimizer(model, spec: TrainSpec):

@@ -14,6 +14,7 @@ backward, clip, probes (if due), update t + 1.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -49,7 +50,8 @@ class Member:
         probes: its probes (members asking for the same probe share one object).
         schedule: its learning-rate schedule (a ``ScheduleSpec``); None = constant.
         clip_grad_norm: its gradient is clipped to this norm (None = not clipped).
-        keep_final: keep its final parameters and buffers (``final_state``).
+        keep_final: keep its final parameters and buffers (``final_state``) and, if it runs to
+            the last step, the loop state a longer run continues from (``resume_state``).
     """
 
     stream: BatchStream
@@ -68,6 +70,7 @@ class Member:
     artifacts: dict[str, list] = field(default_factory=dict)
     loss0: float | None = None
     final_state: dict | None = None  # its own state when it ended (keep_final)
+    resume_state: dict | None = None  # its loop state at the last step, before the final evaluation (keep_final)
 
 
 @dataclass
@@ -89,6 +92,7 @@ def fit(
     *,
     on_step: Callable[[int], object] | None = None,
     checkpoint=None,
+    resume: dict[int, dict] | None = None,
 ) -> list[History]:
     """Train the stacked ``model`` (one row per member) and return each member's History.
 
@@ -101,9 +105,14 @@ def fit(
         on_step: called with the number of updates done (progress bars).
         checkpoint: an object with ``every``, ``save(state)`` and ``load() -> state | None``
             (see ``learnlab.train._checkpoint``); resuming is bit-identical.
+        resume: member index -> the ``resume_state`` of a shorter run of its config: every
+            member continues from its own, all at the same step (a longer run, extended, ends
+            bit-identical to one run from scratch). A checkpoint, if there is one, wins.
     """
     loop = _Loop(model, optimizer, members, settings)
     start = loop.restore(checkpoint.load()) if checkpoint is not None else 0
+    if start == 0 and resume:
+        start = loop.resume(resume)
     for t in range(start, settings.steps + 1):
         if checkpoint is not None and t > start and t % checkpoint.every == 0:
             checkpoint.save(loop.state(t))
@@ -126,6 +135,10 @@ class _Loop:
     # ---- one iteration -----------------------------------------------------------
     def iteration(self, t: int) -> bool:
         s = self.s
+        if t == s.steps:  # before the last evaluation, which a longer run does not make here
+            for row, i in enumerate(self.active):
+                if self.members[i].keep_final:
+                    self.members[i].resume_state = self.member_state(row, t)
         ended = self._evaluate(t) if (t % s.eval_every == 0 or t == s.steps) else []
         if t == s.steps:
             return False
@@ -299,6 +312,51 @@ class _Loop:
             "base_lrs": self.base_lrs,
             "members": [_member_state(m) for m in self.members],
         }
+
+    def member_state(self, row: int, t: int) -> dict:
+        """Row ``row``'s whole loop state at step t, by its own parameter names, without the member axis."""
+        model, member = self.model, self.members[self.active[row]]
+        named = [*model.member_parameters(), *model.member_buffers()]
+        optimizer = {}
+        for name, p in model.member_parameters():
+            optimizer[name] = {
+                k: model.per_member(v)[row].clone() if isinstance(v, torch.Tensor) and v.dim() > 0 else v
+                for k, v in self.optimizer.state.get(p, {}).items()
+            }
+        return {
+            "step": t,
+            "model": {n: model.per_member(v)[row].detach().clone() for n, v in named},
+            "optimizer": optimizer,
+            "init_params": {n: v[row].clone() for n, v in self.init_params.items()},
+            "member": copy.deepcopy(_member_state(member)),  # a snapshot: the run goes on recording
+        }
+
+    @torch.no_grad()
+    def resume(self, states: dict[int, dict]) -> int:
+        """Load each row's ``member_state`` (all at one step); returns that step."""
+        steps = {s["step"] for s in states.values()}
+        if len(steps) != 1 or set(states) != set(range(len(self.members))):
+            raise ValueError(
+                f"every member resumes, all at one step; got steps {sorted(steps)} for rows {sorted(states)}"
+            )
+        model = self.model
+        params = model.member_parameters()
+        for row, state in states.items():
+            for name, value in [*params, *model.member_buffers()]:
+                model.per_member(value)[row].copy_(state["model"][name])
+            for name, p in params:
+                slot = self.optimizer.state[p]
+                for key, value in state["optimizer"][name].items():
+                    if isinstance(value, torch.Tensor) and value.dim() > 0:
+                        if key not in slot:
+                            slot[key] = torch.zeros_like(p)
+                        model.per_member(slot[key])[row].copy_(value)
+                    else:
+                        slot[key] = value
+            for name, value in state["init_params"].items():
+                self.init_params[name][row] = value
+            _load_member_state(self.members[row], state["member"])
+        return steps.pop()
 
     def restore(self, state) -> int:
         if state is None:
