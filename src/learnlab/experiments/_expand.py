@@ -65,9 +65,9 @@ def expand(spec: Spec, raw: dict, source: str | None = None, facts: PlanFacts | 
     """Every run of the sweep, validated; raises SpecError listing all problems.
 
     ``sweep.seeds: n`` gives seeds ``spec.seed + i`` for i < n; a list gives them
-    explicitly. The run config's ``seed`` is that seed; the run's random streams
-    derive from (seed, run id, role). ``facts`` (a plan's) builds user models and reads
-    datasets once for every run's cross-checks.
+    explicitly. The run config's ``seed`` is that seed; each of the run's random roles is
+    seeded from it and the config that role depends on (see :mod:`learnlab._seeds`).
+    ``facts`` (a plan's) builds user models and reads datasets once for every run's cross-checks.
     """
     facts = facts if facts is not None else PlanFacts()
     seeds = spec.sweep.seeds

@@ -19,7 +19,7 @@ sigma^2 = 2 on layers reading phi(h) and 1 on the input layer (He et al. 2015). 
 scheme maps one N(0, 1) draw per entry (U = erf(z / sqrt 2)), so parameterizations and
 schemes built from one generator rescale the same draw.
 
-Biases (initialised to zero) are vector-like: a non-output bias takes the input
+Biases are vector-like: a non-output bias takes the input
 layer's a, c exponents (it is a weight from the constant input 1); the output bias
 takes 0 (its "fan-out" is the number of outputs, not n).
 
