@@ -6,6 +6,7 @@ import base64
 import copy
 import math
 import re
+from html import escape
 from html.parser import HTMLParser
 
 import numpy as np
@@ -248,13 +249,15 @@ def test_loss_vs_lr_marks_each_widths_best_rate(store, tmp_path):
 
 
 def test_l2_vs_linf_plots_each_runs_final_errors(store, tmp_path):
+    """L2 (RMS: sqrt of the mean square, as only mse was measured) against L∞, per run."""
     path = tmp_path / "l.png"
     fig = plot_l2_vs_linf(store, path)
     assert is_png(path)
     ax = fig.axes[0]
     runs = store.runs()
     got = np.concatenate([c.get_offsets() for c in ax.collections])
-    want = runs[["test/mse", "test/linf"]].to_numpy(float)
+    want = np.stack([np.sqrt(runs["test/mse"].to_numpy(float)), runs["test/linf"].to_numpy(float)], axis=1)
+    assert (want[:, 0] <= want[:, 1]).all()  # RMS <= max: every point on or above y = x
     np.testing.assert_allclose(sorted(map(tuple, got)), sorted(map(tuple, want)), rtol=1e-12)
     assert len(ax.collections) == 6  # one colour per (width, lr) config
     diagonal = next(ln for ln in ax.get_lines() if ln.get_label() == "y = x")
@@ -280,7 +283,7 @@ def test_sharpness_is_the_seed_mean_with_its_2_over_lr_line(store, tmp_path):
 
 def test_missing_data_says_how_to_get_it(single_out, tmp_path):
     with learnlab.open_store(single_out) as s:
-        with pytest.raises(ValueError, match=r"test/linf.*add 'linf' to train.metrics"):
+        with pytest.raises(ValueError, match=r"no uniform error \(linf\).*add 'linf'.*to train.metrics"):
             plot_l2_vs_linf(s, tmp_path / "l.png")
         with pytest.raises(ValueError, match=r"train.probes: \[\{name: sharpness"):
             plot_sharpness(s, tmp_path / "s.png")
@@ -332,18 +335,32 @@ def test_report_is_one_offline_file_with_the_summary_and_every_figure(store, tmp
     assert path == tmp_path / "sub" / "r.html"
     assert "<h1>widths &amp; rates</h1>" in html
     assert_offline(html)
-    # test/mse and train/loss curves, time to 0.3 and to 0.5, loss vs lr, L2 vs L-inf, sharpness
+    # test/mse and train/loss curves, a heatmap, time to 0.3 and to 0.5, loss vs lr, L2 vs L-inf, sharpness
     pngs = images(html)
-    assert len(pngs) == 7 and all(p[:8] == PNG for p in pngs)
+    assert len(pngs) == 8 and all(p[:8] == PNG for p in pngs)
     parser = Tables()
     parser.feed(html)
     status, summary = parser.tables[0], parser.tables[1]
     assert status == [["status", "runs"], ["finished", "12"]]
     frame = summary_table(store)
-    assert summary[0] == list(frame.columns)
+    assert summary[0] == [
+        "width",
+        "lr",
+        "runs",
+        "diverged",
+        "failed",
+        "test mse",
+        "test linf",
+        "steps to 0.3",
+        "steps to 0.5",
+    ]
     assert len(summary) == 1 + len(frame)
-    for cells, (_, row) in zip(summary[1:], frame.iterrows()):
-        assert [float(c) for c in cells] == pytest.approx([float(v) for v in row], rel=1e-3)
+    for cells, (_, row) in zip(summary[1:], frame.iterrows()):  # numbers as summary_table has them
+        assert [float(c) for c in cells[:3] + cells[4:7]] == pytest.approx(
+            [row["model.width"], row["train.lr"], row["runs"], row["failed"], row["test/mse"], row["test/linf"]],
+            rel=1e-2,
+        )
+        assert cells[3] == "0"
     assert "Failures" not in html
 
 
@@ -354,8 +371,14 @@ def test_report_of_a_single_diverged_config(single_out, tmp_path):
     assert_offline(html)
     assert len(images(html)) == 2  # test/mse and train/loss curves; no axis, linf or probe to plot
     assert (runs["status"] == "diverged").all()
-    last_line = runs["error"].iloc[0].strip().splitlines()[-1]
-    assert "Failures" in html and html.count(last_line) == 2
+    assert "Failures" in html
+    for error in runs["error"]:  # each run's reason, once
+        assert html.count(escape(error.strip().splitlines()[-1])) == 1
+    parser = Tables()
+    parser.feed(html)
+    steps = sorted(int(s) for s in runs["diverged_at"])
+    at = f"{steps[0]}" if steps[0] == steps[-1] else f"{steps[0]}-{steps[-1]}"
+    assert parser.tables[1][1][:4] == ["2", f"2/2 @ {at}", "0", "-"]  # runs, diverged, failed, no test mse
     assert "<h1>single: " in html
 
 
@@ -384,7 +407,7 @@ def test_cli_plot_default_path_and_report(sweep_out):
     result = CliRunner().invoke(app, ["report", str(sweep_out)])
     assert result.exit_code == 0, result.output
     html = (sweep_out / "report.html").read_text()
-    assert len(images(html)) == 7 and str(sweep_out / "report.html") in result.output
+    assert len(images(html)) == 8 and str(sweep_out / "report.html") in result.output
 
 
 @pytest.mark.parametrize(
@@ -414,4 +437,4 @@ def test_cli_missing_store_and_missing_metric(single_out, tmp_path):
         result = CliRunner().invoke(app, command)
         assert result.exit_code == 2 and "no results store at" in result.output
     result = CliRunner().invoke(app, ["plot", str(single_out), "--kind", "l2-linf", "--to", str(tmp_path / "l.png")])
-    assert result.exit_code == 2 and "add 'linf' to train.metrics" in result.output
+    assert result.exit_code == 2 and "add 'linf'" in result.output and "train.metrics" in result.output

@@ -141,7 +141,7 @@ def test_extend_continues_saved_runs_and_equals_running_them_from_scratch(write_
         got_metrics = s.metrics(run_ids=list(expected.index))
     assert sorted(got["status"]) == ["diverged", "finished", "finished"]
     for column in ("status", "step", "test/mse"):
-        assert got[column].tolist() == expected[column].tolist(), column
+        assert got[column].equals(expected[column]), column
     assert got_metrics.reset_index(drop=True).equals(expected_metrics.reset_index(drop=True))
     # without saved states (or runs) there is nothing to continue: from scratch, and it says so
     again = runner.invoke(app, ["run", str(path), "--out", str(tmp_path / "new"), "train.steps=70", "--extend"])

@@ -257,7 +257,7 @@ def test_yaml_spec_to_store_round_trip(tiny_spec, write_spec, tmp_path):
             assert math.isnan(row["steps_to/1e-09"])
         metrics = store.metrics()
         assert list(metrics.columns) == ["run_id", "step", "name", "value"]
-        assert set(metrics["name"]) == {"train/loss", "test/mse"}
+        assert set(metrics["name"]) == {"train/loss", "test/mse", "test/accuracy"}  # a parity: +-1 labels
         # final metrics in runs() are the last records of each history
         last = metrics.sort_values("step").groupby(["run_id", "name"])["value"].last()
         for r in p.runs:
@@ -378,7 +378,9 @@ def test_diverged_runs_are_results_and_are_not_rerun(tiny_spec, tmp_path):
     runs = store.runs().set_index("train.lr")
     store.close()
     assert runs.loc[50.0, "status"] == "diverged" and 0 < runs.loc[50.0, "step"] < 20
-    assert "non-finite" in runs.loc[50.0, "error"]
+    assert "diverge_factor 10000" in runs.loc[50.0, "error"]  # the default catches it before it overflows
+    assert runs.loc[50.0, ["test/mse", "train/loss"]].isna().all()  # a diverged run has no final values
+    assert runs.loc[50.0, "diverged_at"] == runs.loc[50.0, "step"]
     assert runs.loc[0.05, "status"] == "finished"
     again = []
     sweep(spec, out=tmp_path, executor="serial", on_result=lambda r, d, t: again.append(r)).close()

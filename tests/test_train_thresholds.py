@@ -121,9 +121,17 @@ def test_diverge_factor_ends_the_run_at_the_first_step_above_it():
     assert max(s for s, _ in history.metrics["test/mse"]) < 4
 
 
+def test_the_default_diverge_factor_catches_a_loss_10_000_times_its_start():
+    # L_t = 4^t: 4^6 = 4096 <= 10^4 < 4^7 = 16384, so the default ends the run at step 7
+    history = _train(lr=1.5, steps=20, eval_every=2)
+    assert history.status == "diverged" and history.step == 7
+    assert "diverge_factor 10000" in history.reason
+    assert history.final == {}  # a diverged run has no final values
+
+
 def test_a_non_finite_loss_ends_the_run_as_diverged():
     # float32, lr = 1e10: c_1 = -2e10 (L_1 = 4e20), c_2 ~ 4e20, L_2 ~ 1.6e41 = inf in float32
-    history = _train(lr=1e10, steps=20, dtype=torch.float32, eval_every=100)
+    history = _train(lr=1e10, steps=20, dtype=torch.float32, eval_every=100, diverge_factor=None)
     assert history.status == "diverged" and history.step == 2
     assert "non-finite" in history.reason
     assert [s for s, _ in history.metrics["train/loss"]] == [0, 1]

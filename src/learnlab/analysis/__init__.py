@@ -3,22 +3,27 @@
 from learnlab.analysis._curves import plot_learning_curves, varying_columns
 from learnlab.analysis._figures import (
     fit_power_law,
+    plot_heatmap,
     plot_l2_vs_linf,
     plot_loss_vs_lr,
     plot_sharpness,
     plot_time_to_threshold,
 )
 from learnlab.analysis._report import report
-from learnlab.analysis._summary import summary_table
+from learnlab.analysis._summary import best_at_edge, format_summary, summary_metrics, summary_table
 
 __all__ = [
+    "best_at_edge",
     "fit_power_law",
+    "format_summary",
+    "plot_heatmap",
     "plot_l2_vs_linf",
     "plot_learning_curves",
     "plot_loss_vs_lr",
     "plot_sharpness",
     "plot_time_to_threshold",
     "report",
+    "summary_metrics",
     "summary_table",
     "varying_columns",
 ]

@@ -7,9 +7,11 @@ import numbers
 from pathlib import Path
 
 from learnlab.analysis._curves import varying_columns
+from learnlab.analysis._layout import ordered, spec_name
 
 __all__ = [
     "fit_power_law",
+    "plot_heatmap",
     "numeric_axes",
     "plot_l2_vs_linf",
     "plot_loss_vs_lr",
@@ -192,20 +194,25 @@ def plot_time_to_threshold(store, path, x: str = "model.width", threshold: float
     if ax.get_legend_handles_labels()[0]:
         ax.set_xscale("log")
         ax.set_yscale("log")
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, title=", ".join(others) or None, loc="center left", bbox_to_anchor=(1.0, 0.5))
     else:
         ax.text(0.5, 0.5, f"no run reached {col.split('/', 1)[1]}", ha="center", va="center", transform=ax.transAxes)
     ax.set_xlabel(x)
     ax.set_ylabel(f"steps to loss < {col.split('/', 1)[1]}")
-    ax.set_title(f"time to threshold vs {x}" + (f" (per {', '.join(others)})" if others else ""))
+    ax.set_title(f"{spec_name(runs)}: time to threshold vs {x}" + (f" (per {', '.join(others)})" if others else ""))
     return _save(plt, fig, path), fits
 
 
 def plot_loss_vs_lr(store, path, metric: str = "test/mse", lr: str = "train.lr"):
     """Final loss against learning rate, one curve per combination of the other varying axes
     (e.g. per width: the muTransfer picture after training, where under muP the optimum stays
-    put across widths and under SP it drifts). Mean over seeds with a min-max band, log-log;
-    a run that diverged counts as no value, and each curve's best learning rate is marked.
+    put across widths and under SP it drifts). Mean over the seeds that finished, with a
+    min-max band, log-log; each curve's best learning rate is marked *.
+
+    A learning rate at which every run of a curve diverged has no value: it is marked × at
+    the top edge of the axes, never drawn as a finite loss; one where some diverged is drawn
+    from the others and ringed. A best rate at the smallest or largest rate tried says so in
+    the title: the optimum may lie outside the range.
 
     Args:
         store: an open :class:`~learnlab.experiments.Store`.
@@ -228,75 +235,174 @@ def plot_loss_vs_lr(store, path, metric: str = "test/mse", lr: str = "train.lr")
         raise ValueError(f"metric {metric!r} is not in this store; final metrics present: {', '.join(finals)}")
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    best = {}
+    best: dict[str, float] = {}
+    edges, crosses = [], []
+    rates = sorted(float(v) for v in runs[lr].dropna().unique())
     for label, group in series:
-        values = group[[lr, metric]].astype(float)
+        finished = group[group["status"] == "finished"]
+        values = finished[[lr, metric]].astype(float)
         values = values[np.isfinite(values[metric]) & (values[metric] > 0)]
-        if values.empty:
-            continue
-        stats = values.groupby(lr)[metric].agg(["mean", "min", "max"])
-        (line,) = ax.plot(stats.index, stats["mean"], "o-", label=label)
-        ax.fill_between(stats.index, stats["min"], stats["max"], color=line.get_color(), alpha=0.2)
-        best[label] = float(stats["mean"].idxmin())
-        ax.plot([best[label]], [stats["mean"].min()], "*", color=line.get_color(), markersize=14)
+        diverged = group[group["status"] == "diverged"].groupby(lr).size()
+        tried = group.groupby(lr).size()
+        all_diverged = [float(r) for r, n in diverged.items() if n == tried[r]]
+        color = None
+        if not values.empty:
+            stats = values.groupby(lr)[metric].agg(["mean", "min", "max"])
+            (line,) = ax.plot(stats.index, stats["mean"], "o-", label=label)
+            color = line.get_color()
+            ax.fill_between(stats.index, stats["min"], stats["max"], color=color, alpha=0.2)
+            best[label] = float(stats["mean"].idxmin())
+            ax.plot([best[label]], [stats["mean"].min()], "*", color=color, markersize=14)
+            some = [float(r) for r, n in diverged.items() if 0 < n < tried[r] and float(r) in stats.index]
+            ax.plot(some, stats.loc[some, "mean"], "o", mfc="none", color=color, markersize=11)
+            if len(rates) >= 3 and best[label] in (rates[0], rates[-1]):
+                edges.append(label)
+        crosses.append((all_diverged, color or ax.plot([], [], label=label)[0].get_color()))
     ax.set_xscale("log")
     ax.set_yscale("log")
+    top = ax.get_ylim()[1] if ax.has_data() else 1.0
+    for xs, color in crosses:  # at the top edge: a diverged rate has no loss to draw
+        ax.plot(xs, [top] * len(xs), "x", color=color, markersize=10, mew=2, clip_on=False)
+    if any(xs for xs, _ in crosses):
+        ax.plot([], [], "kx", label="all runs diverged")
+        ax.plot([], [], "ko", mfc="none", label="some runs diverged")
+    ax.set_ylim(top=top)
     ax.set_xlabel(lr)
     ax.set_ylabel(f"{metric} (final; * = best)")
-    ax.set_title(f"{metric} vs {lr}" + (f" (per {', '.join(others)})" if others else ""))
+    title = f"{spec_name(runs)}: {metric} vs {lr}" + (f" (per {', '.join(others)})" if others else "")
+    if edges:
+        title += "\nbest rate at the edge of the range for " + ", ".join(edges) + ": the optimum may lie outside"
+    ax.set_title(title, fontsize=9)
     if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, title=", ".join(others) or None, loc="center left", bbox_to_anchor=(1.0, 0.5))
     return _save(plt, fig, path), best
 
 
-def plot_l2_vs_linf(store, path, l2: str = "test/mse", linf: str = "test/linf"):
-    """Final mean-square error against final uniform (L∞) error, one point per run, log-log.
+def plot_l2_vs_linf(store, path, eval_set: str | None = None):
+    """Final L2 (root mean square) error against final uniform (L∞) error, one point per run, log-log.
 
-    Points are coloured by config (the varying axes); the dashed diagonal is y = x. Note that
-    ``test/mse`` is a squared error: pass ``l2="test/l2"`` (root mean square) for the
-    like-for-like comparison, where RMS ≤ L∞ puts every point on or above the diagonal.
+    L2 = ``<set>/l2``, or sqrt(``<set>/mse``) where only the mean square was measured;
+    L∞ = ``<set>/linf``. The evaluation ``grid`` is preferred (it covers the input domain),
+    else ``large``, else ``test``. Points are coloured by config; the dashed diagonal is
+    y = x, and RMS ≤ L∞ puts every point on or above it: the distance above is how much
+    worse the worst case is than the average (Seed 001's point). Diverged runs have no final
+    values and are counted in the title.
 
     Args:
         store: an open :class:`~learnlab.experiments.Store`.
         path: where to save the PNG (a path or a binary file object).
-        l2: the mean-square (or RMS) metric, x axis.
-        linf: the uniform-error metric, y axis.
+        eval_set: ``grid``, ``large`` or ``test`` (default: the first measured, in that order).
 
     Returns:
         The matplotlib Figure.
 
     Raises:
-        ValueError: a metric is absent from the store (names what is missing and how to add it).
+        ValueError: no set has L∞ (names the key to add), or every run diverged.
     """
+    import numpy as np
+
     runs = store.runs()
-    missing = [m for m in (l2, linf) if m not in runs.columns or runs[m].isna().all()]
-    if missing:
-        metric_names = sorted({m.split("/", 1)[1] for m in missing if "/" in m})
+    sets = [s for s in ("grid", "large", "test") if f"{s}/linf" in runs.columns]
+    if eval_set is not None:
+        sets = [eval_set] if eval_set in sets else []
+    if not sets:
+        wanted = f"eval set {eval_set!r}" if eval_set else "an eval set"
         raise ValueError(
-            f"no final values of {', '.join(missing)} in this store: add "
-            f"{', '.join(repr(n) for n in metric_names)} to train.metrics (e.g. "
-            f"train.metrics: [mse, linf]) and run the spec again"
+            f"no uniform error (linf) of {wanted} in this store: add 'linf' (and 'l2') to train.metrics "
+            "(e.g. train.metrics: [mse, l2, linf]) and run the spec again"
         )
+    chosen = sets[0]
+    linf = f"{chosen}/linf"
+    l2 = runs[f"{chosen}/l2"] if f"{chosen}/l2" in runs else np.sqrt(runs.get(f"{chosen}/mse", np.nan))
+    points = runs.assign(_l2=l2.astype(float), _linf=runs[linf].astype(float))
+    usable = points[np.isfinite(points["_l2"]) & np.isfinite(points["_linf"]) & (points["_l2"] > 0)]
+    if usable.empty:
+        raise ValueError(f"no run of this store has final {chosen} L2 and L∞ values (every run diverged or failed)")
     axes = varying_columns(runs)
     labels = _labels(runs, axes)
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 5))
-    points = runs[[l2, linf]].astype(float)
-    points = points[(points[l2] > 0) & (points[linf] > 0)]
-    for label, group in _in_order(
-        points.groupby(runs.loc[points.index, "run_id"].map(labels).values), runs, axes, labels
-    ):
-        ax.scatter(group[l2], group[linf], label=label, s=22)
-    if not points.empty:
-        lo = min(points[l2].min(), points[linf].min())
-        hi = max(points[l2].max(), points[linf].max())
-        ax.plot([lo, hi], [lo, hi], "k--", lw=1, label="y = x")
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.legend(fontsize=7)
-    ax.set_xlabel(f"{l2} (final)")
-    ax.set_ylabel(f"{linf} (final)")
-    ax.set_title(", ".join(axes) if axes else f"{l2} vs {linf}")
+    fig, ax = plt.subplots(figsize=(6.5, 5))
+    for label, group in _in_order(usable.groupby(usable["run_id"].map(labels)), runs, axes, labels):
+        ax.scatter(group["_l2"], group["_linf"], label=label, s=22)
+    lo = min(usable["_l2"].min(), usable["_linf"].min())
+    hi = max(usable["_l2"].max(), usable["_linf"].max())
+    ax.plot([lo, hi], [lo, hi], "k--", lw=1, label="y = x")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.legend(fontsize=7, title=", ".join(axes) or None, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    ax.set_xlabel(f"{chosen} L2 error (RMS, final)")
+    ax.set_ylabel(f"{chosen} L∞ error (uniform, final)")
+    diverged = int((runs["status"] == "diverged").sum())
+    note = f"; {diverged} diverged runs have no values" if diverged else ""
+    ax.set_title(f"{spec_name(runs)}: L2 vs L∞ on the {chosen} set{note}", fontsize=9)
+    return _save(plt, fig, path)
+
+
+def plot_heatmap(store, path, metric: str = "test/mse", x: str | None = None, y: str | None = None):
+    """The final ``metric`` over two sweep axes: one cell per (x, y), the mean over the runs that
+    finished (seeds and any other axis pooled), log colour scale for a positive metric. A cell
+    whose runs all diverged is marked ×; one with no finished run is grey.
+
+    Args:
+        store: an open :class:`~learnlab.experiments.Store`.
+        path: where to save the PNG (a path or a binary file object).
+        metric: a final metric column.
+        x, y: varying config columns (default: the two with the most values).
+
+    Returns:
+        The matplotlib Figure.
+
+    Raises:
+        ValueError: fewer than two varying axes, an unknown axis or metric.
+    """
+    import numpy as np
+
+    runs = store.runs()
+    axes = varying_columns(runs)
+    if len(axes) < 2:
+        raise ValueError(f"a heatmap needs two varying config axes; this store has {axes or 'none'}")
+    ranked = sorted(axes, key=lambda a: -len(ordered(runs[a])))
+    x = x or ranked[0]
+    y = y or next(a for a in ranked if a != x)
+    for name, value in (("x", x), ("y", y)):
+        if value not in axes:
+            raise ValueError(f"{name}={value!r} is not a varying config axis; axes: {', '.join(axes)}")
+    if metric not in runs:
+        raise ValueError(f"metric {metric!r} is not in this store")
+    xs, ys = ordered(runs[x]), ordered(runs[y])
+    grid = np.full((len(ys), len(xs)), np.nan)
+    crossed = []
+    for i, yv in enumerate(ys):
+        for j, xv in enumerate(xs):
+            cell = runs[(runs[x].astype(str) == str(xv)) & (runs[y].astype(str) == str(yv))]
+            done = cell[cell["status"] == "finished"][metric].astype(float)
+            done = done[np.isfinite(done)]
+            if len(done):
+                grid[i, j] = done.mean()
+            elif len(cell) and (cell["status"] == "diverged").all():
+                crossed.append((j, i))
+    plt = _pyplot()
+    import matplotlib.colors as mcolors
+
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.45 * len(xs) + 3), max(3.5, 0.35 * len(ys) + 2)))
+    finite = grid[np.isfinite(grid)]
+    norm = mcolors.LogNorm() if finite.size and (finite > 0).all() else None
+    image = ax.imshow(np.ma.masked_invalid(grid), aspect="auto", origin="lower", cmap="viridis_r", norm=norm)
+    ax.set_facecolor("0.85")
+    for j, i in crossed:
+        ax.plot(j, i, "rx", markersize=9, mew=2)
+    if len(xs) * len(ys) <= 120:
+        for i in range(len(ys)):
+            for j in range(len(xs)):
+                if np.isfinite(grid[i, j]):
+                    ax.text(j, i, f"{grid[i, j]:.2g}", ha="center", va="center", fontsize=7, color="w")
+    ax.set_xticks(range(len(xs)), [f"{v:g}" if isinstance(v, float) else str(v) for v in xs], rotation=45, fontsize=8)
+    ax.set_yticks(range(len(ys)), [f"{v:g}" if isinstance(v, float) else str(v) for v in ys], fontsize=8)
+    ax.set_xlabel(x)
+    ax.set_ylabel(y)
+    fig.colorbar(image, ax=ax, label=f"{metric} (final, mean over finished runs)")
+    note = "; × = every run diverged" if crossed else ""
+    ax.set_title(f"{spec_name(runs)}: {metric}{note}", fontsize=9)
     return _save(plt, fig, path)
 
 
@@ -338,15 +444,14 @@ def plot_sharpness(store, path):
             edge = mean.loc["probe/threshold"]
             ax.plot(edge.index, edge.values, "--", color=line.get_color(), lw=1)
     ax.plot([], [], "k--", lw=1, label="2 / lr")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, title=", ".join(axes) or None, loc="center left", bbox_to_anchor=(1.0, 0.5))
     ax.set_xlabel("step")
     ax.set_ylabel("sharpness (top Hessian eigenvalue)")
-    ax.set_title(", ".join(axes) if axes else "sharpness vs 2/lr")
+    ax.set_title(f"{spec_name(runs)}: sharpness (mean over seeds) and 2/lr")
     return _save(plt, fig, path)
 
 
 def _save(plt, fig, path):
-    fig.tight_layout()
-    fig.savefig(path if not isinstance(path, (str, Path)) else Path(path), dpi=120, format="png")
+    fig.savefig(path if not isinstance(path, (str, Path)) else Path(path), dpi=120, format="png", bbox_inches="tight")
     plt.close(fig)
     return fig

@@ -9,16 +9,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from learnlab.analysis._curves import plot_learning_curves
+from learnlab.analysis._curves import plot_learning_curves, varying_columns
 from learnlab.analysis._figures import (
     numeric_axes,
+    plot_heatmap,
     plot_l2_vs_linf,
     plot_loss_vs_lr,
     plot_sharpness,
     plot_time_to_threshold,
     threshold_columns,
 )
-from learnlab.analysis._summary import summary_table
+from learnlab.analysis._summary import best_at_edge, format_summary, summary_metrics, summary_table
 
 __all__ = ["report", "report_figures"]
 
@@ -37,20 +38,34 @@ code { background: #f3f3f3; padding: 0 0.2em; }
 def report_figures(store) -> list[tuple[str, Callable[..., Any], dict[str, Any]]]:
     """The figures that apply to this store, as (caption, plot function, keyword arguments).
 
-    Learning curves of ``test/mse`` and ``train/loss`` (those present); time to threshold
-    against ``model.width`` (else the first numeric varying axis) for every threshold some
-    run reached; final loss vs learning rate if ``train.lr`` varies; L2 vs L∞ if ``test/mse``
-    and ``test/linf`` exist; sharpness if probed.
+    Learning curves of the test metric that matches the loss and of ``train/loss``; a heatmap
+    of that metric over the two axes with the most values (two or more varying axes); time to
+    threshold against ``model.width`` (else the first numeric varying axis) for every
+    threshold some run reached; final loss vs learning rate if ``train.lr`` varies; L2 vs L∞
+    if some eval set has ``linf``; sharpness if probed.
     """
     runs = store.runs()
     if runs.empty:
         return []
     names = set(store.metrics()["name"].unique())
+    metric = summary_metrics(runs)[0]
     figures: list[tuple[str, Callable[..., Any], dict[str, Any]]] = [
-        (f"learning curves: {m} (mean over seeds, band = min..max)", plot_learning_curves, {"metric": m})
-        for m in ("test/mse", "train/loss")
+        (
+            f"learning curves: {m} (mean over seeds where all are running, band = min..max)",
+            plot_learning_curves,
+            {"metric": m},
+        )
+        for m in dict.fromkeys((metric, "train/loss"))
         if m in names
     ]
+    if len(varying_columns(runs)) >= 2 and metric in runs:
+        figures.append(
+            (
+                f"final {metric} over the two largest sweep axes (mean over finished runs)",
+                plot_heatmap,
+                {"metric": metric},
+            )
+        )
     axes = numeric_axes(runs)
     if axes:
         x = "model.width" if "model.width" in axes else axes[0]
@@ -63,10 +78,16 @@ def report_figures(store) -> list[tuple[str, Callable[..., Any], dict[str, Any]]
             for c, col in threshold_columns(runs).items()
             if runs[col].notna().any()
         ]
-    if "train.lr" in axes and "test/mse" in runs:
-        figures.append(("final test mse vs train.lr per config (mean over seeds, * = best)", plot_loss_vs_lr, {}))
-    if {"test/mse", "test/linf"} <= names:
-        figures.append(("final test mse vs test L∞ (uniform) error per run", plot_l2_vs_linf, {}))
+    if "train.lr" in axes and metric in runs:
+        figures.append(
+            (
+                f"final {metric} vs train.lr per config (mean over seeds, * = best, × = diverged)",
+                plot_loss_vs_lr,
+                {"metric": metric},
+            )
+        )
+    if any(f"{s}/linf" in runs.columns for s in ("grid", "large", "test")):
+        figures.append(("final L2 (RMS) vs L∞ (uniform) error per run", plot_l2_vs_linf, {}))
     if "probe/sharpness" in names:
         figures.append(("sharpness (mean over seeds) and 2/lr (dashed)", plot_sharpness, {}))
     return figures
@@ -75,8 +96,10 @@ def report_figures(store) -> list[tuple[str, Callable[..., Any], dict[str, Any]]
 def report(store, path: str | Path, *, title: str | None = None) -> Path:
     """Write one self-contained HTML report of a store (figures inlined as base64 PNG, no network).
 
-    Sections: title, runs by status, :func:`summary_table`, failures (status failed, diverged
-    or interrupted, with the last line of the error), then every figure of :func:`report_figures`.
+    Sections: title, runs by status, the summary (as ``learnlab run`` prints it: diverged runs
+    and the steps they diverged at, the metrics that match the loss), warnings a reader should
+    see, failures (status failed, diverged or interrupted: grouped by reason), then every
+    figure of :func:`report_figures`.
 
     Args:
         store: an open :class:`~learnlab.experiments.Store`.
@@ -93,9 +116,12 @@ def report(store, path: str | Path, *, title: str | None = None) -> Path:
         f"<h1>{_e(title)}</h1>",
         "<h2>Runs by status</h2>",
         _status_counts(runs),
-        "<h2>Summary (mean over seeds)</h2>",
+        "<h2>Summary (means over the runs that finished)</h2>",
         _summary(store),
     ]
+    warnings = _warnings(store)
+    if warnings:
+        parts += ["<h2>Warnings</h2>", "<ul>" + "".join(f"<li>{_e(w)}</li>" for w in warnings) + "</ul>"]
     failures = _failures(runs)
     if failures:
         parts += ["<h2>Failures</h2>", failures]
@@ -131,7 +157,16 @@ def _summary(store) -> str:
     frame = summary_table(store)
     if frame.empty:
         return "<p>no runs</p>"
-    return frame.to_html(index=False, na_rep="-", float_format=lambda v: f"{v:.4g}", border=0)
+    return format_summary(frame, summary_metrics(store.runs())).to_html(index=False, border=0)
+
+
+def _warnings(store) -> list[str]:
+    runs = store.runs()
+    metric = summary_metrics(runs)[0]
+    return best_at_edge(summary_table(store), "train.lr", metric) if metric in runs else []
+
+
+MAX_FAILURES = 20  # listed one by one; beyond, counted by status and reason
 
 
 def _failures(runs) -> str:
@@ -139,10 +174,25 @@ def _failures(runs) -> str:
         return ""
     bad = runs[runs["status"].isin(_FAILED)]
     items = []
-    for _, row in bad.iterrows():
-        lines = (row["error"] or "").strip().splitlines()
-        items.append(f"<li><code>{_e(row['run_id'])}</code> {_e(row['status'])}: {_e(lines[-1] if lines else '')}</li>")
+    for _, row in bad.head(MAX_FAILURES).iterrows():
+        items.append(f"<li><code>{_e(row['run_id'])}</code> {_e(row['status'])}: {_e(_reason(row['error']))}</li>")
+    if len(bad) > MAX_FAILURES:
+        kinds = bad.assign(kind=bad["error"].map(_kind)).groupby(["status", "kind"]).size()
+        rest = "".join(f"<li>{n} {_e(status)}: {_e(kind)}</li>" for (status, kind), n in kinds.items())
+        items.append(f"<li>all {len(bad)}, by reason:<ul>{rest}</ul></li>")
     return f"<ul>{''.join(items)}</ul>" if items else ""
+
+
+def _reason(error) -> str:
+    lines = (error or "").strip().splitlines()
+    return lines[-1] if lines else ""
+
+
+def _kind(error) -> str:
+    """A failure's reason without its numbers: ``train loss > diverge_factor x step-0 loss at step``."""
+    import re
+
+    return re.sub(r"[-+]?\d[\d.e+-]*", "#", _reason(error))
 
 
 def _figure(store, caption: str, plot, kwargs: dict) -> str:

@@ -9,7 +9,7 @@ import typer
 
 from learnlab.cli._app import app, bad_input, console
 
-KINDS = ("curves", "thresholds", "lr", "l2-linf", "sharpness")
+KINDS = ("curves", "thresholds", "lr", "l2-linf", "sharpness", "heatmap")
 
 
 def _open(out: Path):
@@ -24,11 +24,17 @@ def _open(out: Path):
 @app.command()
 def plot(
     out: Annotated[Path, typer.Argument(help="Output folder of a sweep.")],
-    kind: Annotated[str, typer.Option(help="Figure: curves, thresholds, lr, l2-linf or sharpness.")] = "curves",
+    kind: Annotated[
+        str, typer.Option(help="Figure: curves, thresholds, lr, l2-linf, sharpness or heatmap.")
+    ] = "curves",
     metric: Annotated[
-        str, typer.Option(help="Metric of the learning curves, or the final loss of kind lr.")
+        str, typer.Option(help="Metric of the learning curves, or the final metric of kinds lr and heatmap.")
     ] = "test/mse",
-    x: Annotated[str, typer.Option("--x", help="Numeric config axis of the thresholds figure.")] = "model.width",
+    x: Annotated[
+        str | None,
+        typer.Option("--x", help="Config axis: of the thresholds figure (default model.width), the heatmap's x."),
+    ] = None,
+    y: Annotated[str | None, typer.Option("--y", help="The heatmap's y axis (default: the other axis).")] = None,
     threshold: Annotated[
         float | None, typer.Option(help="Loss threshold of the thresholds figure (default: the smallest in the store).")
     ] = None,
@@ -48,13 +54,17 @@ def plot(
             _check_metric(store, metric)
             analysis.plot_learning_curves(store, path, metric=metric)
         elif kind == "thresholds":
+            x = x or "model.width"
             _, fits = analysis.plot_time_to_threshold(store, path, x=x, threshold=threshold)
         elif kind == "lr":
             _, best = analysis.plot_loss_vs_lr(store, path, metric=metric)
         elif kind == "l2-linf":
             analysis.plot_l2_vs_linf(store, path)
+        elif kind == "heatmap":
+            analysis.plot_heatmap(store, path, metric=metric, x=x, y=y)
         else:
             analysis.plot_sharpness(store, path)
+        warnings = analysis.best_at_edge(analysis.summary_table(store, metrics=[metric]), "train.lr", metric)
     except ValueError as exc:
         store.close()
         bad_input(str(exc))
@@ -69,6 +79,9 @@ def plot(
         )
     for label, rate in (best or {}).items():
         console.print(f"{label}: best train.lr {rate:g}", markup=False, soft_wrap=True)
+    if kind == "lr":
+        for warning in warnings:
+            console.print(f"warning: {warning}", style="yellow", markup=False, soft_wrap=True)
     if fits == {}:
         console.print(
             f"no fit: no series has runs that reached the threshold at two or more values of {x}", markup=False

@@ -44,6 +44,9 @@ def run(
         typer.Option(help="Comma-separated devices to spread runs over (cpu, cuda:0,cuda:1); overrides train.device."),
     ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the expanded runs and groups, and exit.")] = False,
+    metrics: Annotated[
+        str | None, typer.Option(help="Final metrics the summary shows, comma-separated (default: those of the loss).")
+    ] = None,
     extend: Annotated[
         bool,
         typer.Option(
@@ -104,14 +107,17 @@ def run(
         TextColumn("eta"),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, console=console, transient=False) as progress:
-        bar = progress.add_task(f"{p.spec.name}: runs", total=len(p.todo))
+    try:
+        with Progress(*columns, console=console, transient=False) as progress:
+            bar = progress.add_task(f"{p.spec.name}: runs", total=len(p.todo))
 
-        def on_result(result, done, total):
-            progress.update(bar, completed=done, total=total)
+            def on_result(result, done, total):
+                progress.update(bar, completed=done, total=total)
 
-        store = sweep(p, on_result=on_result)
-    _print_summary(store)
+            store = sweep(p, on_result=on_result, progress=False)
+    except KeyboardInterrupt:
+        raise typer.Exit(code=130) from None  # sweep() said how many runs are stored and how to resume
+    _print_summary(store, _metric_list(metrics))
     from learnlab.analysis import plot_learning_curves
 
     figure = out / "learning_curves.png"
@@ -138,56 +144,45 @@ def _print_plan(p) -> None:
     console.print(p.summary(), markup=False)
 
 
-def _print_summary(store) -> None:
-    """One compact row per config: axes, runs (diverged, failed), final test mse, steps to thresholds."""
-    from learnlab.analysis import summary_table
+MAX_ROWS = 60  # summary rows printed; the report and export have them all
+MAX_FAILURES = 20
 
-    frame = summary_table(store)
+
+def _print_summary(store, metrics: list[str] | None = None) -> None:
+    """One compact row per config: axes, runs, diverged (how many, at which steps), failed, the
+    final metrics that match the loss (mean over finished runs), steps to thresholds; then
+    warnings a reader should see (a best learning rate at the edge of the range)."""
+    from learnlab.analysis import best_at_edge, format_summary, summary_metrics, summary_table
+
+    frame = summary_table(store, metrics=metrics)
     if frame.empty:
         console.print("no runs")
         return
-    axes = [c for c in frame.columns if "." in c and "/" not in c]
-    short = {a: a.rsplit(".", 1)[-1] for a in axes}
-    if len(set(short.values())) < len(axes):
-        short = {a: a for a in axes}
-    thresholds = [c.split("/", 1)[1] for c in frame.columns if c.startswith("steps_to/")]
-    table = Table(title="summary: mean over seeds; steps to threshold (runs that reached it / runs)")
-    for a in axes:
-        table.add_column(short[a], justify="right")
-    for name in ("runs", "diverged", "failed", "test mse", *(f"steps to {c}" for c in thresholds)):
-        table.add_column(name, justify="right")
-    for _, row in frame.iterrows():
-        cells = [_fmt(row[a]) for a in axes]
-        runs = int(row["runs"])
-        cells += [
-            str(runs),
-            str(int(row["diverged"])),
-            str(int(row["failed"])),
-            _fmt(row.get("test/mse", float("nan"))),
-        ]
-        cells += [f"{_steps(row[f'steps_to/{c}'])} ({int(row[f'reached/{c}'])}/{runs})" for c in thresholds]
+    shown = summary_metrics(store.runs(), metrics)
+    text = format_summary(frame.head(MAX_ROWS), shown)
+    table = Table(
+        title="summary: means over the runs that finished; diverged runs (at steps); "
+        "steps to threshold (runs that reached it / runs)"
+    )
+    for column in text.columns:
+        table.add_column(column, justify="right")
+    for cells in text.itertuples(index=False):
         table.add_row(*cells)
     console.print(table)
-
-
-def _steps(value) -> str:
-    """A mean step count, rounded to a whole step (1740, not 1.74e+03)."""
-    return "-" if value != value else f"{value:.0f}"
-
-
-def _fmt(value) -> str:
-    if isinstance(value, float):
-        if value != value:
-            return "-"
-        if value.is_integer() and abs(value) < 1e9:  # a width that pandas made a float: 1024, not 1.02e+03
-            return str(int(value))
-        return f"{value:.3g}"
-    return str(value)
+    if len(frame) > MAX_ROWS:
+        console.print(f"... {len(frame) - MAX_ROWS} more configs: learnlab report OUT, or learnlab export OUT")
+    for warning in best_at_edge(frame, "train.lr", shown[0]):
+        console.print(f"warning: {warning}", style="yellow", markup=False, soft_wrap=True)
 
 
 @app.command()
-def status(out: Annotated[Path, typer.Argument(help="Output folder of a sweep.")]) -> None:
-    """Counts of runs by status, and the failures' reasons."""
+def status(
+    out: Annotated[Path, typer.Argument(help="Output folder of a sweep.")],
+    metrics: Annotated[
+        str | None, typer.Option(help="Final metrics to show, comma-separated (default: those of the loss).")
+    ] = None,
+) -> None:
+    """Counts of runs by status, the per-config summary, and the failures' reasons."""
     from learnlab.experiments import open_store
 
     try:
@@ -201,10 +196,18 @@ def status(out: Annotated[Path, typer.Argument(help="Output folder of a sweep.")
     for name, count in runs["status"].value_counts().sort_index().items():
         table.add_row(name, str(count))
     console.print(table)
-    for _, row in runs[runs["status"].isin(["failed", "diverged", "interrupted"])].iterrows():
+    _print_summary(store, _metric_list(metrics))
+    bad = runs[runs["status"].isin(["failed", "diverged", "interrupted"])]
+    for _, row in bad.head(MAX_FAILURES).iterrows():
         reason = (row["error"] or "").strip().splitlines()
         console.print(f"{row['run_id']} {row['status']}: {reason[-1] if reason else ''}", markup=False)
+    if len(bad) > MAX_FAILURES:
+        console.print(f"... {len(bad) - MAX_FAILURES} more (every reason: learnlab export {out})", markup=False)
     store.close()
+
+
+def _metric_list(metrics: str | None) -> list[str] | None:
+    return [m.strip() for m in metrics.split(",") if m.strip()] if metrics else None
 
 
 @app.command()

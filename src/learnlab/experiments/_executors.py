@@ -9,7 +9,7 @@ import multiprocessing as mp
 import os
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Protocol
@@ -27,9 +27,14 @@ class Executor(Protocol):
 
     Executors are built as ``cls(workers, out=..., **options)``; ``out`` is the sweep's
     output folder, handed to :func:`run_group` for checkpoints, artifacts and loggers.
+    ``on_result``, if an executor can, is called (in the driver's thread) with each run's
+    result as soon as that run is over, before its group ends; a group's yielded results may
+    repeat those (the driver keeps the first of each run).
     """
 
-    def run(self, groups: list[list[Run]]) -> Iterator[list[RunResult]]: ...
+    def run(
+        self, groups: list[list[Run]], on_result: Callable[[RunResult], object] | None = None
+    ) -> Iterator[list[RunResult]]: ...
 
 
 class SerialExecutor:
@@ -39,22 +44,36 @@ class SerialExecutor:
         self.workers, self.out = 1, out
         self.devices: Sequence[str | None] = devices or [None]
 
-    def run(self, groups):
+    def run(self, groups, on_result=None):
         for k, group in enumerate(groups):  # callables are registered in this process already
-            yield run_group(group, self.out, None, self.devices[k % len(self.devices)])
+            yield run_group(group, self.out, None, self.devices[k % len(self.devices)], on_result)
 
 
-def _init_worker(threads: int, callables: dict | None = None, driver: int | None = None) -> None:
+class _Worker:
+    """What a pool worker process is given when it starts: the queue its runs' results go to as
+    each run ends (a queue reaches a process only when it starts, never through ``submit``)."""
+
+    results = None
+
+
+def _init_worker(threads: int, callables: dict | None = None, driver: int | None = None, results=None) -> None:
     import torch
 
     from learnlab._cpu import tune_cpu
 
     tune_cpu()
+    _Worker.results = results
     torch.set_num_threads(threads)
     os.environ["OMP_NUM_THREADS"] = str(threads)
     install(callables)
     if driver is not None:
         threading.Thread(target=_exit_with, args=(driver,), daemon=True, name="learnlab-driver-watch").start()
+
+
+def _run_in_worker(group: list[Run], out, device) -> list[RunResult]:
+    """A pool task: one group, each run's result sent to the driver as the run ends."""
+    queue = _Worker.results
+    return run_group(group, out, None, device, queue.put if queue is not None else None)
 
 
 def _exit_with(driver: int, every: float = 0.5) -> None:
@@ -95,22 +114,25 @@ class ProcessExecutor:
         self.out = out
         self.devices: Sequence[str | None] = devices or [None]
 
-    def run(self, groups):
+    def run(self, groups, on_result=None):
         if not groups:
             return
         workers = min(self.workers, len(groups))
         ctx = mp.get_context("spawn")
         shipped = payload(set().union(*(refs_in(r.config) for g in groups for r in g)))
+        results = ctx.SimpleQueue()  # runs' results as they end, before their groups do
         pool = ProcessPoolExecutor(
-            workers, mp_context=ctx, initializer=_init_worker, initargs=(self.threads, shipped, os.getpid())
+            workers, mp_context=ctx, initializer=_init_worker, initargs=(self.threads, shipped, os.getpid(), results)
         )
         try:
             devices = self.devices
             pending = {
-                pool.submit(run_group, g, self.out, None, devices[k % len(devices)]): g for k, g in enumerate(groups)
+                pool.submit(_run_in_worker, g, self.out, devices[k % len(devices)]): g for k, g in enumerate(groups)
             }
             while pending:
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                done, _ = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+                while not results.empty():
+                    yield [results.get()]
                 for future in done:
                     group = pending.pop(future, None)
                     if group is None:  # already re-run serially after the pool broke
@@ -120,9 +142,12 @@ class ProcessExecutor:
                     except BrokenProcessPool as exc:
                         yield _failed(group, f"worker process died: {exc}")
                         for other in list(pending):  # the pool is unusable: re-run them serially
-                            yield run_group(pending.pop(other), self.out)
+                            yield run_group(pending.pop(other), self.out, None, None, on_result)
+            while not results.empty():
+                yield [results.get()]
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
+            results.close()
 
 
 def _failed(group: list[Run], reason: str) -> list[RunResult]:

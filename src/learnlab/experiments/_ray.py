@@ -175,7 +175,9 @@ class RayExecutor:
         self.runs_per_task, self.max_retries = runs_per_task, max_retries
         self.out = None if out is None else str(out)
 
-    def run(self, groups: list[list[Run]]) -> Iterator[list[RunResult]]:
+    def run(self, groups: list[list[Run]], on_result=None) -> Iterator[list[RunResult]]:
+        """Each task's groups' results as the task finishes (``on_result`` is not used: results
+        cross the cluster with their task)."""
         if not groups:
             return
         ray = self._ray

@@ -6,7 +6,7 @@ import hashlib
 import os
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -15,7 +15,7 @@ from learnlab._callables import install
 from learnlab.experiments._build import Built, build_group
 from learnlab.experiments._expand import Run
 from learnlab.experiments._store import RunResult
-from learnlab.train import fit
+from learnlab.train import History, fit
 from learnlab.train._checkpoint import Checkpointer
 from learnlab.train._loggers import make_loggers
 from learnlab.train._threads import step_threads
@@ -28,21 +28,27 @@ def run_group(
     out: str | Path | None = None,
     callables: dict | None = None,
     device: str | None = None,
+    on_result: Callable[[RunResult], object] | None = None,
 ) -> list[RunResult]:
-    """Train runs sharing all shapes as one stacked model; never raises.
+    """Train runs sharing all shapes as one stacked model; never raises for a run's own failure.
 
     Args:
         runs: the group's runs (or resolved config dicts).
         out: the sweep's output folder, for checkpoints, artifacts and loggers (optional).
         callables: cloudpickled notebook callables the configs reference (from the driver).
         device: run on this device instead of ``train.device`` (the executors' ``--devices``).
+        on_result: called with each run's result as soon as the run is over: when it leaves the
+            stack (diverged, or stopped at its thresholds) or at the group's last step (an
+            exception it raises is not a run's failure: it propagates).
 
-    A run that cannot be built or crashes is returned with status ``failed`` and the
-    traceback, so a sweep goes on.
+    Returns:
+        Every run's result, in order. A run that cannot be built or crashes is ``failed`` with
+        the traceback, so a sweep goes on.
     """
     started = time.time()
     group = [Run.of(r) for r in runs]
     ids = [r.run_id for r in group]
+    results: dict[int, RunResult] = {}
     loggers = []
     try:
         install(callables)
@@ -51,6 +57,15 @@ def run_group(
         for member, run in zip(built.members, group):
             member.history.sinks = make_loggers(run.config["train"]["loggers"], out, run.run_id, run.config)
             loggers += member.history.sinks
+
+        def ended(i: int, history: History) -> None:
+            results[i] = _result(built, i, history, out, started)
+            if on_result is not None:
+                try:
+                    on_result(results[i])
+                except BaseException as exc:  # the caller's, not the run's
+                    raise _CallerError() from exc
+
         checkpoint = _checkpointer(built, out)
         resume = _resume_states(group, out)
         with step_threads(built.model, built.configs[0].train.batch_size) as on_step:
@@ -62,32 +77,46 @@ def run_group(
                 on_step=on_step,
                 checkpoint=checkpoint,
                 resume=resume,
+                on_end=ended,
             )
-        artifacts = _save_outputs(built, out)
+        for i, history in enumerate(histories):  # runs that ended before a restored checkpoint
+            if i not in results:
+                results[i] = _result(built, i, history, out, started)
         if checkpoint is not None:
             checkpoint.remove()
-    except Exception:  # noqa: BLE001 - recorded as the runs' outcome
+    except _CallerError as exc:
+        raise exc.__cause__ from None  # type: ignore[misc]
+    except Exception:  # noqa: BLE001 - recorded as the outcome of the runs not over yet
         err = traceback.format_exc()
-        return [RunResult(rid, "failed", error=err, started=started, finished=time.time()) for rid in ids]
+        for i, rid in enumerate(ids):
+            if i not in results:
+                results[i] = RunResult(rid, "failed", error=err, started=started, finished=time.time())
     finally:
         for logger in loggers:
             logger.close()
-    finished = time.time()
-    return [
-        RunResult(
-            rid,
-            h.status,
-            error=h.reason,
-            step=h.step,
-            started=started,
-            finished=finished,
-            final=h.final,
-            thresholds={repr(float(c)): s for c, s in h.thresholds.items()},
-            metrics=[(s, name, v) for name, rows in h.metrics.items() for s, v in rows],
-            artifacts=artifacts.get(rid),
-        )
-        for rid, h in zip(ids, histories)
-    ]
+    return [results[i] for i in range(len(ids))]
+
+
+class _CallerError(Exception):
+    """An exception raised by ``on_result``, carried through the training loop."""
+
+
+def _result(built: Built, i: int, history: History, out: Path | None, started: float) -> RunResult:
+    """Run i's result, its outputs (artifacts, saved weights and state) written first."""
+    rid = built.ids[i]
+    artifacts = _save_outputs(rid, built.members[i], out)
+    return RunResult(
+        rid,
+        history.status,
+        error=history.reason,
+        step=history.step,
+        started=started,
+        finished=time.time(),
+        final=history.final,
+        thresholds={repr(float(c)): s for c, s in history.thresholds.items()},
+        metrics=[(s, name, v) for name, rows in history.metrics.items() for s, v in rows],
+        artifacts=artifacts,
+    )
 
 
 def _checkpointer(built: Built, out: Path | None) -> Checkpointer | None:
@@ -116,25 +145,21 @@ def _resume_states(group: list[Run], out: Path | None) -> dict[int, dict] | None
     return states
 
 
-def _save_outputs(built: Built, out: Path | None) -> dict[str, str]:
-    """Probe tensors to artifacts/<run_id>.pt; with save_final, final weights to checkpoints/<run_id>.pt
-    and the state a longer run continues from to checkpoints/<run_id>.state.pt."""
-    paths: dict[str, str] = {}
+def _save_outputs(rid: str, member, out: Path | None) -> str | None:
+    """A run's probe tensors to artifacts/<run_id>.pt (their path, relative to ``out``, is returned);
+    with save_final its final weights to checkpoints/<run_id>.pt and the state a longer run
+    continues from to checkpoints/<run_id>.state.pt."""
     if out is None:
-        return paths
-    for rid, member in zip(built.ids, built.members):
-        if member.final_state is not None:  # train.save_final: this member's own state
-            path = out / "checkpoints" / f"{rid}.pt"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            _save(member.final_state, path)
-        if member.resume_state is not None:
-            _save(member.resume_state, state_path(out, rid))
-        if member.artifacts:
-            path = out / "artifacts" / f"{rid}.pt"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            _save({k: [(s, v) for s, v in rows] for k, rows in member.artifacts.items()}, path)
-            paths[rid] = str(path.relative_to(out))
-    return paths
+        return None
+    if member.final_state is not None:  # train.save_final: this member's own state
+        _save(member.final_state, out / "checkpoints" / f"{rid}.pt")
+    if member.resume_state is not None:
+        _save(member.resume_state, state_path(out, rid))
+    if not member.artifacts:
+        return None
+    path = out / "artifacts" / f"{rid}.pt"
+    _save({k: [(s, v) for s, v in rows] for k, rows in member.artifacts.items()}, path)
+    return str(path.relative_to(out))
 
 
 def _save(obj, path: Path) -> None:

@@ -78,6 +78,13 @@ class RunConfig(Section):
     model: ModelSpec = Field(default_factory=ModelSpec)
     train: TrainSpec = Field(default_factory=TrainSpec)
 
+    @model_validator(mode="after")
+    def _metrics_of_the_task(self):
+        """``train.metrics: null`` resolves to the metrics that match the loss and the task's labels."""
+        if self.train.metrics is None:
+            self.train.metrics = self.train.measured(self.task.label_kind())
+        return self
+
 
 def cross_checks(run: RunConfig, facts: PlanFacts) -> list[tuple[str, str]]:
     """What the recipe asks of the task, as (key path, problem) pairs; ``facts`` builds user

@@ -26,7 +26,7 @@ DB_NAME = "results.db"
 STATUSES = ("pending", "running", "finished", "diverged", "failed", "interrupted")
 DONE_STATUSES = ("finished", "diverged")  # results; a re-run skips them
 # what a row of runs() holds besides the flattened config, final metrics and threshold steps
-RUN_COLUMNS = ("run_id", "status", "name", "error", "step", "started", "finished", "artifacts")
+RUN_COLUMNS = ("run_id", "status", "name", "error", "step", "diverged_at", "started", "finished", "artifacts")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -207,11 +207,13 @@ class Store:
         return {rid: json.loads(cfg) for rid, cfg in self._conn.execute("SELECT run_id, config FROM runs")}
 
     def runs(self):
-        """One row per run: run_id, status, error, step, times, flattened config, final metrics, thresholds.
+        """One row per run: run_id, status, error, step, diverged_at, times, flattened config,
+        final metrics, thresholds.
 
         Config keys are flattened with dots (``model.width``, ``train.lr``, ``seed``);
-        final metrics keep their names (``test/mse``); the step at which the train-loss
-        EMA first fell below threshold c is ``steps_to/c`` (NaN when never reached).
+        final metrics keep their names (``test/mse``) and are NaN for a run that diverged (its
+        ``diverged_at`` step and, in ``error``, the reason say what happened); the step at which
+        the train-loss EMA first fell below threshold c is ``steps_to/c`` (NaN when never reached).
         """
         import pandas as pd
 
@@ -223,7 +225,8 @@ class Store:
         for rid, name, cfg, status, error, step, started, finished, final, thresholds, artifacts in self._conn.execute(
             query
         ):
-            row = dict(zip(RUN_COLUMNS, (rid, status, name, error, step, started, finished, artifacts)))
+            diverged_at = step if status == "diverged" else math.nan
+            row = dict(zip(RUN_COLUMNS, (rid, status, name, error, step, diverged_at, started, finished, artifacts)))
             row.update(flatten(json.loads(cfg)))
             row.update(json.loads(final) if final else {})
             for c, s in (json.loads(thresholds) if thresholds else {}).items():
@@ -256,6 +259,19 @@ class Store:
         for config in self.configs().values():
             keys.update(dict.fromkeys(flatten(config)))
         return list(keys)
+
+    def curves(self, metric: str, by: list[str] | None = None):
+        """``metric`` per step of every config: mean, min, max and how many of its runs are still
+        there (``count`` of ``total``). See :func:`learnlab.experiments._aggregates.curves`."""
+        from learnlab.experiments._aggregates import curves
+
+        return curves(self, metric, by)
+
+    def varying_keys(self) -> list[str]:
+        """Config keys whose value differs between runs (``seed`` excluded): a sweep's axes."""
+        from learnlab.experiments._aggregates import varying_keys
+
+        return varying_keys(self.runs().drop(columns=["seed"], errors="ignore"))
 
     def grid(self, metric: str, axes: list[str], *, reduce: str | None = None):
         """An xarray DataArray of ``metric`` over the sweep ``axes`` (NaN where a run is missing).

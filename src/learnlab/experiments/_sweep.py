@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,6 +28,7 @@ def sweep(
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
     extend: bool = False,
     on_result: Callable[[RunResult, int, int], None] | None = None,
+    progress: bool | None = None,
     **executor_options,
 ) -> Store:
     """Run every run of a spec (or of a :class:`Plan`) not yet done in ``out``; return the store.
@@ -45,7 +47,10 @@ def sweep(
         max_members: largest stacked group (default 64 for ``ensemble``, 1 otherwise).
         memory_budget: bytes a stacked group may use.
         extend: continue runs from shorter runs of their configs in ``out`` (see :func:`learnlab.plan`).
-        on_result: called as (result, done, total) after each result is committed.
+        on_result: called as (result, done, total) after each result is committed (a run's result
+            is committed as soon as the run is over, also when it leaves a stack early).
+        progress: a progress bar of runs (``tqdm.auto``: a widget in a notebook); default: on
+            when stderr is a terminal or in a notebook.
         **executor_options: ``devices`` (a list such as ``["cuda:0", "cuda:1"]``; groups
             are spread over them), ``address`` for ``ray``.
 
@@ -83,20 +88,53 @@ def sweep(
         store.set_meta("seeding", SEEDING)
     store.add_runs((r.run_id, p.spec.name, r.config) for r in p.runs)
     _copy_early_endings(p, store, Path(out))
-    total, done = sum(len(g) for g in groups), 0
+    total = sum(len(g) for g in groups)
+    committed: set[str] = set()
     outstanding = {r.run_id for g in groups for r in g}
+    bar = _progress_bar(total, p.spec.name, progress)
+
+    def commit(result: RunResult) -> None:
+        if result.run_id in committed:  # an executor may hand a run's result twice
+            return
+        store.record(result)
+        committed.add(result.run_id)
+        outstanding.discard(result.run_id)
+        if bar is not None:
+            bar.update(1)
+        if on_result is not None:
+            on_result(result, len(committed), total)
+
     try:
-        for results in ex.run(groups):
+        for results in ex.run(groups, on_result=commit):
             for result in results:
-                store.record(result)
-                outstanding.discard(result.run_id)
-                done += 1
-                if on_result is not None:
-                    on_result(result, done, total)
-    except BaseException:
+                commit(result)
+    except BaseException as exc:
         store.set_status(sorted(outstanding), "interrupted", "the sweep was interrupted before this run finished")
+        if isinstance(exc, KeyboardInterrupt):
+            print(interrupted_message(len(committed), total, Path(out)), file=sys.stderr)
         raise
+    finally:
+        if bar is not None:
+            bar.close()
     return store
+
+
+def interrupted_message(done: int, total: int, out: Path) -> str:
+    """What a stopped sweep says: how many runs are stored, and how to go on."""
+    return (
+        f"interrupted: {done} of {total} runs finished and are stored in {out}; the others are marked "
+        "interrupted. Run the same command again to resume: finished runs are not run again."
+    )
+
+
+def _progress_bar(total: int, name: str, progress: bool | None):
+    if progress is None:
+        progress = sys.stderr.isatty() or "ipykernel" in sys.modules
+    if not progress or total == 0:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=f"{name}: runs", unit="run")
 
 
 def _still_to_do(p: Plan, out: Path) -> list[list]:

@@ -90,6 +90,9 @@ def train(
         loss=loss if isinstance(loss, str) else "mse",
         **recipe,
     )
+    if spec.metrics is None:  # those that match the loss and the task's labels
+        labels = task.spec.label_kind() if task.spec is not None else getattr(task.target, "labels", "value")
+        spec.metrics = spec.measured(labels)
     if isinstance(model, (dict, ModelSpec)):
         model = _built(model, task, spec, seed)
     stack = as_stack(model)

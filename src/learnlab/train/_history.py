@@ -50,7 +50,10 @@ class History:
 
     @property
     def final(self) -> dict[str, float]:
-        """The last recorded finite value of every metric."""
+        """The last recorded finite value of every metric; none for a run that diverged (its last
+        values are of a run on its way to blowing up, not a result)."""
+        if self.status == "diverged":
+            return {}
         out = {}
         for name, rows in self.metrics.items():
             finite = [v for _, v in rows if math.isfinite(v)]

@@ -93,6 +93,7 @@ def fit(
     on_step: Callable[[int], object] | None = None,
     checkpoint=None,
     resume: dict[int, dict] | None = None,
+    on_end: Callable[[int, History], object] | None = None,
 ) -> list[History]:
     """Train the stacked ``model`` (one row per member) and return each member's History.
 
@@ -108,8 +109,10 @@ def fit(
         resume: member index -> the ``resume_state`` of a shorter run of its config: every
             member continues from its own, all at the same step (a longer run, extended, ends
             bit-identical to one run from scratch). A checkpoint, if there is one, wins.
+        on_end: called as ``on_end(member index, history)`` when a member's run is over: as it
+            leaves the stack (diverged, or stopped at its thresholds), or at the last step.
     """
-    loop = _Loop(model, optimizer, members, settings)
+    loop = _Loop(model, optimizer, members, settings, on_end)
     start = loop.restore(checkpoint.load()) if checkpoint is not None else 0
     if start == 0 and resume:
         start = loop.resume(resume)
@@ -124,8 +127,9 @@ def fit(
 
 
 class _Loop:
-    def __init__(self, model, optimizer, members, settings):
+    def __init__(self, model, optimizer, members, settings, on_end=None):
         self.model, self.optimizer, self.members, self.s = model, optimizer, members, settings
+        self.on_end = on_end
         self.active = list(range(len(members)))  # member index of each row of the stack
         # (E, ...) per parameter, by each member's own parameter names
         self.init_params = {n: model.per_member(p).detach().clone() for n, p in model.member_parameters()}
@@ -271,6 +275,8 @@ class _Loop:
         """Remove ended rows from the stack; False when no member is left."""
         if not ended:
             return True
+        for row in ended:
+            self._over(self.active[row])
         keep = [row for row in range(len(self.active)) if row not in ended]
         self.active = [self.active[row] for row in keep]
         if not self.active:
@@ -296,10 +302,19 @@ class _Loop:
         for i in self.active:
             self.members[i].history.status = "finished"
             self.members[i].history.step = self.s.steps
-        for m in self.members:
+            self._over(i)
+        for m in self.members:  # also those that ended before a restored checkpoint
             m.history.thresholds = dict(m.tracker.steps)
             m.history.artifacts = m.artifacts
         return [m.history for m in self.members]
+
+    def _over(self, i: int) -> None:
+        """Member i's run is over: its history gets its thresholds and artifacts, and is handed on."""
+        m = self.members[i]
+        m.history.thresholds = dict(m.tracker.steps)
+        m.history.artifacts = m.artifacts
+        if self.on_end is not None:
+            self.on_end(i, m.history)
 
     # ---- checkpoints ---------------------------------------------------------------
     def state(self, t: int) -> dict:

@@ -112,7 +112,7 @@ def loop_settings(recipes: Sequence[TrainSpec], n_train: int | None, *, loss=Non
         steps=first.total_steps(n_train),
         eval_every=first.eval_every,
         log_every=first.log_every,
-        metrics=tuple(first.metrics),
+        metrics=tuple(first.measured()),
         loss_fn=loss if loss is not None else get_loss(first.loss),
     )
 

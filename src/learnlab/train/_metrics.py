@@ -5,6 +5,7 @@ For errors e = f(x) - y on an evaluation set of N points (k outputs):
     mse = mean e^2,  l1 = mean |e|,  l2 = sqrt(mean e^2),  linf = max |e|  (uniform error)
     rel_* = the same on |e| / (|y| + eps)   (seed 001's relative errors, eps = 1e-8)
     accuracy = mean [sign f = sign y] (one output) or [argmax f = argmax y] (several)
+    cross_entropy = mean -sum_c y_c log softmax(f)_c   (y one-hot, several outputs)
     coef/<label> = mean f(x) chi(x): the learned function's coefficient on a basis
                    function chi of the target (a parity chi_S or a Hermite monomial h_alpha)
 
@@ -15,10 +16,23 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["METRICS", "MetricAccumulator", "REL_EPS"]
+__all__ = ["METRICS", "MetricAccumulator", "REL_EPS", "default_metrics"]
 
 REL_EPS = 1e-8
-METRICS = ("mse", "l1", "l2", "linf", "rel_mse", "rel_l1", "rel_l2", "rel_linf", "accuracy")
+METRICS = ("mse", "l1", "l2", "linf", "rel_mse", "rel_l1", "rel_l2", "rel_linf", "accuracy", "cross_entropy")
+
+
+def default_metrics(loss: str, labels: str = "value") -> list[str]:
+    """The metrics that match a loss and a task's labels (``value``, ``sign`` or ``onehot``).
+
+    cross_entropy: cross_entropy and accuracy; hinge and logistic: accuracy and mse; any other
+    loss: mse, and accuracy too when the labels are classes (+-1 or one-hot).
+    """
+    if loss == "cross_entropy":
+        return ["cross_entropy", "accuracy"]
+    if loss in ("hinge", "logistic"):
+        return ["accuracy", "mse"]
+    return ["mse", "accuracy"] if labels in ("sign", "onehot") else ["mse"]
 
 
 class MetricAccumulator:
@@ -60,6 +74,9 @@ class MetricAccumulator:
             self._add("rel_sq", rel.pow(2).sum(dim=(1, 2)))
             self._add("rel_abs", rel.sum(dim=(1, 2)))
             self._add("rel_max", rel.amax(dim=(1, 2)), "max")
+        if "cross_entropy" in names:
+            logp = torch.log_softmax(out.to(torch.float64), dim=-1)
+            self._add("ce", -(y.to(torch.float64) * logp).sum(dim=-1).sum(dim=1))
         if "accuracy" in names:
             if out.shape[-1] == 1:
                 correct = (torch.sign(out) == torch.sign(y)).squeeze(-1)
@@ -90,6 +107,7 @@ class MetricAccumulator:
             "rel_l1": lambda: s["rel_abs"] / nk,
             "rel_linf": lambda: s["rel_max"],
             "accuracy": lambda: s["correct"] / n,
+            "cross_entropy": lambda: s["ce"] / n,
         }
         out = {name: table[name]().tolist() for name in self.metrics if name in table}
         for key, value in s.items():

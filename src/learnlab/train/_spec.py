@@ -16,7 +16,7 @@ from pydantic import (
 
 from learnlab._spec_base import Section, per_member
 from learnlab.train._losses import LOSSES
-from learnlab.train._metrics import METRICS
+from learnlab.train._metrics import METRICS, default_metrics
 
 if TYPE_CHECKING:
     import torch
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 __all__ = ["TrainSpec", "ScheduleSpec", "ProbeSpec", "EVAL_SETS", "LOGGERS"]
 
 EVAL_SETS = ("test", "train", "grid", "large")
+DIVERGE_FACTOR = 1e4  # the default: a loss 10^4 x its initial value has diverged
 LOGGERS = ("tensorboard", "wandb")
 
 
@@ -77,7 +78,9 @@ class TrainSpec(Section):
     steps: PositiveInt | None = None  # online (default 1000) or offline
     epochs: PositiveInt | None = None  # offline only: steps = epochs * batches per epoch
     loss: str = "mse"
-    metrics: list[str] = Field(default_factory=lambda: ["mse"])
+    # null: those that match the loss and the task's labels (see default_metrics), filled in
+    # when the run is resolved
+    metrics: list[str] | None = None
     eval_sets: list[str] = Field(default_factory=lambda: ["test"])
     eval_every: PositiveInt = 100
     large_n: PositiveInt = 1_000_000  # points of the `large` eval set (streamed, never held)
@@ -89,7 +92,8 @@ class TrainSpec(Section):
     relative_thresholds: bool = per_member(False, examples=(False, True))  # fractions of the step-0 value
     ema: float = per_member(0.9, ge=0.0, lt=1.0, examples=(0.9, 0.5))  # EMA smoother s: ema <- s*ema + (1-s)*loss
     stop_at_thresholds: bool = per_member(False, examples=(False, True))  # end once every threshold is crossed
-    diverge_factor: PositiveFloat | None = per_member(None, examples=(None, 1.5))  # loss > factor * step-0 loss
+    # a batch loss above diverge_factor x the step-0 loss ends the run as diverged (null: only non-finite)
+    diverge_factor: PositiveFloat | None = per_member(DIVERGE_FACTOR, examples=(None, 1.5))
     probes: list[ProbeSpec] = per_member(default_factory=list, examples=([], [{"name": "param_norm", "every": 10}]))
     loggers: list[Literal["tensorboard", "wandb"]] = per_member(default_factory=list, examples=([], ["tensorboard"]))
     checkpoint_every: PositiveInt | None = per_member(None, examples=(None, 10))  # steps between checkpoints
@@ -134,7 +138,9 @@ class TrainSpec(Section):
 
     @field_validator("metrics")
     @classmethod
-    def _known_metrics(cls, value: list[str]) -> list[str]:
+    def _known_metrics(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return value
         bad = [m for m in value if m not in METRICS and not m.startswith("coef")]
         if bad:
             raise ValueError(f"unknown metrics {bad}; valid: {', '.join(METRICS)}, coef")
@@ -161,12 +167,16 @@ class TrainSpec(Section):
             raise ValueError("give train.steps or train.epochs, not both")
         if self.threshold_metric != "train/loss":
             eval_set, _, metric = self.threshold_metric.partition("/")
-            if eval_set not in self.eval_sets or metric not in self.metrics:
+            if eval_set not in self.eval_sets or metric not in self.measured():
                 raise ValueError(
                     f"threshold_metric {self.threshold_metric!r} is not measured: add {eval_set!r} to "
                     f"eval_sets and {metric!r} to metrics"
                 )
         return self
+
+    def measured(self, labels: str = "value") -> list[str]:
+        """The metrics evaluated: ``metrics``, or those that match the loss and the labels."""
+        return list(self.metrics) if self.metrics is not None else default_metrics(self.loss, labels)
 
     @property
     def torch_dtype(self) -> torch.dtype:
