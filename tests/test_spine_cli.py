@@ -78,6 +78,7 @@ def test_run_writes_the_store_and_figure_and_a_rerun_executes_nothing(tiny_spec,
     # an override makes new runs next to the old ones
     third = _invoke("run", path, "train.steps=10", "--out", out, "--executor", "serial")
     assert third.exit_code == 0, third.output
+    assert "already holds 4 runs that are not this spec's" in " ".join(third.output.split())  # said, not silent
     after = _finished(out)
     assert len(after) == 8 and all(after[k] == v for k, v in before.items())
 

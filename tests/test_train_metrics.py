@@ -101,7 +101,8 @@ def test_large_set_is_streamed_and_equals_the_same_points_evaluated_at_once():
         large_n=n_large,
         progress=False,
     )
-    calls = [x for x in model.seen]
+    check, *calls = model.seen  # learnlab.train first checks the model on a zero (2, d) batch
+    assert check.shape == (2, 3) and not check.any()
     test_calls = [x for x in calls if x.shape[0] == 1000]
     large_calls = [x for x in calls if x.shape[0] != 1000]
     assert len(test_calls) == 2 and len(large_calls) >= 2 * 3  # two evaluations (steps 0 and 1), >= 3 chunks each
@@ -135,7 +136,7 @@ def test_coef_is_the_learned_functions_coefficient_on_each_target_parity():
 
     model = KnownError(f, 0.0)
     history = learnlab.train(model, task, lr=0.1, steps=1, eval_every=1, batch_size=8, metrics=["coef"], progress=False)
-    x = model.seen[0].numpy()
+    x = model.seen[1].numpy()  # seen[0]: learnlab.train's check that the model fits the task
     fx = 0.7 * x[:, 0] + 0.2 * x[:, 0] * x[:, 1] + 0.1 * x[:, 3]
     assert dict(history.metrics["test/coef/x0"])[0] == pytest.approx(np.mean(fx * x[:, 0]), rel=1e-12)
     assert dict(history.metrics["test/coef/x0x1"])[0] == pytest.approx(np.mean(fx * x[:, 0] * x[:, 1]), rel=1e-12)

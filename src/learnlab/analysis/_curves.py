@@ -6,7 +6,9 @@ from pathlib import Path
 
 from learnlab.analysis._layout import layout, legend_outside, matches, panels_figure, pyplot, spec_name
 
-__all__ = ["plot_learning_curves", "varying_columns", "line_colors"]
+__all__ = ["plot_learning_curves", "varying_columns", "line_colors", "MAX_BANDS"]
+
+MAX_BANDS = 4  # min..max bands are drawn for up to this many lines a panel (more would hide each other)
 
 
 def varying_columns(runs) -> list[str]:
@@ -36,7 +38,7 @@ def plot_learning_curves(
         store: an open :class:`~learnlab.experiments.Store`.
         path: where to save the PNG (a path or a binary file object).
         metric: a metric name in the store (``test/mse``, ``train/loss``).
-        logy: log-scale y axis.
+        logy: log-scale y axis (where the values are positive and span more than a decade).
         lines: the axes drawn as lines (default: the ones with the fewest values).
 
     Returns:
@@ -54,30 +56,33 @@ def plot_learning_curves(
     history = store.metrics(names=[metric])
     fig, axs = panels_figure(plt, len(lay.panel_points))
     colors = line_colors(plt, len(lay.line_points))
+    bands = len(lay.line_points) <= MAX_BANDS
     marks = set()
-    for ax, panel in zip(axs, lay.panel_points):
+    for k, (ax, panel) in enumerate(zip(axs, lay.panel_points)):
         for color, line in zip(colors, lay.line_points):
             point = {**panel, **line}
-            marks |= _draw_config(
-                ax, table[matches(table, point)], runs[matches(runs, point)], history, color, lay.line_label(line)
-            )
+            config = table[matches(table, point)]
+            marks |= _draw_config(ax, config, runs[matches(runs, point)], history, color, lay.line_label(line), bands)
         if lay.panels:
             ax.set_title(lay.panel_title(panel), fontsize=9)
-        ax.set_xlabel("step")
-        ax.set_ylabel(metric)
-        if logy and _positive(table):
-            ax.set_yscale("log")
+        if k >= len(axs) - min(len(axs), 5):  # the bottom row
+            ax.set_xlabel("step")
+        if k % 5 == 0:
+            ax.set_ylabel(metric)
+    if logy and _positive(table):
+        axs[0].set_yscale("log")  # shared by every panel
     if "survivors" in marks:
         axs[0].plot([], [], "k--", lw=0.8, label="runs still going (k/n: how many)")
     if "diverged" in marks:
         axs[0].plot([], [], "kx", label="diverged (last value)")
     skipped = f" ({lay.skipped} more panels not shown)" if lay.skipped else ""
-    fig.suptitle(f"{spec_name(runs)}: {metric}, mean over seeds (band: min..max){skipped}")
+    band = "band: min..max" if bands else f"bands left out above {MAX_BANDS} lines a panel"
+    fig.suptitle(f"{spec_name(runs)}: {metric}, mean over seeds ({band}){skipped}")
     legend_outside(fig, axs, lay.legend_title)
     return _save(plt, fig, path)
 
 
-def _draw_config(ax, rows, config_runs, history, color, label: str) -> set[str]:
+def _draw_config(ax, rows, config_runs, history, color, label: str, band: bool = True) -> set[str]:
     """One config's curve on ``ax``; returns the marks it used (``survivors``, ``diverged``)."""
     marks: set[str] = set()
     if rows.empty:
@@ -85,7 +90,8 @@ def _draw_config(ax, rows, config_runs, history, color, label: str) -> set[str]:
     rows = rows.sort_values("step")
     full = rows[rows["count"] == rows["total"]]
     ax.plot(full["step"], full["mean"], color=color, label=label)
-    ax.fill_between(full["step"], full["min"].astype(float), full["max"].astype(float), color=color, alpha=0.15)
+    if band:
+        ax.fill_between(full["step"], full["min"].astype(float), full["max"].astype(float), color=color, alpha=0.15)
     partial = rows[rows["count"] < rows["total"]]
     if not partial.empty:
         marks.add("survivors")
@@ -114,10 +120,14 @@ def _draw_config(ax, rows, config_runs, history, color, label: str) -> set[str]:
 
 
 def _positive(table) -> bool:
-    return not table.empty and bool((table["min"].astype(float) > 0).all())
+    """A log scale helps: every value positive, spanning more than a decade."""
+    if table.empty:
+        return False
+    low, high = table["min"].astype(float).min(), table["max"].astype(float).max()
+    return bool(low > 0 and high / low > 10)
 
 
 def _save(plt, fig, path):
-    fig.savefig(path if not isinstance(path, (str, Path)) else Path(path), dpi=110, format="png", bbox_inches="tight")
+    fig.savefig(path if not isinstance(path, (str, Path)) else Path(path), dpi=110, format="png")
     plt.close(fig)
     return fig

@@ -340,7 +340,8 @@ def plot_l2_vs_linf(store, path, eval_set: str | None = None):
 
 def plot_heatmap(store, path, metric: str = "test/mse", x: str | None = None, y: str | None = None):
     """The final ``metric`` over two sweep axes: one cell per (x, y), the mean over the runs that
-    finished (seeds and any other axis pooled), log colour scale for a positive metric. A cell
+    finished (seeds and any other axis pooled), a log colour scale where the values span more
+    than a decade. A cell
     whose runs all diverged is marked ×; one with no finished run is grey.
 
     Args:
@@ -386,7 +387,8 @@ def plot_heatmap(store, path, metric: str = "test/mse", x: str | None = None, y:
 
     fig, ax = plt.subplots(figsize=(max(5.0, 0.45 * len(xs) + 3), max(3.5, 0.35 * len(ys) + 2)))
     finite = grid[np.isfinite(grid)]
-    norm = mcolors.LogNorm() if finite.size and (finite > 0).all() else None
+    wide = finite.size and (finite > 0).all() and finite.max() / finite.min() > 10  # a log scale helps
+    norm = mcolors.LogNorm() if wide else None
     image = ax.imshow(np.ma.masked_invalid(grid), aspect="auto", origin="lower", cmap="viridis_r", norm=norm)
     ax.set_facecolor("0.85")
     for j, i in crossed:

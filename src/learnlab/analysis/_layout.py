@@ -139,10 +139,18 @@ def matches(runs, point: dict):
 
 
 def panels_figure(plt, n: int, width: float = 4.2, height: float = 3.2):
-    """A figure with n panels on a grid (up to 5 columns), returning (fig, [ax...])."""
+    """A figure with n panels on a grid (up to 5 columns, shared axes), returning (fig, [ax...])."""
     cols = min(n, 5 if n > 4 else n)
     rows = math.ceil(n / cols)
-    fig, axs = plt.subplots(rows, cols, figsize=(width * cols + 2.2, height * rows + 0.6), squeeze=False)
+    fig, axs = plt.subplots(
+        rows,
+        cols,
+        figsize=(width * cols + 2.2, height * rows + 0.6),
+        squeeze=False,
+        sharex=True,
+        sharey=True,
+        layout="constrained",
+    )
     flat = [ax for row in axs for ax in row]
     for ax in flat[n:]:
         ax.set_visible(False)
@@ -159,4 +167,4 @@ def legend_outside(fig, axs, title: str) -> None:
                 handles.append(h)
                 labels.append(label)
     if handles:
-        fig.legend(handles, labels, title=title or None, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
+        fig.legend(handles, labels, title=title or None, loc="outside right center", fontsize=8)

@@ -7,7 +7,7 @@ import math
 from learnlab.analysis._curves import varying_columns
 from learnlab.analysis._layout import ordered
 
-__all__ = ["summary_table", "summary_metrics", "best_at_edge", "format_summary"]
+__all__ = ["summary_table", "summary_metrics", "best_at_edge", "format_summary", "higher_is_better"]
 
 
 def summary_metrics(runs, metrics: list[str] | None = None) -> list[str]:
@@ -72,26 +72,40 @@ def summary_table(store, metric: str | None = None, *, metrics: list[str] | None
     return frame
 
 
+def higher_is_better(metric: str) -> bool:
+    """Whether a larger value of ``metric`` is better (accuracy), as opposed to a loss or an error."""
+    return metric.rsplit("/", 1)[-1] == "accuracy"
+
+
 def best_at_edge(table, lr: str, metric: str) -> list[str]:
     """Warnings for configs whose best mean ``metric`` over ``lr`` is at the smallest or largest
-    learning rate tried: the optimum may lie outside the range."""
+    learning rate tried (of three or more): the optimum may lie outside the range. Configs at
+    the same edge share one line."""
     if lr not in table or metric not in table:
         return []
+    values = ordered(table[lr])
+    if len(values) < 3:
+        return []
     others = [c for c in table.columns if "." in c and "/" not in c and c != lr]
-    out = []
+    at_edges: dict[tuple[str, str], list[str]] = {}
     for point, rows in table.groupby(others, sort=False) if others else [((), table)]:
         rows = rows.dropna(subset=[metric])
-        values = ordered(table[lr])
-        if len(values) < 3 or rows.empty:
+        if rows.empty:
             continue
-        best = rows.loc[rows[metric].idxmin(), lr]
+        pick = rows[metric].idxmax() if higher_is_better(metric) else rows[metric].idxmin()
+        best = rows.loc[pick, lr]
         if str(best) in (str(values[0]), str(values[-1])):
             where = ", ".join(f"{k}={v}" for k, v in zip(others, point if isinstance(point, tuple) else (point,)))
             edge = "smallest" if str(best) == str(values[0]) else "largest"
-            out.append(
-                f"{where + ': ' if where else ''}the best {lr} for {metric} is the {edge} tried ({best}); "
-                "the optimum may lie outside the range"
-            )
+            at_edges.setdefault((edge, f"{best:g}" if isinstance(best, float) else str(best)), []).append(where)
+    out = []
+    for (edge, best), configs in at_edges.items():
+        shown = "; ".join(c for c in configs[:6] if c) + (f"; and {len(configs) - 6} more" if len(configs) > 6 else "")
+        who = f"{len(configs)} configs ({shown})" if len(configs) > 1 else (shown or "")
+        out.append(
+            f"{who + ': ' if who else ''}the best {lr} for {metric} is the {edge} tried ({best}); "
+            "the optimum may lie outside the range"
+        )
     return out
 
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import warnings
+
 import typer
 from rich.console import Console
 
-__all__ = ["app", "console", "err_console", "bad_input", "show_warning"]
+__all__ = ["app", "console", "err_console", "bad_input", "show_warning", "warnings_shown"]
 
 app = typer.Typer(
     name="learnlab",
@@ -27,3 +30,19 @@ def bad_input(message: str) -> None:
 def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     """Print a Python warning as one readable line on stderr (``warnings.showwarning``)."""
     err_console.print(f"warning: {message}", style="yellow", markup=False, highlight=False, soft_wrap=True)
+
+
+@contextlib.contextmanager
+def warnings_shown():
+    """Every warning raised inside, printed as a ``warning: ...`` line on stderr (once each)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            yield
+        finally:
+            seen = set()
+            for w in caught:
+                text = str(w.message)
+                if text not in seen:
+                    seen.add(text)
+                    show_warning(w.message, w.category, w.filename, w.lineno)

@@ -151,5 +151,17 @@ def _print_slopes(slopes) -> None:
         table.add_column(f"step {step}", justify="right")
     for layer, rows in slopes.groupby("layer", sort=False):
         by_step = dict(zip(rows["step"], rows["slope"]))
-        table.add_row(layer, *(f"{by_step.get(s, float('nan')):+.2f}" for s in steps))
+        cells = [f"{by_step[s]:+.2f}" if by_step.get(s) == by_step.get(s) else "n/a" for s in steps]
+        table.add_row(layer, *cells)
     console.print(table)
+    blown = slopes[slopes["diverged"] != ""]
+    for step, rows in blown.groupby("step"):
+        widths = sorted({int(w) for ws in rows["diverged"] for w in ws.split(",")})
+        console.print(
+            f"warning: at step {step} the runs at widths {', '.join(map(str, widths))} blew up (non-finite "
+            "activations): their slopes are fitted on the finite widths only (n/a: fewer than two). Lower the "
+            "learning rate, or this parameterization does not keep these widths stable.",
+            style="yellow",
+            markup=False,
+            soft_wrap=True,
+        )

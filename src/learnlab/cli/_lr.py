@@ -174,6 +174,7 @@ def _plot(curves: dict, grid: list[float], path: Path, title: str) -> None:
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     low, high, start = math.inf, -math.inf, -math.inf
+    edge = False
     for label, group in curves.items():
         finite = [(lr, float(v)) for lr, v in zip(grid, group["mean"]) if math.isfinite(float(v))]
         if not finite:
@@ -181,6 +182,8 @@ def _plot(curves: dict, grid: list[float], path: Path, title: str) -> None:
         (line,) = ax.plot([f[0] for f in finite], [f[1] for f in finite], label=label)
         best_lr, best_loss = _best(group["mean"], grid)
         ax.plot([best_lr], [best_loss], "o", color=line.get_color())
+        if len(grid) >= 3 and best_lr in (grid[0], grid[-1]):
+            edge = True
         low, high = min(low, best_loss), max(high, max(f[1] for f in finite))
         start = max(start, finite[0][1])
     ax.set_xscale("log")
@@ -192,11 +195,11 @@ def _plot(curves: dict, grid: list[float], path: Path, title: str) -> None:
         ax.set_ylim(low * 0.95 if low > 0 else low - pad, top * 1.05 if top > 0 else top + pad)
     ax.set_xlabel("learning rate (base, eta)")
     ax.set_ylabel("loss after one step")
-    ax.set_title(title, fontsize=9)
+    note = "\n(o = best; a best rate at the edge of the range: the optimum may lie outside)" if edge else " (o = best)"
+    ax.set_title(title + note, fontsize=9)
     if curves:
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
 
 
@@ -204,7 +207,19 @@ def _print(curves: dict, grid: list[float]) -> None:
     table = Table(title="best learning rate per config (mean over seeds)")
     for col in ("config", "best lr", "loss", "seeds"):
         table.add_column(col, justify="right" if col != "config" else "left")
+    edges = []
     for label, group in curves.items():
         lr, loss = _best(group["mean"], grid)
-        table.add_row(label, f"{lr:.4g}", f"{loss:.4g}", str(len(group["losses"])))
+        at_edge = len(grid) >= 3 and lr in (grid[0], grid[-1])
+        table.add_row(label, f"{lr:.4g}" + (" (edge)" if at_edge else ""), f"{loss:.4g}", str(len(group["losses"])))
+        if at_edge:
+            edges.append((label, lr, "smallest" if lr == grid[0] else "largest"))
     console.print(table)
+    for label, lr, edge in edges:
+        console.print(
+            f"warning: {label}: the best rate is the {edge} probed ({lr:.4g}); the optimum may lie outside "
+            "the range: widen --lrs",
+            style="yellow",
+            markup=False,
+            soft_wrap=True,
+        )

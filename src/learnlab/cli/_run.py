@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from learnlab.cli._app import app, bad_input, console
+from learnlab.cli._app import app, bad_input, console, warnings_shown
 
 
 class ExecutorName(str, Enum):
@@ -68,17 +68,18 @@ def run(
     if ray_address is not None and executor is not ExecutorName.ray:
         bad_input(f"--ray-address needs --executor ray (got --executor {executor.value})")
     try:
-        p = plan(
-            spec,
-            overrides or [],
-            out=out,
-            executor=executor.value,
-            workers=workers,
-            max_members=max_members,
-            devices=_device_list(devices),
-            address=ray_address,
-            extend=extend,
-        )
+        with warnings_shown():
+            p = plan(
+                spec,
+                overrides or [],
+                out=out,
+                executor=executor.value,
+                workers=workers,
+                max_members=max_members,
+                devices=_device_list(devices),
+                address=ray_address,
+                extend=extend,
+            )
     except SpecError as exc:
         bad_input(str(exc))
     except (ValueError, ImportError) as exc:

@@ -7,8 +7,8 @@ and grouped into a :class:`Plan` (:func:`plan`), executed group by group
 """
 
 from learnlab._devices import resolve_device
+from learnlab._errors import SpecError
 from learnlab.experiments._build import Built, build_group, build_run
-from learnlab.experiments._errors import SpecError
 from learnlab.experiments._executors import EXECUTORS, make_executor
 from learnlab.experiments._expand import Run, canonical_json, derive_seed, expand, run_id
 from learnlab.experiments._groups import group_key, member_paths

@@ -18,7 +18,9 @@ def curves(store, metric: str, by: list[str] | None = None):
     thresholds has no records after its last step. So each step says how many runs are
     still there (``count``) out of the config's runs that recorded the metric (``total``);
     a mean over the survivors of a step where ``count < total`` is not the mean of the
-    config, and the figures draw it apart.
+    config, and the figures draw it apart. A step that only some of the runs there recorded
+    (the last evaluation of a run that stopped between two scheduled ones) is left out: it
+    is in that run's own history.
 
     Args:
         store: a :class:`~learnlab.experiments.Store`.
@@ -30,6 +32,7 @@ def curves(store, metric: str, by: list[str] | None = None):
         A DataFrame with columns ``*by, step, mean, min, max, count, total``, sorted by config
         then step; empty (with those columns) if the metric has no records.
     """
+    import numpy as np
     import pandas as pd
 
     runs = store.runs()
@@ -47,7 +50,10 @@ def curves(store, metric: str, by: list[str] | None = None):
     parts = []
     for point, rows in groups:
         stats = rows.groupby("step")["value"].agg(["mean", "min", "max", "count"]).reset_index()
-        stats["total"] = rows["run_id"].nunique()
+        last = rows.groupby("run_id")["step"].max()  # a run is there up to its last record
+        alive = np.array([(last >= step).sum() for step in stats["step"]])
+        stats = stats[stats["count"].to_numpy() == alive]  # not a step only some runs recorded (a stop)
+        stats["total"] = len(last)
         for key, value in zip(by, point if isinstance(point, tuple) else (point,)):
             stats[key] = value
         parts.append(stats)

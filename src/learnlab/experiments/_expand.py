@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 
 from pydantic import ValidationError
 
+from learnlab._errors import SpecError, problems_from_validation
 from learnlab._seeds import canonical_json, derive_seed
-from learnlab.experiments._errors import SpecError, problems_from_validation
 from learnlab.experiments._facts import PlanFacts
 from learnlab.experiments._spec import RunConfig, Spec, cross_checks, set_dotted
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from learnlab._devices import resolve_device
+from learnlab._errors import SpecError
 from learnlab._seeds import canonical_json
-from learnlab.experiments._errors import SpecError
 from learnlab.experiments._executors import EXECUTORS
 from learnlab.experiments._expand import Run, expand
 from learnlab.experiments._facts import PlanFacts
@@ -178,7 +178,7 @@ def plan(
 
         check_reachable(address)  # within seconds: ValueError naming the address, ImportError without Ray
     _warn_implicit_base_width(runs)
-    done = _done(runs, out)
+    done = _done(runs, out, extend)
     todo = [r for r in runs if r.run_id not in done]
     copies: dict[str, str] = {}
     from_scratch: dict[str, str] = {}
@@ -266,14 +266,25 @@ def _without_steps(config: dict) -> str:
     return canonical_json({**config, "train": {k: v for k, v in config["train"].items() if k != "steps"}})
 
 
-def _done(runs: list[Run], out: str | Path | None) -> set[str]:
-    """Ids of runs whose results are already in ``out``."""
+def _done(runs: list[Run], out: str | Path | None, extend: bool = False) -> set[str]:
+    """Ids of runs whose results are already in ``out`` (and a warning if it holds other runs)."""
     if out is None or not db_path(out).is_file():
         return set()
     with Store(out) as store:
         store.check_seeding()
         status = store.statuses()
-    return {r.run_id for r in runs if status.get(r.run_id) in DONE_STATUSES}
+        names = store.names()
+    ours = {r.run_id for r in runs}
+    others = [rid for rid in status if rid not in ours]
+    if others and not extend:
+        warnings.warn(
+            f"{out} already holds {len(others)} runs that are not this spec's (spec names there: "
+            f"{', '.join(sorted(names)) or 'none'}): summaries, figures and reports of it will mix them with "
+            "these. Use another --out for another spec (or --extend to lengthen runs)",
+            UserWarning,
+            stacklevel=3,
+        )
+    return {rid for rid in ours if status.get(rid) in DONE_STATUSES}
 
 
 def _schedule(

@@ -13,8 +13,8 @@ import yaml
 from pydantic import BaseModel, Field, PositiveInt, ValidationError, field_validator, model_validator
 
 from learnlab._callables import replace_callables
+from learnlab._errors import SpecError, problems_from_validation
 from learnlab._spec_base import Section, per_member
-from learnlab.experiments._errors import SpecError, problems_from_validation
 from learnlab.experiments._facts import PlanFacts
 from learnlab.models._spec import ModelSpec
 from learnlab.tasks._spec import TaskSpec

@@ -165,6 +165,10 @@ class Store:
             "old store stays readable (learnlab status, export, report, open_store)"
         )
 
+    def names(self) -> set[str]:
+        """The spec names of the store's runs."""
+        return {n for (n,) in self._conn.execute("SELECT DISTINCT name FROM runs") if n is not None}
+
     def statuses(self) -> dict[str, str]:
         """run_id -> status."""
         return dict(self._conn.execute("SELECT run_id, status FROM runs").fetchall())
@@ -232,7 +236,14 @@ class Store:
             for c, s in (json.loads(thresholds) if thresholds else {}).items():
                 row[f"steps_to/{c}"] = math.nan if s is None else s
             rows.append(row)
-        return pd.DataFrame(rows)
+        frame = pd.DataFrame(rows)
+        for name in self._metric_names():  # a final column for every metric, NaN where there is none
+            if not frame.empty and name not in frame:
+                frame[name] = math.nan
+        return frame
+
+    def _metric_names(self) -> list[str]:
+        return [n for (n,) in self._conn.execute("SELECT DISTINCT name FROM metrics ORDER BY name")]
 
     def metrics(self, names: Iterable[str] | None = None, run_ids: Iterable[str] | None = None):
         """Long-format metric histories: columns run_id, step, name, value."""

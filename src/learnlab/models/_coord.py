@@ -130,18 +130,25 @@ def coord_check(
 
 
 def coord_slopes(frame):
-    """Least-squares slope of log l1 against log width per (layer, step): DataFrame layer, step, slope.
+    """Least-squares slope of log l1 against log width per (layer, step).
 
-    ~0 means the layer's coordinates are width-independent; +1 that they grow like n.
+    ~0 means the layer's coordinates are width-independent; +1 that they grow like n. Widths
+    whose l1 is not finite (the run blew up) are left out of the fit and listed in
+    ``diverged`` (comma-separated); with fewer than two finite widths the slope is NaN.
+
+    Returns:
+        DataFrame layer, step, slope, widths (how many were fitted), diverged.
     """
     import pandas as pd
 
     rows = []
     for (layer, step), group in frame.groupby(["layer", "step"], sort=False):
-        ok = group[group["l1"] > 0]
+        finite = np.isfinite(group["l1"].to_numpy(float))
+        ok = group[finite & (group["l1"] > 0)]
         slope = np.polyfit(np.log(ok["width"]), np.log(ok["l1"]), 1)[0] if len(ok) >= 2 else float("nan")
-        rows.append((layer, step, float(slope)))
-    return pd.DataFrame(rows, columns=["layer", "step", "slope"])
+        blown = ",".join(str(int(w)) for w in sorted(group.loc[~finite, "width"].unique()))
+        rows.append((layer, step, float(slope), len(ok), blown))
+    return pd.DataFrame(rows, columns=["layer", "step", "slope", "widths", "diverged"])
 
 
 def plot_coord_check(frame, path: str | Path, title: str | None = None):

@@ -7,6 +7,7 @@ from typing import cast
 import numpy as np
 import torch
 
+from learnlab._errors import validated
 from learnlab._seeds import target_seed
 from learnlab.tasks._index_models import MultiIndex, SingleIndex, random_directions
 from learnlab.tasks._inputs import INPUTS, Gaussian, Inputs
@@ -32,11 +33,11 @@ def make_task(section: dict | TaskSpec | Task, seed: int = 0) -> Task:
             draws it; see ``learnlab._seeds``).
 
     Raises:
-        pydantic.ValidationError: if the section is invalid (every problem listed).
+        learnlab.SpecError: if the section is invalid (every problem listed, ``task.<key>: ...``).
     """
     if isinstance(section, Task):
         return section
-    spec = section if isinstance(section, TaskSpec) else TaskSpec.model_validate(section)
+    spec = section if isinstance(section, TaskSpec) else validated(TaskSpec, section, "task")
     return build_task(spec, seed)
 
 

@@ -8,11 +8,11 @@ a sweep does.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, cast
 
 import torch
 from torch import nn
 
+from learnlab._errors import SpecError, validated
 from learnlab._seeds import data_seeds, derive_seed, init_seed
 from learnlab.models._spec import ModelSpec
 from learnlab.train._history import History
@@ -85,10 +85,13 @@ def train(
     probes = [p for p in probes if not isinstance(p, (dict, ProbeSpec))]
     if entries:
         recipe = {**recipe, "probes": [*recipe.get("probes", []), *entries]}
-    spec = TrainSpec(
-        optimizer=cast(Any, optimizer if isinstance(optimizer, str) else "sgd"),  # a name TrainSpec validates
+    spec = validated(
+        TrainSpec,
+        recipe,
+        "train",
+        source="learnlab.train",
+        optimizer=optimizer if isinstance(optimizer, str) else "sgd",
         loss=loss if isinstance(loss, str) else "mse",
-        **recipe,
     )
     if spec.metrics is None:  # those that match the loss and the task's labels
         labels = task.spec.label_kind() if task.spec is not None else getattr(task.target, "labels", "value")
@@ -103,6 +106,7 @@ def train(
         )
     param = next(model.parameters())
     dtype, device = param.dtype, param.device
+    _check_fits(stack, task, dtype, device)
     opt = optimizer if isinstance(optimizer, torch.optim.Optimizer) else _build_optimizer(model, spec)
     loss_fn = None
     if not isinstance(loss, str):
@@ -129,12 +133,59 @@ def _built(section: dict | ModelSpec, task, recipe: TrainSpec, seed: int) -> nn.
     """The model a section describes for this task, with the run's initial draw (as a sweep builds it)."""
     from learnlab.models import build_model
 
-    spec = section if isinstance(section, ModelSpec) else ModelSpec.model_validate(section)
+    spec = section if isinstance(section, ModelSpec) else validated(ModelSpec, section, "model", "learnlab.train")
     from learnlab._devices import resolve_device
 
     generator = torch.Generator().manual_seed(init_seed(spec, seed, task.d, task.outputs))
     device = resolve_device(recipe.device)
     return build_model(spec, task.d, task.outputs, generators=[generator], dtype=recipe.torch_dtype, device=device)
+
+
+@torch.no_grad()
+def _check_fits(stack, task, dtype, device) -> None:
+    """SpecError unless the model maps the task's (batch, d) inputs to its (batch, outputs): one
+    forward of zeros in eval mode (no batch statistics change, no random draw)."""
+    modes = [(m, m.training) for m in stack.modules()]
+    stack.eval()
+    try:
+        out = stack(torch.zeros(1, 2, task.d, dtype=dtype, device=device))
+    except (RuntimeError, ValueError, TypeError) as exc:
+        size = _input_size(stack)
+        takes = f", but its first layer takes {size}" if size is not None and size != task.d else ""
+        raise SpecError(
+            [
+                (
+                    "model",
+                    f"the task's inputs have d = {task.d} features{takes}: the model fails on a (batch, {task.d}) "
+                    f"batch ({str(exc).splitlines()[0]}); build it for d = {task.d}",
+                )
+            ],
+            source="learnlab.train",
+        ) from None
+    finally:
+        for m, training in modes:
+            m.training = training
+    if out.shape[-1] != task.outputs:
+        raise SpecError(
+            [
+                (
+                    "model",
+                    f"the model has {out.shape[-1]} outputs, the task's targets {task.outputs}; build it with "
+                    f"{task.outputs}",
+                )
+            ],
+            source="learnlab.train",
+        )
+
+
+def _input_size(module) -> int | None:
+    """in_features / in_channels of the first Linear or convolution, if there is one."""
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            return m.in_features
+        if isinstance(m, nn.modules.conv._ConvNd):
+            return m.in_channels
+    return None
 
 
 def _build_optimizer(model, spec: TrainSpec):

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import difflib
 import functools
 import re
 import typing
 
 from pydantic import BaseModel, ValidationError
 
-__all__ = ["SpecError", "problems_from_validation"]
+__all__ = ["SpecError", "problems_from_validation", "validated"]
 
 
 class SpecError(ValueError):
-    """A spec (file, overrides or sweep) is invalid; ``problems`` lists (key path, message)."""
+    """A spec (file, overrides, sweep, or the arguments of ``learnlab.train`` / ``make_task``) is
+    invalid; ``problems`` lists (key path, message). A ``ValueError``: printed, each problem is a
+    ``key: message`` line."""
 
     def __init__(self, problems: list[tuple[str, str]], source: str | None = None):
         seen, unique = set(), []
@@ -29,6 +32,16 @@ class SpecError(ValueError):
         lines = [f"invalid spec{where}: {n} problem{'s' if n != 1 else ''}"]
         lines += [f"  - {path}: {msg}" if path else f"  - {msg}" for path, msg in self.problems]
         return "\n".join(lines)
+
+
+def validated(model: type[BaseModel], data, section: str, source: str | None = None, **fields):
+    """``model`` validated from ``data`` (a dict) and ``fields``; a SpecError with every problem at
+    ``<section>.<key>`` otherwise (what the Python API raises, like the CLI's spec errors)."""
+    values = {**(data or {}), **fields}
+    try:
+        return model.model_validate(values)
+    except ValidationError as err:
+        raise SpecError(problems_from_validation(err, model, prefix=section), source=source) from None
 
 
 def problems_from_validation(err: ValidationError, model: type[BaseModel], prefix: str = "") -> list[tuple[str, str]]:
@@ -59,8 +72,10 @@ def problems_from_validation(err: ValidationError, model: type[BaseModel], prefi
 def _message(e, model: type[BaseModel], tags: dict[str, type[BaseModel]]) -> str:
     if e["type"] == "extra_forbidden":
         valid = _valid_keys(model, e["loc"][:-1], tags)
-        hint = f" (valid keys here: {', '.join(valid)})" if valid else ""
-        return f"unknown key{hint}"
+        close = difflib.get_close_matches(str(e["loc"][-1]), valid, n=1)
+        guess = f" (did you mean {close[0]}?)" if close else ""
+        hint = f"; valid keys here: {', '.join(valid)}" if valid else ""
+        return f"unknown key{guess}{hint}"
     if e["type"] == "missing":
         return "required key is missing"
     msg = e["msg"].removeprefix("Value error, ")
@@ -99,7 +114,8 @@ def _valid_keys(model: type[BaseModel], loc, tags: dict[str, type[BaseModel]]) -
 
 @functools.lru_cache(maxsize=16)
 def tagged_sections(model: type[BaseModel]) -> dict[str, type[BaseModel]]:
-    """Every section model reachable from ``model`` that a ``name: Literal[tag]`` field selects, by tag."""
+    """The members of every tagged union reachable from ``model`` (a field that holds one of
+    several sections told apart by their ``name: Literal[tag]``), by tag."""
     found: dict[str, type[BaseModel]] = {}
     seen: set[type[BaseModel]] = set()
     todo = [model]
@@ -108,12 +124,15 @@ def tagged_sections(model: type[BaseModel]) -> dict[str, type[BaseModel]]:
         if current in seen:
             continue
         seen.add(current)
-        name = current.model_fields.get("name")
-        if name is not None and typing.get_origin(name.annotation) is typing.Literal:
-            for tag in typing.get_args(name.annotation):
-                found.setdefault(str(tag), current)
         for field in current.model_fields.values():
-            todo += _sections(field.annotation)
+            members = _sections(field.annotation)
+            if len(members) > 1:  # a union of sections: its members' name tags appear in error locations
+                for member in members:
+                    name = member.model_fields.get("name")
+                    if name is not None and typing.get_origin(name.annotation) is typing.Literal:
+                        for tag in typing.get_args(name.annotation):
+                            found.setdefault(str(tag), member)
+            todo += members
     return found
 
 
