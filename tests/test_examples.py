@@ -21,6 +21,7 @@ def test_there_are_examples():
         "uniform_accuracy.yaml",
         "power_law_scaling.yaml",
         "mutransfer.yaml",
+        "digits_classification.yaml",
     }
 
 

@@ -1,6 +1,6 @@
 """Analysis: tables and figures out of the store."""
 
-from learnlab.analysis._curves import plot_learning_curves, varying_columns
+from learnlab.analysis._curves import default_metric, plot_learning_curves, varying_columns
 from learnlab.analysis._figures import (
     fit_power_law,
     plot_heatmap,
@@ -14,6 +14,7 @@ from learnlab.analysis._summary import best_at_edge, format_summary, summary_met
 
 __all__ = [
     "best_at_edge",
+    "default_metric",
     "fit_power_law",
     "format_summary",
     "plot_heatmap",

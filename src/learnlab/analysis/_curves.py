@@ -6,7 +6,7 @@ from pathlib import Path
 
 from learnlab.analysis._layout import layout, legend_outside, matches, panels_figure, pyplot, spec_name
 
-__all__ = ["plot_learning_curves", "varying_columns", "line_colors", "MAX_BANDS"]
+__all__ = ["plot_learning_curves", "varying_columns", "line_colors", "measured", "default_metric", "MAX_BANDS"]
 
 MAX_BANDS = 4  # min..max bands are drawn for up to this many lines a panel (more would hide each other)
 
@@ -18,13 +18,27 @@ def varying_columns(runs) -> list[str]:
     return varying_keys(runs.drop(columns=["seed"], errors="ignore"))
 
 
+def measured(runs) -> list[str]:
+    """The test metrics the runs measured (their ``train.metrics``, which follow the loss), ``test/...``."""
+    import json
+
+    column = runs["train.metrics"] if "train.metrics" in runs and not runs.empty else None
+    names = json.loads(column.iloc[0]) if column is not None and isinstance(column.iloc[0], str) else []
+    return [f"test/{n}" for n in names if not n.startswith("coef")]
+
+
+def default_metric(runs) -> str:
+    """The test metric that matches the runs' loss: the first of their ``train.metrics``."""
+    return (measured(runs) or ["test/mse"])[0]
+
+
 def line_colors(plt, n: int) -> list:
     cmap = plt.get_cmap("tab10" if n <= 10 else "tab20")
     return [cmap(k % cmap.N) for k in range(n)]
 
 
 def plot_learning_curves(
-    store, path: str | Path, metric: str = "test/mse", *, logy: bool = True, lines: list[str] | None = None
+    store, path: str | Path, metric: str | None = None, *, logy: bool = True, lines: list[str] | None = None
 ):
     """``metric`` vs step per config: the mean over its seeds with a min-max band.
 
@@ -37,7 +51,8 @@ def plot_learning_curves(
     Args:
         store: an open :class:`~learnlab.experiments.Store`.
         path: where to save the PNG (a path or a binary file object).
-        metric: a metric name in the store (``test/mse``, ``train/loss``).
+        metric: a metric name in the store (``test/mse``, ``train/loss``); default: the test
+            metric that matches the loss (``test/mse``, ``test/cross_entropy``, ...).
         logy: log-scale y axis (where the values are positive and span more than a decade).
         lines: the axes drawn as lines (default: the ones with the fewest values).
 
@@ -50,6 +65,7 @@ def plot_learning_curves(
         fig, ax = plt.subplots(figsize=(7, 4.5))
         ax.set_title("no runs")
         return _save(plt, fig, path)
+    metric = metric or default_metric(runs)
     axes = varying_columns(runs)
     lay = layout(runs, axes, lines=lines)
     table = store.curves(metric, by=axes)
@@ -77,7 +93,7 @@ def plot_learning_curves(
         axs[0].plot([], [], "kx", label="diverged (last value)")
     skipped = f" ({lay.skipped} more panels not shown)" if lay.skipped else ""
     band = "band: min..max" if bands else f"bands left out above {MAX_BANDS} lines a panel"
-    fig.suptitle(f"{spec_name(runs)}: {metric}, mean over seeds ({band}){skipped}")
+    fig.suptitle(f"{spec_name(runs)}: {metric}\nmean over seeds ({band}){skipped}", fontsize=10)
     legend_outside(fig, axs, lay.legend_title)
     return _save(plt, fig, path)
 

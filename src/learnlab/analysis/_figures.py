@@ -6,7 +6,7 @@ import math
 import numbers
 from pathlib import Path
 
-from learnlab.analysis._curves import varying_columns
+from learnlab.analysis._curves import default_metric, varying_columns
 from learnlab.analysis._layout import ordered, spec_name
 
 __all__ = [
@@ -203,7 +203,7 @@ def plot_time_to_threshold(store, path, x: str = "model.width", threshold: float
     return _save(plt, fig, path), fits
 
 
-def plot_loss_vs_lr(store, path, metric: str = "test/mse", lr: str = "train.lr"):
+def plot_loss_vs_lr(store, path, metric: str | None = None, lr: str = "train.lr"):
     """Final loss against learning rate, one curve per combination of the other varying axes
     (e.g. per width: the muTransfer picture after training, where under muP the optimum stays
     put across widths and under SP it drifts). Mean over the seeds that finished, with a
@@ -217,7 +217,7 @@ def plot_loss_vs_lr(store, path, metric: str = "test/mse", lr: str = "train.lr")
     Args:
         store: an open :class:`~learnlab.experiments.Store`.
         path: where to save the PNG (a path or a binary file object).
-        metric: a final metric column of ``store.runs()``.
+        metric: a final metric column of ``store.runs()`` (default: the test metric of the loss).
         lr: the learning-rate axis (a varying numeric config column).
 
     Returns:
@@ -229,6 +229,7 @@ def plot_loss_vs_lr(store, path, metric: str = "test/mse", lr: str = "train.lr")
     import numpy as np
 
     runs = store.runs()
+    metric = metric or default_metric(runs)
     others, series = _series_along(runs, lr, "lr")
     if metric not in runs:
         finals = sorted(c for c in runs.columns if "/" in c and not c.startswith(("steps_to/", "reached/")))
@@ -338,7 +339,7 @@ def plot_l2_vs_linf(store, path, eval_set: str | None = None):
     return _save(plt, fig, path)
 
 
-def plot_heatmap(store, path, metric: str = "test/mse", x: str | None = None, y: str | None = None):
+def plot_heatmap(store, path, metric: str | None = None, x: str | None = None, y: str | None = None):
     """The final ``metric`` over two sweep axes: one cell per (x, y), the mean over the runs that
     finished (seeds and any other axis pooled), a log colour scale where the values span more
     than a decade. A cell
@@ -347,7 +348,7 @@ def plot_heatmap(store, path, metric: str = "test/mse", x: str | None = None, y:
     Args:
         store: an open :class:`~learnlab.experiments.Store`.
         path: where to save the PNG (a path or a binary file object).
-        metric: a final metric column.
+        metric: a final metric column (default: the test metric of the loss).
         x, y: varying config columns (default: the two with the most values).
 
     Returns:
@@ -359,6 +360,7 @@ def plot_heatmap(store, path, metric: str = "test/mse", x: str | None = None, y:
     import numpy as np
 
     runs = store.runs()
+    metric = metric or default_metric(runs)
     axes = varying_columns(runs)
     if len(axes) < 2:
         raise ValueError(f"a heatmap needs two varying config axes; this store has {axes or 'none'}")

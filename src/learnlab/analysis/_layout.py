@@ -142,6 +142,8 @@ def panels_figure(plt, n: int, width: float = 4.2, height: float = 3.2):
     """A figure with n panels on a grid (up to 5 columns, shared axes), returning (fig, [ax...])."""
     cols = min(n, 5 if n > 4 else n)
     rows = math.ceil(n / cols)
+    if n == 1:
+        width = 6.0
     fig, axs = plt.subplots(
         rows,
         cols,

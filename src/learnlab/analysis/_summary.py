@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from learnlab.analysis._curves import varying_columns
+from learnlab.analysis._curves import measured, varying_columns
 from learnlab.analysis._layout import ordered
 
 __all__ = ["summary_table", "summary_metrics", "best_at_edge", "format_summary", "higher_is_better"]
@@ -16,13 +16,7 @@ def summary_metrics(runs, metrics: list[str] | None = None) -> list[str]:
     cross_entropy and accuracy for cross_entropy, ...), at most three."""
     if metrics:
         return [m if "/" in m else f"test/{m}" for m in metrics]
-    if runs.empty or "train.metrics" not in runs:
-        return ["test/mse"]
-    import json
-
-    measured = json.loads(runs["train.metrics"].iloc[0]) if isinstance(runs["train.metrics"].iloc[0], str) else []
-    names = [f"test/{m}" for m in measured if not m.startswith("coef")]
-    return names[:3] or ["test/mse"]
+    return measured(runs)[:3] or ["test/mse"]
 
 
 def summary_table(store, metric: str | None = None, *, metrics: list[str] | None = None):

@@ -28,8 +28,12 @@ def plot(
         str, typer.Option(help="Figure: curves, thresholds, lr, l2-linf, sharpness or heatmap.")
     ] = "curves",
     metric: Annotated[
-        str, typer.Option(help="Metric of the learning curves, or the final metric of kinds lr and heatmap.")
-    ] = "test/mse",
+        str | None,
+        typer.Option(
+            help="Metric of the learning curves, or the final metric of kinds lr and heatmap "
+            "(default: the test metric of the loss: test/mse, test/cross_entropy, ...)."
+        ),
+    ] = None,
     x: Annotated[
         str | None,
         typer.Option("--x", help="Config axis: of the thresholds figure (default model.width), the heatmap's x."),
@@ -49,6 +53,7 @@ def plot(
     path = to or out / f"{kind}.png"
     path.parent.mkdir(parents=True, exist_ok=True)
     fits = best = None
+    metric = metric or analysis.default_metric(store.runs())
     try:
         if kind == "curves":
             _check_metric(store, metric)
