@@ -75,10 +75,13 @@ def test_run_writes_the_store_and_figure_and_a_rerun_executes_nothing(tiny_spec,
     assert _finished(out) == before, "a re-run must execute zero new runs"
     assert len(before) == 4
 
-    # an override makes new runs next to the old ones
-    third = _invoke("run", path, "train.steps=10", "--out", out, "--executor", "serial")
+    # an override makes other runs: refused in that folder, unless appended next to the old ones
+    refused = _invoke("run", path, "train.steps=10", "--out", out, "--executor", "serial")
+    assert refused.exit_code == 2 and "--append" in refused.output and _finished(out) == before
+    third = _invoke("run", path, "train.steps=10", "--out", out, "--executor", "serial", "--append")
     assert third.exit_code == 0, third.output
-    assert "already holds 4 runs that are not this spec's" in " ".join(third.output.split())  # said, not silent
+    said = " ".join(third.output.split())
+    assert "this spec's 4 runs;" in said and "holds 8" in said  # the summary is of this spec's runs, and says so
     after = _finished(out)
     assert len(after) == 8 and all(after[k] == v for k, v in before.items())
 

@@ -19,6 +19,8 @@ _EXPORTS = {
     "load_spec": "learnlab.experiments",
     "SpecError": "learnlab.experiments",
     "Store": "learnlab.experiments",
+    "StoreError": "learnlab.experiments",
+    "FolderBusy": "learnlab.experiments",
     "make_task": "learnlab.tasks",
     "Task": "learnlab.tasks",
     "MLP": "learnlab.models",

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import warnings
 
 import typer
 from rich.console import Console
 
-__all__ = ["app", "console", "err_console", "bad_input", "show_warning", "warnings_shown"]
+__all__ = ["app", "console", "err_console", "bad_input", "show_warning", "warnings_shown", "store_errors"]
 
 app = typer.Typer(
     name="learnlab",
@@ -46,3 +47,26 @@ def warnings_shown():
                 if text not in seen:
                     seen.add(text)
                     show_warning(w.message, w.category, w.filename, w.lineno)
+
+
+def store_errors(command):
+    """A command whose unusable folders, damaged stores and unwritable outputs exit 2 with one
+    line saying which file and what is wrong (never a traceback)."""
+
+    @functools.wraps(command)
+    def wrapped(*args, **kwargs):
+        import sqlite3
+
+        from learnlab.experiments._folder import StoreError
+
+        try:
+            return command(*args, **kwargs)
+        except StoreError as exc:
+            bad_input(str(exc))
+        except sqlite3.DatabaseError as exc:
+            bad_input(f"the results store could not be read ({exc}): it is damaged or not a learnlab store")
+        except OSError as exc:
+            where = f" {exc.filename}" if exc.filename else ""
+            bad_input(f"cannot write or read{where}: {exc.strerror or exc} (write elsewhere with --to, or --out)")
+
+    return wrapped

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from learnlab.cli._app import app, bad_input, console
+from learnlab.cli._app import app, bad_input, console, store_errors
 
 
 def _parse_widths(text: str) -> list[int]:
@@ -87,6 +87,7 @@ def _factory(configs: dict[int, dict], d: int, outputs: int, dtype):
 
 
 @app.command("coord-check")
+@store_errors
 def coord_check_command(
     spec: Annotated[Path, typer.Argument(help="YAML spec; its model and train sections are used (no sweep).")],
     overrides: Annotated[list[str] | None, typer.Argument(help="key=value overrides with dotted keys.")] = None,

@@ -18,7 +18,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from learnlab.cli._app import app, bad_input, console
+from learnlab.cli._app import app, bad_input, console, store_errors
 
 __all__ = ["lr_probe", "parse_lrs"]
 
@@ -43,6 +43,7 @@ def parse_lrs(text: str) -> list[float]:
 
 
 @app.command("lr-probe")
+@store_errors
 def lr_probe(
     spec: Annotated[Path, typer.Argument(help="YAML spec file.")],
     overrides: Annotated[list[str] | None, typer.Argument(help="key=value overrides with dotted keys.")] = None,

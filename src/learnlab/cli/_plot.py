@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from learnlab.cli._app import app, bad_input, console
+from learnlab.cli._app import app, bad_input, console, store_errors
 
 KINDS = ("curves", "thresholds", "lr", "l2-linf", "sharpness", "heatmap")
 
@@ -22,6 +22,7 @@ def _open(out: Path):
 
 
 @app.command()
+@store_errors
 def plot(
     out: Annotated[Path, typer.Argument(help="Output folder of a sweep.")],
     kind: Annotated[
@@ -102,6 +103,7 @@ def _check_metric(store, metric: str) -> None:
 
 
 @app.command()
+@store_errors
 def report(
     out: Annotated[Path, typer.Argument(help="Output folder of a sweep.")],
     to: Annotated[Path | None, typer.Option("--to", help="HTML file (default: OUT/report.html).")] = None,

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from learnlab.cli._app import app, bad_input, console, warnings_shown
+from learnlab.cli._app import app, bad_input, console, store_errors, warnings_shown
 
 
 class ExecutorName(str, Enum):
@@ -28,6 +28,7 @@ class ExportFormat(str, Enum):
 
 
 @app.command()
+@store_errors
 def run(
     spec: Annotated[Path, typer.Argument(help="YAML spec file.")],
     overrides: Annotated[list[str] | None, typer.Argument(help="key=value overrides with dotted keys.")] = None,
@@ -54,6 +55,13 @@ def run(
             help="Continue each run from a shorter run of its config in OUT (saved with train.save_final).",
         ),
     ] = False,
+    append: Annotated[
+        bool,
+        typer.Option(
+            "--append",
+            help="Add this spec's runs to an OUT that holds other runs (a folder belongs to one spec otherwise).",
+        ),
+    ] = False,
     ray_address: Annotated[
         str | None, typer.Option(help="Ray cluster to join (host:port or auto); default: a local instance.")
     ] = None,
@@ -61,9 +69,11 @@ def run(
     """Run a spec's sweep into OUT; re-running resumes (finished runs are skipped).
 
     The spec is planned once (validated, expanded, grouped, the executor chosen); --dry-run
-    prints that plan, and a run executes exactly it.
+    prints that plan, and a run executes exactly it. One learnlab writes to a folder at a
+    time (a second one exits 2 naming the first); reading it (status, export, report) works
+    meanwhile.
     """
-    from learnlab.experiments import SpecError, plan, sweep
+    from learnlab.experiments import SpecError, StoreError, plan, sweep
 
     if ray_address is not None and executor is not ExecutorName.ray:
         bad_input(f"--ray-address needs --executor ray (got --executor {executor.value})")
@@ -79,6 +89,7 @@ def run(
                 devices=_device_list(devices),
                 address=ray_address,
                 extend=extend,
+                append=append,
             )
     except SpecError as exc:
         bad_input(str(exc))
@@ -87,6 +98,10 @@ def run(
     if dry_run:
         _print_plan(p)
         return
+    from learnlab.experiments._folder import FolderLock, check_folder
+
+    check_folder(out, write=True)  # before the progress bar: a folder that cannot be made, or is busy,
+    FolderLock.check_free(out)  # is said alone
     if executor is ExecutorName.ensemble and p.reason:
         console.print(f"executor: ensemble ({p.reason})", markup=False)
     if extend:
@@ -118,12 +133,17 @@ def run(
             store = sweep(p, on_result=on_result, progress=False)
     except KeyboardInterrupt:
         raise typer.Exit(code=130) from None  # sweep() said how many runs are stored and how to resume
-    _print_summary(store, _metric_list(metrics))
+    except StoreError as exc:
+        bad_input(str(exc))
+    ours = store.subset(r.run_id for r in p.runs)  # an --append folder holds other runs too
+    _print_summary(ours, _metric_list(metrics))
     from learnlab.analysis import plot_learning_curves
 
     figure = out / "learning_curves.png"
-    plot_learning_curves(store, figure)
+    plot_learning_curves(ours, figure)
     console.print(f"results: {store.path}\nfigure:  {figure}")
+    if len(ours.statuses()) < len(store.statuses()):
+        console.print(f"(this spec's {len(p.runs)} runs; {out} holds {len(store.statuses())}: learnlab status {out})")
     store.close()
 
 
@@ -177,6 +197,7 @@ def _print_summary(store, metrics: list[str] | None = None) -> None:
 
 
 @app.command()
+@store_errors
 def status(
     out: Annotated[Path, typer.Argument(help="Output folder of a sweep.")],
     metrics: Annotated[
@@ -212,6 +233,7 @@ def _metric_list(metrics: str | None) -> list[str] | None:
 
 
 @app.command()
+@store_errors
 def export(
     out: Annotated[Path, typer.Argument(help="Output folder of a sweep.")],
     dest: Annotated[Path | None, typer.Option("--to", help="Destination folder (default: OUT).")] = None,

@@ -11,6 +11,7 @@ from learnlab._errors import SpecError
 from learnlab.experiments._build import Built, build_group, build_run
 from learnlab.experiments._executors import EXECUTORS, make_executor
 from learnlab.experiments._expand import Run, canonical_json, derive_seed, expand, run_id
+from learnlab.experiments._folder import FolderBusy, StoreError
 from learnlab.experiments._groups import group_key, member_paths
 from learnlab.experiments._plan import EXECUTOR_NAMES, Plan, plan
 from learnlab.experiments._runner import run_group
@@ -22,6 +23,7 @@ __all__ = [
     "EXECUTORS",
     "EXECUTOR_NAMES",
     "Built",
+    "FolderBusy",
     "Plan",
     "Run",
     "RunConfig",
@@ -29,6 +31,7 @@ __all__ = [
     "Spec",
     "SpecError",
     "Store",
+    "StoreError",
     "SweepSpec",
     "build_group",
     "build_run",

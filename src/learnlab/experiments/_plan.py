@@ -18,6 +18,7 @@ from learnlab._seeds import canonical_json
 from learnlab.experiments._executors import EXECUTORS
 from learnlab.experiments._expand import Run, expand
 from learnlab.experiments._facts import PlanFacts
+from learnlab.experiments._folder import StoreError, check_folder
 from learnlab.experiments._groups import DEFAULT_MAX_MEMBERS, DEFAULT_MEMORY_BUDGET, form_groups
 from learnlab.experiments._spec import Spec, load_spec
 from learnlab.experiments._store import DONE_STATUSES, Store, db_path
@@ -47,6 +48,7 @@ class Plan:
         copies: run id -> a shorter run of its config that ended early (diverged, or stopped
             at its thresholds): its result is this run's too (``extend``).
         from_scratch: run id -> why it does not extend a shorter run (``extend``).
+        append: ``out`` may hold other runs than these (``append`` or ``extend``).
     """
 
     spec: Spec
@@ -62,6 +64,7 @@ class Plan:
     facts: PlanFacts = field(default_factory=PlanFacts, repr=False)
     copies: dict[str, str] = field(default_factory=dict)
     from_scratch: dict[str, str] = field(default_factory=dict)
+    append: bool = False
 
     @property
     def extending(self) -> list[Run]:
@@ -117,6 +120,7 @@ def plan(
     devices: list[str] | None = None,
     address: str | None = None,
     extend: bool = False,
+    append: bool = False,
     **executor_options,
 ) -> Plan:
     """Validate a spec with overrides, expand it, and decide how its runs will be executed.
@@ -139,12 +143,17 @@ def plan(
             longer run costs only its extra steps and equals one run from scratch; a shorter run
             that ended early (diverged, or stopped at its thresholds) already is the longer
             run's result. Runs with no such shorter run run from scratch (``Plan.from_scratch``
-            says why).
+            says why). Extending adds runs to ``out``, so it implies ``append``.
+        append: add this spec's runs to an ``out`` that holds other runs (another spec's, or
+            this spec with other values). Without it such a folder is refused: a folder
+            belongs to one spec, so that its summaries and figures are of one spec's runs.
         **executor_options: passed to the executor's constructor (for ``ray``: ``num_cpus``,
             ``num_gpus``, ``runs_per_task``, ``max_retries``).
 
     Raises:
         SpecError: listing every problem of the spec (nothing is written).
+        StoreError: ``out`` is a file, holds a damaged store, or holds another spec's runs
+            (without ``append``).
         ValueError: an unknown executor, a device this machine lacks, a Ray address that does
             not answer, or options that do not fit the executor.
         ImportError: ``executor="ray"`` without Ray installed.
@@ -178,7 +187,7 @@ def plan(
 
         check_reachable(address)  # within seconds: ValueError naming the address, ImportError without Ray
     _warn_implicit_base_width(runs)
-    done = _done(runs, out, extend)
+    done = _done(runs, out, append or extend)
     todo = [r for r in runs if r.run_id not in done]
     copies: dict[str, str] = {}
     from_scratch: dict[str, str] = {}
@@ -204,6 +213,7 @@ def plan(
         facts,
         copies,
         from_scratch,
+        append or extend,
     )
 
 
@@ -266,25 +276,39 @@ def _without_steps(config: dict) -> str:
     return canonical_json({**config, "train": {k: v for k, v in config["train"].items() if k != "steps"}})
 
 
-def _done(runs: list[Run], out: str | Path | None, extend: bool = False) -> set[str]:
-    """Ids of runs whose results are already in ``out`` (and a warning if it holds other runs)."""
-    if out is None or not db_path(out).is_file():
+def _done(runs: list[Run], out: str | Path | None, append: bool) -> set[str]:
+    """Ids of runs whose results are already in ``out`` (StoreError if it is another spec's)."""
+    if out is None:
+        return set()
+    check_folder(out, write=True, create=False)
+    if not db_path(out).is_file():
         return set()
     with Store(out) as store:
         store.check_seeding()
+        check_belongs(runs, store, append)
         status = store.statuses()
-        names = store.names()
+    return {r.run_id for r in runs if status.get(r.run_id) in DONE_STATUSES}
+
+
+def check_belongs(runs: list[Run], store: Store, append: bool) -> None:
+    """StoreError if ``store`` holds runs that are not among these (unless ``append``).
+
+    A folder belongs to one spec: its summaries, figures and reports are of that spec's runs.
+    Resuming a spec finds its own runs there, and a spec grown in place (more seeds, more
+    grid values) finds some of its own: both are this spec's folder.
+    """
+    there = set(store.statuses())
     ours = {r.run_id for r in runs}
-    others = [rid for rid in status if rid not in ours]
-    if others and not extend:
-        warnings.warn(
-            f"{out} already holds {len(others)} runs that are not this spec's (spec names there: "
-            f"{', '.join(sorted(names)) or 'none'}): summaries, figures and reports of it will mix them with "
-            "these. Use another --out for another spec (or --extend to lengthen runs)",
-            UserWarning,
-            stacklevel=3,
-        )
-    return {rid for rid in ours if status.get(rid) in DONE_STATUSES}
+    foreign = len(there - ours)
+    if append or not foreign:
+        return
+    names = ", ".join(sorted(store.names())) or "none"
+    raise StoreError(
+        f"{store.path.parent} holds runs of another spec (spec names there: {names}): {foreign} of its "
+        f"{len(there)} runs are not among this spec's {len(ours)} (with its overrides). A folder belongs to one "
+        "spec: use another --out, or --append (append=True) to add these runs to it (the summary and figure "
+        "of the run then show this spec's runs; learnlab status and report show all of the folder's)"
+    )
 
 
 def _schedule(

@@ -12,19 +12,24 @@ nothing. Readers can query while a sweep writes (WAL).
 
 from __future__ import annotations
 
+import copy
 import json
 import math
+import os
 import sqlite3
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from learnlab.experiments._folder import StoreError
+
 __all__ = ["Store", "RunResult", "open_store", "flatten", "db_path", "DONE_STATUSES", "STATUSES", "RUN_COLUMNS"]
 
 DB_NAME = "results.db"
 STATUSES = ("pending", "running", "finished", "diverged", "failed", "interrupted")
-DONE_STATUSES = ("finished", "diverged")  # results; a re-run skips them
+DONE_STATUSES = ("finished", "diverged")  # results; a re-run skips them, nothing overwrites them
+_DONE_SQL = "('finished', 'diverged')"
 # what a row of runs() holds besides the flattened config, final metrics and threshold steps
 RUN_COLUMNS = ("run_id", "status", "name", "error", "step", "diverged_at", "started", "finished", "artifacts")
 
@@ -78,17 +83,78 @@ class Store:
     """A results database. Use :func:`open_store` to read one."""
 
     run_columns = RUN_COLUMNS  # columns of runs() besides config keys, final metrics and threshold steps
+    _views = 0  # subsets made (each has its own temporary table of run ids)
 
     def __init__(self, path: str | Path, *, create: bool = False):
+        """Open a store: ``create`` (a sweep: the folder is made, the schema added) or read it.
+
+        A reader never writes: it opens the file read-only (``immutable`` on a read-only
+        mount, where SQLite cannot even write its shared-memory file).
+
+        Raises:
+            FileNotFoundError: no store at ``path`` (reading).
+            StoreError: the file is not a learnlab store (empty, not SQLite, damaged) or cannot
+                be opened; nothing in it is changed.
+        """
         self.path = db_path(path)
+        self._only: frozenset[str] | None = None
+        self._only_table = ""
         if not create and not self.path.is_file():
             raise FileNotFoundError(f"no results store at {self.path}")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn = sqlite3.connect(self.path, isolation_level=None, timeout=60, check_same_thread=False)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=NORMAL")
-        if create:
-            self._conn.executescript(_SCHEMA)
+        if self.path.is_file() and self.path.stat().st_size == 0:
+            raise StoreError(f"{self.path} is empty (0 bytes): not a learnlab store; move it away or use another --out")
+        try:
+            if create:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._conn = sqlite3.connect(self.path, isolation_level=None, timeout=60, check_same_thread=False)
+                self._check_schema(new_ok=True)
+                self._conn.execute("PRAGMA journal_mode=WAL")
+                self._conn.execute("PRAGMA synchronous=NORMAL")
+                self._conn.executescript(_SCHEMA)
+            else:
+                self._conn = _read_only(self.path)
+                self._check_schema(new_ok=False)
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path} is not a usable learnlab store ({exc}); nothing was changed") from None
+
+    def _check_schema(self, new_ok: bool) -> None:
+        """StoreError unless the file is a learnlab store (or, if ``new_ok``, an empty SQLite file)."""
+        tables = {n for (n,) in self._conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if not tables and new_ok:
+            return
+        if not {"runs", "metrics"} <= tables:
+            found = ", ".join(sorted(tables)) or "none"
+            raise StoreError(f"{self.path} is an SQLite file but not a learnlab store (its tables: {found})")
+
+    def verify(self) -> None:
+        """StoreError unless every page of the store reads back (``PRAGMA quick_check``; a
+        writer checks before it adds to a store, a reader finds damage as it reads)."""
+        try:
+            (check,) = self._conn.execute("PRAGMA quick_check").fetchone()
+        except sqlite3.DatabaseError as exc:
+            check = str(exc)
+        if check != "ok":
+            raise StoreError(f"{self.path} is damaged ({check}); nothing was changed: restore it or use another --out")
+
+    def subset(self, run_ids: Iterable[str]) -> Store:
+        """This store seen through some of its runs: ``runs()``, ``metrics()``, ``curves()``,
+        summaries and figures of the view hold only those (e.g. the current spec's runs of a
+        folder that also holds others). The view shares the connection; close the store, not it."""
+        ids = set(run_ids) if self._only is None else set(run_ids) & set(self._only)
+        view = copy.copy(self)
+        view._only = frozenset(ids)
+        Store._views += 1
+        view._only_table = f"temp.learnlab_only_{Store._views}"
+        self._conn.execute(f"CREATE TABLE {view._only_table} (run_id TEXT PRIMARY KEY)")
+        self._conn.executemany(f"INSERT INTO {view._only_table} VALUES (?)", [(r,) for r in sorted(ids)])
+        return view
+
+    def _where(self, *conditions: str) -> str:
+        """`` WHERE ...`` of some conditions and, in a subset, its runs ('' when there is none)."""
+        parts = list(conditions)
+        if self._only is not None:
+            parts.append(f"run_id IN (SELECT run_id FROM {self._only_table})")
+        return " WHERE " + " AND ".join(parts) if parts else ""
 
     # ---- writing (the driver only) -------------------------------------------------
     def add_runs(self, runs: Iterable[tuple[str, str, dict]]) -> None:
@@ -100,23 +166,24 @@ class Store:
             )
 
     def set_status(self, run_ids: Iterable[str], status: str, error: str | None = None) -> None:
+        """Set the status of runs that have no result yet (a finished or diverged run keeps its own)."""
         with self._transaction() as c:
             c.executemany(
-                "UPDATE runs SET status = ?, error = ? WHERE run_id = ?",
+                f"UPDATE runs SET status = ?, error = ? WHERE run_id = ? AND status NOT IN {_DONE_SQL}",
                 [(status, error, rid) for rid in run_ids],
             )
 
-    def record(self, result: RunResult) -> None:
-        """Commit one run's outcome and whole metric history atomically (replacing an old attempt)."""
+    def record(self, result: RunResult) -> bool:
+        """Commit one run's outcome and whole metric history in one transaction.
+
+        A run that already has a result (finished or diverged) keeps it: another attempt never
+        overwrites, relabels or deletes it (False is returned). Otherwise its metrics are
+        replaced in the same transaction that records its new outcome (True).
+        """
         with self._transaction() as c:
-            c.execute("DELETE FROM metrics WHERE run_id = ?", (result.run_id,))
-            c.executemany(
-                "INSERT INTO metrics (run_id, step, name, value) VALUES (?, ?, ?, ?)",
-                [(result.run_id, s, n, _sql_float(v)) for s, n, v in result.metrics],
-            )
-            c.execute(
+            updated = c.execute(
                 "UPDATE runs SET status = ?, error = ?, step = ?, started = ?, finished = ?, "
-                "final = ?, thresholds = ?, artifacts = ? WHERE run_id = ?",
+                f"final = ?, thresholds = ?, artifacts = ? WHERE run_id = ? AND status NOT IN {_DONE_SQL}",
                 (
                     result.status,
                     result.error,
@@ -128,7 +195,15 @@ class Store:
                     result.artifacts,
                     result.run_id,
                 ),
+            ).rowcount
+            if not updated:
+                return False
+            c.execute("DELETE FROM metrics WHERE run_id = ?", (result.run_id,))
+            c.executemany(
+                "INSERT INTO metrics (run_id, step, name, value) VALUES (?, ?, ?, ?)",
+                [(result.run_id, s, n, _sql_float(v)) for s, n, v in result.metrics],
             )
+        return True
 
     def _transaction(self):
         return _Transaction(self._conn)
@@ -167,15 +242,15 @@ class Store:
 
     def names(self) -> set[str]:
         """The spec names of the store's runs."""
-        return {n for (n,) in self._conn.execute("SELECT DISTINCT name FROM runs") if n is not None}
+        return {n for (n,) in self._conn.execute("SELECT DISTINCT name FROM runs" + self._where()) if n is not None}
 
     def statuses(self) -> dict[str, str]:
         """run_id -> status."""
-        return dict(self._conn.execute("SELECT run_id, status FROM runs").fetchall())
+        return dict(self._conn.execute("SELECT run_id, status FROM runs" + self._where()).fetchall())
 
     def outcomes(self) -> dict[str, tuple[dict, str, int | None]]:
         """run_id -> (resolved config, status, last step reached)."""
-        query = "SELECT run_id, config, status, step FROM runs"
+        query = "SELECT run_id, config, status, step FROM runs" + self._where()
         return {rid: (json.loads(cfg), status, step) for rid, cfg, status, step in self._conn.execute(query)}
 
     def copy_run(self, source: str, target: str) -> None:
@@ -191,24 +266,26 @@ class Store:
             ).fetchone()
             if row is None:
                 raise KeyError(f"no run {source!r} in {self.path}")
-            c.execute("DELETE FROM metrics WHERE run_id = ?", (target,))
-            c.execute(
-                "INSERT INTO metrics (run_id, step, name, value) SELECT ?, step, name, value FROM metrics "
-                "WHERE run_id = ?",
-                (target, source),
-            )
             status, error, step, started, finished, final, thresholds, artifacts = row
             if artifacts:
                 artifacts = artifacts.replace(source, target)
-            c.execute(
+            updated = c.execute(
                 "UPDATE runs SET status = ?, error = ?, step = ?, started = ?, finished = ?, final = ?, "
-                "thresholds = ?, artifacts = ? WHERE run_id = ?",
+                f"thresholds = ?, artifacts = ? WHERE run_id = ? AND status NOT IN {_DONE_SQL}",
                 (status, error, step, started, finished, final, thresholds, artifacts, target),
-            )
+            ).rowcount
+            if updated:
+                c.execute("DELETE FROM metrics WHERE run_id = ?", (target,))
+                c.execute(
+                    "INSERT INTO metrics (run_id, step, name, value) SELECT ?, step, name, value FROM metrics "
+                    "WHERE run_id = ?",
+                    (target, source),
+                )
 
     def configs(self) -> dict[str, dict]:
         """run_id -> resolved config."""
-        return {rid: json.loads(cfg) for rid, cfg in self._conn.execute("SELECT run_id, config FROM runs")}
+        query = "SELECT run_id, config FROM runs" + self._where()
+        return {rid: json.loads(cfg) for rid, cfg in self._conn.execute(query)}
 
     def runs(self):
         """One row per run: run_id, status, error, step, diverged_at, times, flattened config,
@@ -224,7 +301,7 @@ class Store:
         rows = []
         query = (
             "SELECT run_id, name, config, status, error, step, started, finished, final, thresholds, "
-            "artifacts FROM runs ORDER BY rowid"
+            "artifacts FROM runs" + self._where() + " ORDER BY rowid"
         )
         for rid, name, cfg, status, error, step, started, finished, final, thresholds, artifacts in self._conn.execute(
             query
@@ -243,20 +320,21 @@ class Store:
         return frame
 
     def _metric_names(self) -> list[str]:
-        return [n for (n,) in self._conn.execute("SELECT DISTINCT name FROM metrics ORDER BY name")]
+        query = "SELECT DISTINCT name FROM metrics" + self._where() + " ORDER BY name"
+        return [n for (n,) in self._conn.execute(query)]
 
     def metrics(self, names: Iterable[str] | None = None, run_ids: Iterable[str] | None = None):
         """Long-format metric histories: columns run_id, step, name, value."""
         import pandas as pd
 
-        query, args, where = "SELECT run_id, step, name, value FROM metrics", [], []
+        args: list[str] = []
+        where = []
         for column, values in (("name", names), ("run_id", run_ids)):
             if values is not None:
                 values = list(values)
                 where.append(f"{column} IN ({','.join('?' * len(values))})")
                 args += values
-        if where:
-            query += " WHERE " + " AND ".join(where)
+        query = "SELECT run_id, step, name, value FROM metrics" + self._where(*where)
         frame = pd.DataFrame(
             self._conn.execute(query + " ORDER BY run_id, name, step", args).fetchall(),
             columns=["run_id", "step", "name", "value"],
@@ -336,3 +414,18 @@ def flatten(tree: dict, prefix: str = "") -> dict:
 def open_store(path: str | Path) -> Store:
     """Open the results store of an output folder (or a ``.db`` file) for reading."""
     return Store(path)
+
+
+def _read_only(path: Path) -> sqlite3.Connection:
+    """A connection that never writes.
+
+    ``mode=ro`` where the folder is writable (a sweep may be writing: its WAL is read too) or
+    where a WAL with content was left behind (a killed sweep, then a read-only mount); else,
+    on a read-only folder with no WAL, ``immutable`` (SQLite cannot create the shared-memory
+    file there, and nothing can be writing).
+    """
+    uri = path.resolve().as_uri()
+    wal = path.with_name(path.name + "-wal")
+    if os.access(path.parent, os.W_OK) or (wal.is_file() and wal.stat().st_size > 0):
+        return sqlite3.connect(f"{uri}?mode=ro", uri=True, isolation_level=None, timeout=60, check_same_thread=False)
+    return sqlite3.connect(f"{uri}?immutable=1", uri=True, isolation_level=None, check_same_thread=False)

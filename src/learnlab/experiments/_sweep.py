@@ -9,8 +9,9 @@ from pathlib import Path
 
 from learnlab._seeds import SEEDING
 from learnlab.experiments._executors import make_executor
+from learnlab.experiments._folder import FolderLock, check_folder
 from learnlab.experiments._groups import DEFAULT_MEMORY_BUDGET
-from learnlab.experiments._plan import Plan, plan
+from learnlab.experiments._plan import Plan, check_belongs, plan
 from learnlab.experiments._spec import Spec
 from learnlab.experiments._store import DONE_STATUSES, RunResult, Store, db_path
 
@@ -27,6 +28,7 @@ def sweep(
     max_members: int | None = None,
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
     extend: bool = False,
+    append: bool = False,
     on_result: Callable[[RunResult, int, int], None] | None = None,
     progress: bool | None = None,
     **executor_options,
@@ -47,6 +49,7 @@ def sweep(
         max_members: largest stacked group (default 64 for ``ensemble``, 1 otherwise).
         memory_budget: bytes a stacked group may use.
         extend: continue runs from shorter runs of their configs in ``out`` (see :func:`learnlab.plan`).
+        append: add this spec's runs to a folder that holds another spec's (see :func:`learnlab.plan`).
         on_result: called as (result, done, total) after each result is committed (a run's result
             is committed as soon as the run is over, also when it leaves a stack early).
         progress: a progress bar of runs (``tqdm.auto``: a widget in a notebook); default: on
@@ -54,8 +57,15 @@ def sweep(
         **executor_options: ``devices`` (a list such as ``["cuda:0", "cuda:1"]``; groups
             are spread over them), ``address`` for ``ray``.
 
+    The folder has one writer at a time: ``sweep`` holds an OS lock on it while it writes
+    (released by the OS however the process ends); readers are never blocked. A finished or
+    diverged result is final: no later attempt overwrites, relabels or deletes it.
+
     Raises:
         SpecError: before anything is written, if the spec is invalid.
+        FolderBusy: another process is writing to ``out`` (its pid, host and start are named).
+        StoreError: ``out`` cannot be used (a file, not writable, a damaged store, another
+            spec's runs without ``append``); nothing in it is changed.
         ValueError: before anything is written, for options that do not fit.
     """
     from learnlab._cpu import tune_cpu
@@ -63,7 +73,9 @@ def sweep(
     tune_cpu()
     if isinstance(spec, Plan):
         p = spec
-        _check_plan_arguments(p, overrides, executor, workers, max_members, memory_budget, extend, executor_options)
+        _check_plan_arguments(
+            p, overrides, executor, workers, max_members, memory_budget, extend, append, executor_options
+        )
         if p.out is not None and out is not None and Path(out).resolve() != p.out.resolve():
             raise ValueError(f"the plan was made for out={str(p.out)!r}; got out={str(out)!r}")
         out = out if out is not None else p.out
@@ -77,17 +89,31 @@ def sweep(
             max_members=max_members,
             memory_budget=memory_budget,
             extend=extend,
+            append=append,
             **executor_options,
         )
     if out is None:
         raise ValueError("sweep needs an output folder: pass out=... (or plan(..., out=...))")
-    groups = _still_to_do(p, Path(out))
     ex = make_executor(p.executor, p.workers, out=Path(out), **p.options)  # fails before anything is written
-    store = Store(out, create=True)
+    out = check_folder(out, write=True)
+    with FolderLock(out):
+        # checked again under the lock: what another writer finished since the plan was made is left out
+        groups = _still_to_do(p, out)
+        store = Store(out, create=True)
+        try:
+            _execute(p, store, out, ex, groups, on_result, progress)
+        except BaseException:
+            store.close()
+            raise
+    return store
+
+
+def _execute(p: Plan, store: Store, out: Path, ex, groups: list[list], on_result, progress) -> None:
+    """Run the groups, committing each result as it arrives (the folder's lock is held)."""
     if store.meta("seeding") is None:
         store.set_meta("seeding", SEEDING)
     store.add_runs((r.run_id, p.spec.name, r.config) for r in p.runs)
-    _copy_early_endings(p, store, Path(out))
+    _copy_early_endings(p, store, out)
     total = sum(len(g) for g in groups)
     committed: set[str] = set()
     outstanding = {r.run_id for g in groups for r in g}
@@ -111,12 +137,11 @@ def sweep(
     except BaseException as exc:
         store.set_status(sorted(outstanding), "interrupted", "the sweep was interrupted before this run finished")
         if isinstance(exc, KeyboardInterrupt):
-            print(interrupted_message(len(committed), total, Path(out)), file=sys.stderr)
+            print(interrupted_message(len(committed), total, out), file=sys.stderr)
         raise
     finally:
         if bar is not None:
             bar.close()
-    return store
 
 
 def interrupted_message(done: int, total: int, out: Path) -> str:
@@ -142,7 +167,9 @@ def _still_to_do(p: Plan, out: Path) -> list[list]:
     if not db_path(out).is_file():
         return p.groups
     with Store(out) as store:
+        store.verify()
         store.check_seeding()
+        check_belongs(p.runs, store, p.append)
         status = store.statuses()
     groups = [[r for r in g if status.get(r.run_id) not in DONE_STATUSES] for g in p.groups]
     return [g for g in groups if g]
@@ -161,11 +188,14 @@ def _copy_early_endings(p: Plan, store: Store, out: Path) -> None:
         store.copy_run(source, target)
 
 
-def _check_plan_arguments(p: Plan, overrides, executor, workers, max_members, memory_budget, extend, options) -> None:
+def _check_plan_arguments(
+    p: Plan, overrides, executor, workers, max_members, memory_budget, extend, append, options
+) -> None:
     """A plan fixes the spec, the executor and the groups: say so if they are given again."""
     given = {
         "overrides": bool(overrides),
         "extend": extend,
+        "append": append,
         "executor": executor != "auto" and executor != p.executor,
         "workers": workers is not None and workers != p.workers,
         "max_members": max_members is not None,
