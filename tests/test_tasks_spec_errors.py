@@ -63,9 +63,9 @@ def test_index_out_of_range(task, needle):
 def test_negative_degree_and_cutoff_mode_below_one():
     msg = _problems({"inputs": GAUSS, "target": {"name": "hermite", "monomial": {0: -2}}})
     assert "task.target.monomial.0" in msg and "greater than or equal to 0" in msg and "-2" in msg
-    assert "greater than 0" in _problems({"inputs": CUBE, "target": {"name": "staircase", "degree": -1}})
+    assert "greater than or equal to 1" in _problems({"inputs": CUBE, "target": {"name": "staircase", "degree": -1}})
     msg = _problems({"inputs": GAUSS, "target": {"name": "power_law", "cutoff_mode": 0}})
-    assert "task.target.cutoff_mode" in msg and "greater than 0" in msg and "got 0" in msg
+    assert "task.target.cutoff_mode" in msg and "greater than or equal to 1" in msg and "got 0" in msg
 
 
 def test_unreachable_module_attr():

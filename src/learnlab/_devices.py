@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
-__all__ = ["resolve_device"]
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["resolve_device", "check_device"]
+
+
+def check_device(device: str) -> None:
+    """ValueError unless this machine has ``device`` (``cpu`` and ``auto`` always exist: said
+    without importing torch, so a plan on a CPU checks its devices for free)."""
+    if device not in ("cpu", "auto"):
+        resolve_device(device)
 
 
 def resolve_device(device: str) -> torch.device:
@@ -13,6 +23,8 @@ def resolve_device(device: str) -> torch.device:
     Raises:
         ValueError: naming the device, if this machine does not have it.
     """
+    import torch
+
     if device == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")

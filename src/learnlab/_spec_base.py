@@ -16,23 +16,68 @@ else (a learning rate, the number of steps, the parameterization) share its rand
 from __future__ import annotations
 
 import typing
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-__all__ = ["Section", "per_member", "is_per_member", "member_fields", "seeding", "seed_roles", "role_key", "ROLES"]
+__all__ = [
+    "Section",
+    "per_member",
+    "is_per_member",
+    "member_fields",
+    "seeding",
+    "seed_roles",
+    "role_key",
+    "ROLES",
+    "MAX_INT",
+    "Width",
+    "Depth",
+    "Samples",
+    "Steps",
+    "Small",
+]
 
 PER_MEMBER = "per_member"  # the JSON-schema key that marks a per-member field
 SEEDS = "seeds"  # the JSON-schema key listing the random roles a field's value seeds
 ROLES = ("data", "target", "init")
 
 
+MAX_INT = 2**63 - 1  # what SQLite and torch's seeds hold; any integer of a spec lies within +-MAX_INT
+
+# Sizes, bounded where a value stops meaning anything on any machine (an absurd value is a spec
+# error within a second, not a crash after minutes; what fits this machine is the plan's estimate).
+Width = Annotated[int, Field(ge=1, le=2**24)]  # widths, input dimensions, channels, batch sizes
+Depth = Annotated[int, Field(ge=1, le=10_000)]  # layers
+Samples = Annotated[int, Field(ge=1, le=10**9)]  # examples of a fixed sample or an evaluation set
+Steps = Annotated[int, Field(ge=1, le=10**9)]  # optimizer steps and step periods
+Small = Annotated[int, Field(ge=1, le=1_000)]  # kernel sizes, degrees, directions
+
+
 class Section(BaseModel):
-    """A spec section: unknown keys and non-finite floats (inf, nan) are errors."""
+    """A spec section: unknown keys, non-finite floats (inf, nan) and integers beyond +-(2**63 - 1)
+    are errors."""
 
     model_config = ConfigDict(extra="forbid", frozen=False, validate_default=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _integers_in_range(cls, value: Any) -> Any:
+        _check_integers(value)
+        return value
+
+
+def _check_integers(value: Any, depth: int = 0) -> None:
+    if isinstance(value, int) and not isinstance(value, bool):
+        if abs(value) > MAX_INT:
+            raise ValueError(f"an integer of {len(str(abs(value)))} digits is out of range (at most 2**63 - 1)")
+    elif isinstance(value, (list, tuple)) and depth < 4:
+        for item in value:
+            _check_integers(item, depth + 1)
+    elif isinstance(value, dict) and depth < 4:
+        for item in value.values():
+            _check_integers(item, depth + 1)
 
 
 def per_member(default: Any = PydanticUndefined, *, examples: tuple[Any, Any], **kwargs: Any) -> Any:

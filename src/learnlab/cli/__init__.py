@@ -2,6 +2,7 @@
 
 from learnlab.cli import (
     _coord,  # noqa: F401
+    _data,  # noqa: F401  (registers data fetch)
     _lr,  # noqa: F401
     _plot,  # noqa: F401  (registers plot, report)
     _run,  # noqa: F401  (registers run, status, export, schema)

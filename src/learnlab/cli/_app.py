@@ -63,8 +63,10 @@ def store_errors(command):
             return command(*args, **kwargs)
         except StoreError as exc:
             bad_input(str(exc))
-        except sqlite3.DatabaseError as exc:
-            bad_input(f"the results store could not be read ({exc}): it is damaged or not a learnlab store")
+        except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
+            where = kwargs.get("out")
+            store = f"{where}/results.db" if where is not None else "the results store"
+            bad_input(f"{store} could not be read ({exc}): it is damaged or not a learnlab store")
         except OSError as exc:
             where = f" {exc.filename}" if exc.filename else ""
             bad_input(f"cannot write or read{where}: {exc.strerror or exc} (write elsewhere with --to, or --out)")

@@ -41,7 +41,9 @@ def tasks(
     console.print(_params_table("task.inputs (name: ...)", cat["inputs"]))
     console.print(_params_table("task.target (name: ...)", cat["targets"]))
     datasets = Table(
-        title="task.dataset (instead of inputs/target; never downloaded)", show_lines=True, title_justify="left"
+        title="task.dataset (instead of inputs/target; files: learnlab data fetch NAME)",
+        show_lines=True,
+        title_justify="left",
     )
     for col in ("name", "meaning", "train/test", "files (in task.data_dir or $LEARNLAB_DATA)"):
         datasets.add_column(col, overflow="fold")

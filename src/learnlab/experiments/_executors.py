@@ -7,19 +7,25 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
-import threading
-import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Protocol
 
-from learnlab._callables import install, payload, refs_in
+from learnlab._callables import payload, refs_in
+from learnlab._worker import Warned, Worker, forwarded_warnings, init_worker
 from learnlab.experiments._expand import Run
-from learnlab.experiments._runner import run_group
 from learnlab.experiments._store import RunResult
 
 __all__ = ["Executor", "SerialExecutor", "ProcessExecutor", "EXECUTORS", "make_executor"]
+
+
+def run_group(*args, **kwargs) -> list[RunResult]:
+    """:func:`learnlab.experiments._runner.run_group`, imported when a group runs (it needs torch,
+    which planning does not)."""
+    from learnlab.experiments._runner import run_group as run
+
+    return run(*args, **kwargs)
 
 
 class Executor(Protocol):
@@ -49,54 +55,23 @@ class SerialExecutor:
             yield run_group(group, self.out, None, self.devices[k % len(self.devices)], on_result)
 
 
-class _Worker:
-    """What a pool worker process is given when it starts: the queue its runs' results go to as
-    each run ends (a queue reaches a process only when it starts, never through ``submit``)."""
-
-    results = None
-
-
-def _init_worker(threads: int, callables: dict | None = None, driver: int | None = None, results=None) -> None:
-    import torch
-
-    from learnlab._cpu import tune_cpu
-
-    tune_cpu()
-    _Worker.results = results
-    torch.set_num_threads(threads)
-    os.environ["OMP_NUM_THREADS"] = str(threads)
-    install(callables)
-    if driver is not None:
-        threading.Thread(target=_exit_with, args=(driver,), daemon=True, name="learnlab-driver-watch").start()
-
-
 def _run_in_worker(group: list[Run], out, device) -> list[RunResult]:
-    """A pool task: one group, each run's result sent to the driver as the run ends."""
-    queue = _Worker.results
-    return run_group(group, out, None, device, queue.put if queue is not None else None)
+    """A pool task: one group, each run's result (and each warning) sent to the driver as it comes."""
+    queue = Worker.results
+    if queue is None:
+        return run_group(group, out, None, device)
+    with forwarded_warnings(queue.put):
+        return run_group(group, out, None, device, queue.put)
 
 
-def _exit_with(driver: int, every: float = 0.5) -> None:
-    """End this worker once its driver is gone (killed with ``kill -9``, say).
-
-    A pool worker waits for work on a queue whose write end it holds itself, so it never
-    sees the driver go and would live on, orphaned, with its torch threads. Whatever it
-    was computing is lost anyway: only the driver writes the store, and a re-run redoes it.
-    """
-    parent = os.getppid()  # the driver (spawn) or the start method's server (forkserver)
-    while os.getppid() == parent and _alive(driver):
-        time.sleep(every)
-    os._exit(1)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, another user's (a reused pid): keep going
-        return True
-    return True
+def _drain(results) -> Iterator[list[RunResult]]:
+    """What workers sent so far: runs' results (yielded) and warnings (raised again here)."""
+    while not results.empty():
+        item = results.get()
+        if isinstance(item, Warned):
+            item.warn()
+        else:
+            yield [item]
 
 
 class ProcessExecutor:
@@ -122,7 +97,7 @@ class ProcessExecutor:
         shipped = payload(set().union(*(refs_in(r.config) for g in groups for r in g)))
         results = ctx.SimpleQueue()  # runs' results as they end, before their groups do
         pool = ProcessPoolExecutor(
-            workers, mp_context=ctx, initializer=_init_worker, initargs=(self.threads, shipped, os.getpid(), results)
+            workers, mp_context=ctx, initializer=init_worker, initargs=(self.threads, shipped, os.getpid(), results)
         )
         try:
             devices = self.devices
@@ -131,8 +106,7 @@ class ProcessExecutor:
             }
             while pending:
                 done, _ = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
-                while not results.empty():
-                    yield [results.get()]
+                yield from _drain(results)
                 for future in done:
                     group = pending.pop(future, None)
                     if group is None:  # already re-run serially after the pool broke
@@ -143,8 +117,7 @@ class ProcessExecutor:
                         yield _failed(group, f"worker process died: {exc}")
                         for other in list(pending):  # the pool is unusable: re-run them serially
                             yield run_group(pending.pop(other), self.out, None, None, on_result)
-            while not results.empty():
-                yield [results.get()]
+            yield from _drain(results)
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
             results.close()

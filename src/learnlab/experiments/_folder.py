@@ -38,6 +38,9 @@ def check_folder(out: str | os.PathLike, *, write: bool, create: bool = True) ->
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise StoreError(f"{out} is a file, not a folder: give --out a folder (it will hold results.db)")
+    db = out / "results.db"
+    if db.exists() and not db.is_file():
+        raise StoreError(f"{db} is not a file: not a learnlab store; move it away or use another --out")
     if not write:
         return out
     if not out.exists():

@@ -14,13 +14,24 @@ import json
 import math
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from learnlab._spec_base import member_fields
 from learnlab.experiments._expand import Run
 from learnlab.experiments._facts import PlanFacts
 from learnlab.experiments._spec import RunConfig
 
-__all__ = ["form_groups", "group_key", "member_bytes", "member_paths", "DEFAULT_MAX_MEMBERS", "DEFAULT_MEMORY_BUDGET"]
+__all__ = [
+    "form_groups",
+    "group_key",
+    "member_bytes",
+    "member_memory",
+    "memory_problems",
+    "machine_memory",
+    "member_paths",
+    "DEFAULT_MAX_MEMBERS",
+    "DEFAULT_MEMORY_BUDGET",
+]
 
 DEFAULT_MAX_MEMBERS = 64
 DEFAULT_MEMORY_BUDGET = 2 * 2**30  # bytes per group
@@ -59,27 +70,104 @@ def member_bytes(run: RunConfig, facts: PlanFacts | None = None) -> int:
     Read off the validated config: an MLP's d x width x depth, a CNN's convolutions over
     its image, a user model's own parameter count (``facts`` builds it once).
     """
+    return sum(n for n, _, _ in member_memory(run, facts))
+
+
+def member_memory(run: RunConfig, facts: PlanFacts | None = None) -> list[tuple[int, str, dict[str, Any]]]:
+    """:func:`member_bytes` by part: (bytes, what, {config key: value} that set its size)."""
     m, t, task = run.model, run.train, run.task
     size = 8 if t.dtype == "float64" else 4
     d = _input_dim(task)
     outputs = _outputs(task)
+    d_key = {"task.inputs.d": d} if getattr(task, "inputs", None) is not None else {"task.dataset": task.dataset}
+    shape: dict[str, Any] = {"model.width": m.width, "model.depth": m.depth}
     if m.user:
         facts = facts if facts is not None else PlanFacts()
         params = max(1, facts.user_model(m.model_dump(mode="json"), task.model_dump(mode="json"), t.dtype).size)
         features = max(1, int(math.sqrt(params)))  # a width-like size for its activations
         activations = 3 * t.batch_size * features * 3
+        shape = {"model": "a user model"}
     elif m.name == "cnn":
         channels, height, width = m.image_shape or (1, 1, d)
         k2 = m.kernel_size**2
         params = channels * k2 * m.width + (m.depth - 1) * m.width * m.width * k2 + m.width * outputs
         params += m.depth * m.width + outputs
         activations = 3 * t.batch_size * m.width * height * width * m.depth  # every conv's map, kept for backward
+        shape |= {"model.kernel_size": m.kernel_size, "model.image_shape": m.image_shape}
     else:
         params = d * m.width + (m.depth - 1) * m.width * m.width + m.width * outputs + m.depth * m.width + outputs
         activations = 3 * t.batch_size * m.width * (m.depth + 1)
-    data = ((task.n_test or 10_000) + (task.n_train or 0)) * (d + outputs)
+    n_test = task.n_test or 10_000
+    data = (n_test + (task.n_train or 0)) * (d + outputs)
     eval_chunk = 2 * 4096 * max(m.width, 1) if not m.user else 0
-    return size * (4 * params + activations + data + eval_chunk)
+    parts = [
+        (size * 4 * params, "parameters (weights, gradients, two optimizer moments)", {**shape, **d_key}),
+        (size * activations, "activations of a batch", {"train.batch_size": t.batch_size, **shape}),
+        (
+            size * data,
+            "the fixed training and test sets",
+            {"task.n_train": task.n_train, "task.n_test": n_test, **d_key},
+        ),
+        (size * eval_chunk, "an evaluation chunk", {"model.width": m.width}),
+    ]
+    if "grid" in t.eval_sets:  # held whole: grid_points ** d points
+        parts.append(
+            (size * t.grid_points**d * (d + outputs), "the grid eval set", {"train.grid_points": t.grid_points})
+        )
+    return parts
+
+
+def memory_problems(run: RunConfig, available: int, facts: PlanFacts | None = None) -> list[tuple[str, str]]:
+    """A spec problem, naming the key that makes it big, if one run needs more than ``available`` bytes."""
+    parts = member_memory(run, facts)
+    total = sum(n for n, _, _ in parts)
+    if total <= available:
+        return []
+    n, what, keys = max(parts, key=lambda part: part[0])
+    key = _dominant(keys)
+    others = ", ".join(f"{k}={v}" for k, v in keys.items() if k != key and v is not None)
+    return [
+        (
+            key,
+            f"one run needs ~{_gib(total)} ({_gib(n)} of it for {what}, with {others or 'the rest of the spec'}); "
+            f"this machine has {_gib(available)}: lower {key} (or what goes with it)",
+        )
+    ]
+
+
+_TYPICAL = {"model.width": 256, "model.depth": 2, "task.inputs.d": 100, "train.batch_size": 64, "task.n_train": 10_000}
+_TYPICAL |= {"task.n_test": 10_000, "model.kernel_size": 3, "train.grid_points": 1001}
+
+
+def _dominant(keys: dict[str, Any]) -> str:
+    """The key whose value is furthest above a typical one (the one to lower)."""
+    numeric = {k: v for k, v in keys.items() if isinstance(v, int) and k in _TYPICAL}
+    if not numeric:
+        return next(iter(keys))
+    return max(numeric, key=lambda k: numeric[k] / _TYPICAL[k])
+
+
+def _gib(n: float) -> str:
+    for unit, scale in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20)):
+        if n >= scale:
+            return f"{n / scale:.3g} {unit}"
+    return f"{n / 2**10:.3g} KiB"
+
+
+def machine_memory() -> int:
+    """Bytes of memory this process may use: physical memory, or a lower cgroup limit."""
+    import os
+
+    total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            with open(path) as fh:
+                limit = fh.read().strip()
+        except OSError:
+            continue
+        if limit.isdigit():
+            total = min(total, int(limit))
+    return total
 
 
 def _input_dim(task) -> int:

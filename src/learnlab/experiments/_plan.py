@@ -12,14 +12,21 @@ import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from learnlab._devices import resolve_device
+from learnlab._devices import check_device
 from learnlab._errors import SpecError
 from learnlab._seeds import canonical_json
 from learnlab.experiments._executors import EXECUTORS
 from learnlab.experiments._expand import Run, expand
 from learnlab.experiments._facts import PlanFacts
 from learnlab.experiments._folder import StoreError, check_folder
-from learnlab.experiments._groups import DEFAULT_MAX_MEMBERS, DEFAULT_MEMORY_BUDGET, form_groups
+from learnlab.experiments._groups import (
+    DEFAULT_MAX_MEMBERS,
+    DEFAULT_MEMORY_BUDGET,
+    form_groups,
+    group_key,
+    machine_memory,
+    memory_problems,
+)
 from learnlab.experiments._spec import Spec, load_spec
 from learnlab.experiments._store import DONE_STATUSES, Store, db_path
 
@@ -167,19 +174,26 @@ def plan(
     source = None if isinstance(spec, (dict, Spec)) else str(spec)
     facts = PlanFacts()
     validated, raw = load_spec(spec, overrides)
+    available = machine_memory()
+    too_big = memory_problems(validated, available, facts)  # the base alone, before expanding
+    if too_big:
+        raise SpecError(too_big, source=source)
     runs = expand(validated, raw, source=source, facts=facts)
+    too_big = _memory_problems(runs, available, facts)
+    if too_big:
+        raise SpecError(too_big, source=source)
     if executor != "ray":  # a Ray cluster has devices of its own
         problems = []
         for dev in sorted({r.config["train"]["device"] for r in runs}):
             try:
-                resolve_device(dev)
+                check_device(dev)
             except ValueError as exc:
                 problems.append(("train.device", str(exc)))
         if problems:
             raise SpecError(problems, source=source)
     for dev in devices or []:
         try:
-            resolve_device(dev)
+            check_device(dev)
         except ValueError as exc:
             raise ValueError(f"devices: {exc}") from None
     if address is not None:
@@ -215,6 +229,18 @@ def plan(
         from_scratch,
         append or extend,
     )
+
+
+def _memory_problems(runs: list[Run], available: int, facts: PlanFacts) -> list[tuple[str, str]]:
+    """Runs (one per shape) that would not fit this machine's memory, as spec problems."""
+    problems: dict[tuple[str, str], None] = {}
+    seen: set[str] = set()
+    for run in runs:
+        key = group_key(run.config)
+        if key not in seen:
+            seen.add(key)
+            problems.update(dict.fromkeys(memory_problems(run.validated(), available, facts)))
+    return list(problems)
 
 
 def _warn_implicit_base_width(runs: list[Run]) -> None:
@@ -284,6 +310,7 @@ def _done(runs: list[Run], out: str | Path | None, append: bool) -> set[str]:
     if not db_path(out).is_file():
         return set()
     with Store(out) as store:
+        store.verify()  # a damaged store is said now, before a sweep takes the folder
         store.check_seeding()
         check_belongs(runs, store, append)
         status = store.statuses()

@@ -19,6 +19,7 @@ import tempfile
 from collections.abc import Iterator
 
 from learnlab._callables import install, payload, refs_in
+from learnlab._worker import Warned, forwarded_warnings
 from learnlab.experiments._expand import Run
 from learnlab.experiments._runner import run_group
 from learnlab.experiments._store import RunResult
@@ -103,11 +104,12 @@ def _run_task(
     out: str | None,
     callables: dict[str, bytes] | None,
     device: str | None = None,
-) -> list[list[RunResult]]:
+) -> tuple[list[list[RunResult]], list[Warned]]:
     """Body of one Ray task: train its groups one after another with ``threads`` torch threads.
 
     ``callables`` are the cloudpickled functions the configs name (``callable:`` references
     to notebook or ``__main__`` code), registered in this worker before anything is built.
+    Returns the groups' results and the warnings raised meanwhile (the driver raises them again).
     """
     import torch
 
@@ -116,7 +118,9 @@ def _run_task(
     tune_cpu()
     torch.set_num_threads(threads)
     install(callables)
-    return [run_group(group, out, None, device) for group in groups]
+    warned: list[Warned] = []
+    with forwarded_warnings(warned.append):
+        return [run_group(group, out, None, device) for group in groups], warned
 
 
 class RayExecutor:
@@ -259,10 +263,12 @@ class RayExecutor:
         """A finished task's results, or every run of it failed with Ray's reason."""
         ray = self._ray
         try:
-            results = ray.get(ref)
+            results, warned = ray.get(ref)
         except ray.exceptions.RayError as exc:
             reason = f"ray task failed after {self.max_retries} retries: {type(exc).__name__}: {exc}"
-            results = [_failed(group, reason) for group in task]
+            results, warned = [_failed(group, reason) for group in task], []
+        for warning in warned:
+            warning.warn()
         yield from results
 
 

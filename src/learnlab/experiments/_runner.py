@@ -16,7 +16,7 @@ from learnlab.experiments._build import Built, build_group
 from learnlab.experiments._expand import Run
 from learnlab.experiments._store import RunResult
 from learnlab.train import History, fit
-from learnlab.train._checkpoint import Checkpointer
+from learnlab.train._checkpoint import Checkpointer, read_state
 from learnlab.train._loggers import make_loggers
 from learnlab.train._threads import step_threads
 
@@ -134,14 +134,23 @@ def state_path(out: Path, run_id: str) -> Path:
 
 
 def _resume_states(group: list[Run], out: Path | None) -> dict[int, dict] | None:
-    """The saved states the group's runs extend (every run of an extending group has one)."""
+    """The saved states the group's runs extend (every run of an extending group has one).
+
+    None (the group trains from step 0, to the same result) if one of them cannot be read:
+    it is moved aside with a :class:`~learnlab.train.CheckpointWarning`.
+    """
     if out is None or not any(r.extends for r in group):
         return None
     states = {}
     for row, run in enumerate(group):
         if run.extends is None:
             raise ValueError(f"run {run.run_id} is grouped with runs that extend shorter runs, but extends none")
-        states[row] = torch.load(state_path(out, run.extends[0]), weights_only=True)
+        others = f", as do the {len(group) - 1} runs grouped with it" if len(group) > 1 else ""
+        then = f"run {run.run_id}, which continues it, restarts from step 0{others}"
+        state = read_state(state_path(out, run.extends[0]), "saved state", then)
+        if state is None:
+            return None
+        states[row] = state
     return states
 
 

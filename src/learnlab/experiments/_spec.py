@@ -6,11 +6,13 @@ run the sweep expands to. All problems are reported at once, with their key path
 
 from __future__ import annotations
 
+import math
+import re
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, Field, PositiveInt, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from learnlab._callables import replace_callables
 from learnlab._errors import SpecError, problems_from_validation
@@ -32,12 +34,21 @@ __all__ = [
 ]
 
 
+MAX_RUNS = 100_000  # runs in one spec (one output folder): more is a spec error, said before expanding
+
+
 class SweepSpec(Section):
     """Which runs: a Cartesian ``grid`` and lists advanced together (``zip``), times ``seeds``."""
 
     grid: dict[str, list[Any]] = Field(default_factory=dict)
     zip: dict[str, list[Any]] = Field(default_factory=dict)
-    seeds: PositiveInt | list[int] = 1
+    seeds: int | list[int] = 1  # a count (seeds 0..n-1) or the seeds themselves
+
+    def run_count(self) -> int:
+        """Runs the sweep expands to, excluded points counted (an upper bound, known without expanding)."""
+        points = math.prod(len(v) for v in self.grid.values()) * (len(next(iter(self.zip.values()))) if self.zip else 1)
+        return points * (self.seeds if isinstance(self.seeds, int) else len(self.seeds))
+
     exclude: list[dict[str, Any]] = Field(default_factory=list)  # partial configs (dotted keys) to skip
 
     @field_validator("grid", "zip")
@@ -52,6 +63,19 @@ class SweepSpec(Section):
                 "(a count, e.g. 3, or a list of seeds, e.g. [0, 1, 2])"
             )
         return axes
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds_counted(cls, seeds: int | list[int]):
+        count = seeds if isinstance(seeds, int) else len(seeds)
+        if not 1 <= count <= MAX_RUNS:
+            raise ValueError(
+                f"must be a count from 1 to {MAX_RUNS:,} or a list of 1 to {MAX_RUNS:,} seeds (e.g. 3 or [0, 1, 2]); "
+                f"got {'a list of ' + str(count) if isinstance(seeds, list) else count}"
+            )
+        if isinstance(seeds, list) and len(set(seeds)) < len(seeds):
+            raise ValueError("lists a seed twice: each seed makes one run of every point")
+        return seeds
 
     @model_validator(mode="after")
     def _exclude_names_axes(self):
@@ -161,13 +185,58 @@ def parse_overrides(overrides: list[str]) -> tuple[list[tuple[str, Any]], list[t
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
-            problems.append(("", f"override {item!r} is not of the form key=value"))
+            problems.append(("", f"override {_short(item)} is not of the form key=value"))
             continue
         try:
-            parsed.append((key.strip(), yaml.safe_load(raw)))
-        except yaml.YAMLError as exc:
-            problems.append((key.strip(), f"override value {raw!r} is not valid YAML: {exc}"))
+            parsed.append((key.strip(), _yaml(raw, "override")))
+        except ValueError as exc:
+            problems.append((key.strip()[:80], f"override {_short(item)}: {exc}"))
     return parsed, problems
+
+
+MAX_SPEC_BYTES = 10 * 2**20  # a spec is text a person writes
+MAX_SPEC_NODES = 1_000_000  # values in a spec, aliases expanded (a YAML "billion laughs" stops here)
+
+
+def _yaml(text: str, name: str):
+    """Safe-loaded YAML; ValueError naming ``name``, the line and column, and the problem."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = " ".join(str(p) for p in (exc.context, exc.problem) if p)
+        raise ValueError(f"{name}{where}: malformed YAML ({problem or exc})") from None
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{name}: malformed YAML ({exc})") from None
+    except ValueError as exc:  # e.g. an integer of more digits than Python converts
+        digits = re.search(r"value has (\d+) digits", str(exc))
+        problem = f"an integer of {digits[1]} digits is out of range (at most 2**63 - 1)" if digits else str(exc)
+        raise ValueError(f"{name}: {problem}") from None
+    except RecursionError:
+        raise ValueError(f"{name}: nested too deeply") from None
+    _count_nodes(data, name)
+    return data
+
+
+def _short(text: str, limit: int = 60) -> str:
+    """``text`` quoted, shortened to about ``limit`` characters."""
+    return repr(text) if len(text) <= limit else repr(text[:limit]) + f"... ({len(text):,} characters)"
+
+
+def _count_nodes(data, name: str) -> None:
+    """ValueError if ``data`` holds more than MAX_SPEC_NODES values (shared aliases counted each time)."""
+    stack, count = [(data, 0)], 0
+    while stack:
+        node, depth = stack.pop()
+        count += 1
+        if count > MAX_SPEC_NODES or depth > 100:
+            what = f"more than {MAX_SPEC_NODES:,} values" if count > MAX_SPEC_NODES else "more than 100 levels"
+            raise ValueError(f"{name}: holds {what} (YAML aliases counted each time they are used)")
+        if isinstance(node, dict):
+            stack += [(k, depth + 1) for k in node] + [(v, depth + 1) for v in node.values()]
+        elif isinstance(node, list):
+            stack += [(v, depth + 1) for v in node]
 
 
 def read_spec_file(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict:
@@ -182,11 +251,12 @@ def read_spec_file(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict:
     path = Path(path)
     if not path.is_file():
         where = f" (base of {_seen[-1]})" if _seen else ""
-        raise SpecError([("base" if _seen else "", f"spec file not found: {path}{where}")])
+        what = "is a folder, not a spec file" if path.is_dir() else "not found"
+        raise SpecError([("base" if _seen else "", f"spec file {what}: {path}{where}")])
     try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise SpecError([("", f"malformed YAML: {exc}")], source=str(path)) from None
+        data = _yaml(_spec_text(path), str(path))
+    except ValueError as exc:
+        raise SpecError([("", str(exc))], source=str(path)) from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -204,6 +274,25 @@ def read_spec_file(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict:
     merged = merge(read_spec_file(base_path, chain), {k: v for k, v in data.items() if k != "base"})
     merged["base"] = str(base_path)
     return merged
+
+
+def _spec_text(path: Path) -> str:
+    """A spec file's text: UTF-8 (a byte-order mark is allowed); ValueError naming the file otherwise."""
+    try:
+        size = path.stat().st_size
+        if size > MAX_SPEC_BYTES:
+            raise ValueError(f"{path}: {size:,} bytes is too big for a spec (at most {MAX_SPEC_BYTES:,})")
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ValueError(
+            f"{path}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at line {line}); "
+            "save the spec as UTF-8 (e.g. iconv -f latin1 -t utf-8)"
+        ) from None
 
 
 def merge(base: dict, override: dict) -> dict:
@@ -274,6 +363,18 @@ def load_spec(spec: str | Path | dict | Spec, overrides: list[str] | None = None
         problems += problems_from_validation(err, Spec)
         problems += unknown_axis_keys(raw.get("sweep"))
         raise SpecError(problems, source=source) from None
+    if validated.sweep.run_count() > MAX_RUNS:
+        sweep = validated.sweep
+        axes = [f"{k} ({len(v)})" for k, v in sweep.grid.items()]
+        axes += [f"zip ({len(next(iter(sweep.zip.values())))})"] if sweep.zip else []
+        seeds = sweep.seeds if isinstance(sweep.seeds, int) else len(sweep.seeds)
+        problems.append(
+            (
+                "sweep",
+                f"expands to {validated.sweep.run_count():,} runs ({' x '.join([*axes, f'seeds ({seeds})'])}); "
+                f"one spec runs at most {MAX_RUNS:,}: split it into several specs and output folders",
+            )
+        )
     if problems:
         raise SpecError(problems, source=source)
     return validated, raw

@@ -99,23 +99,42 @@ class Store:
         self.path = db_path(path)
         self._only: frozenset[str] | None = None
         self._only_table = ""
+        self._writer = create
         if not create and not self.path.is_file():
             raise FileNotFoundError(f"no results store at {self.path}")
         if self.path.is_file() and self.path.stat().st_size == 0:
             raise StoreError(f"{self.path} is empty (0 bytes): not a learnlab store; move it away or use another --out")
         try:
             if create:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
+                if not self.path.exists():
+                    _create(self.path)
                 self._conn = sqlite3.connect(self.path, isolation_level=None, timeout=60, check_same_thread=False)
-                self._check_schema(new_ok=True)
+            else:
+                self._conn = _read_only(self.path)
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path} cannot be opened ({exc}); nothing was changed") from None
+        self._conn.text_factory = self._text
+        try:
+            self._check_schema(new_ok=create)
+            if create:
                 self._conn.execute("PRAGMA journal_mode=WAL")
                 self._conn.execute("PRAGMA synchronous=NORMAL")
                 self._conn.executescript(_SCHEMA)
-            else:
-                self._conn = _read_only(self.path)
-                self._check_schema(new_ok=False)
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(f"{self.path} is not a usable learnlab store ({exc}); nothing was changed") from None
+        except (sqlite3.DatabaseError, StoreError, UnicodeDecodeError) as exc:
+            self._conn.close()
+            if isinstance(exc, StoreError):
+                raise
+            why = "its schema is garbled" if isinstance(exc, UnicodeDecodeError) else str(exc)
+            raise StoreError(f"{self.path} is not a usable learnlab store ({why}); nothing was changed") from None
+
+    def _text(self, raw: bytes) -> str:
+        """Text cells are UTF-8; anything else means the file was damaged (StoreError, not a crash)."""
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise StoreError(
+                f"{self.path} is damaged (a text cell is not UTF-8); restore the file, or run into another --out"
+            ) from None
 
     def _check_schema(self, new_ok: bool) -> None:
         """StoreError unless the file is a learnlab store (or, if ``new_ok``, an empty SQLite file)."""
@@ -131,7 +150,7 @@ class Store:
         writer checks before it adds to a store, a reader finds damage as it reads)."""
         try:
             (check,) = self._conn.execute("PRAGMA quick_check").fetchone()
-        except sqlite3.DatabaseError as exc:
+        except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
             check = str(exc)
         if check != "ok":
             raise StoreError(f"{self.path} is damaged ({check}); nothing was changed: restore it or use another --out")
@@ -251,7 +270,10 @@ class Store:
     def outcomes(self) -> dict[str, tuple[dict, str, int | None]]:
         """run_id -> (resolved config, status, last step reached)."""
         query = "SELECT run_id, config, status, step FROM runs" + self._where()
-        return {rid: (json.loads(cfg), status, step) for rid, cfg, status, step in self._conn.execute(query)}
+        return {
+            rid: (self._decoded(cfg, rid, "config"), status, step)
+            for rid, cfg, status, step in self._conn.execute(query)
+        }
 
     def copy_run(self, source: str, target: str) -> None:
         """Record run ``source``'s outcome and whole history as run ``target``'s (one transaction).
@@ -285,7 +307,7 @@ class Store:
     def configs(self) -> dict[str, dict]:
         """run_id -> resolved config."""
         query = "SELECT run_id, config FROM runs" + self._where()
-        return {rid: json.loads(cfg) for rid, cfg in self._conn.execute(query)}
+        return {rid: self._decoded(cfg, rid, "config") for rid, cfg in self._conn.execute(query)}
 
     def runs(self):
         """One row per run: run_id, status, error, step, diverged_at, times, flattened config,
@@ -308,9 +330,9 @@ class Store:
         ):
             diverged_at = step if status == "diverged" else math.nan
             row = dict(zip(RUN_COLUMNS, (rid, status, name, error, step, diverged_at, started, finished, artifacts)))
-            row.update(flatten(json.loads(cfg)))
-            row.update(json.loads(final) if final else {})
-            for c, s in (json.loads(thresholds) if thresholds else {}).items():
+            row.update(flatten(self._decoded(cfg, rid, "config")))
+            row.update(self._decoded(final, rid, "final") if final else {})
+            for c, s in (self._decoded(thresholds, rid, "thresholds") if thresholds else {}).items():
                 row[f"steps_to/{c}"] = math.nan if s is None else s
             rows.append(row)
         frame = pd.DataFrame(rows)
@@ -318,6 +340,19 @@ class Store:
             if not frame.empty and name not in frame:
                 frame[name] = math.nan
         return frame
+
+    def _decoded(self, text, run_id: str, column: str) -> dict:
+        """A JSON object of a run's row; StoreError if the store holds something else there."""
+        try:
+            value = json.loads(text)
+        except (TypeError, ValueError):
+            value = None
+        if not isinstance(value, dict):
+            raise StoreError(
+                f"{self.path} is damaged: the {column} of run {str(run_id)[:40]!r} is not readable; "
+                "restore the file, or run into another --out"
+            )
+        return value
 
     def _metric_names(self) -> list[str]:
         query = "SELECT DISTINCT name FROM metrics" + self._where() + " ORDER BY name"
@@ -372,6 +407,14 @@ class Store:
         return grid(self, metric, axes, reduce=reduce)
 
     def close(self) -> None:
+        """Close the connection; a writer leaves the file in rollback-journal mode (no ``-wal`` and
+        ``-shm`` files beside it, so readers of a finished store create none), when no reader is
+        connected (otherwise it stays in WAL mode, as readers expect)."""
+        if self._writer:
+            try:
+                self._conn.execute("PRAGMA journal_mode=DELETE")
+            except sqlite3.DatabaseError:
+                pass
         self._conn.close()
 
     def __enter__(self):
@@ -414,6 +457,30 @@ def flatten(tree: dict, prefix: str = "") -> dict:
 def open_store(path: str | Path) -> Store:
     """Open the results store of an output folder (or a ``.db`` file) for reading."""
     return Store(path)
+
+
+def _create(path: Path) -> None:
+    """A new store at ``path``, whole or not at all: made beside it, then linked into place (a
+    kill while it is made leaves a temporary file, never an empty or half-made store)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for left in path.parent.glob(f".{path.name}.*.new"):  # by a writer killed while it made one
+        left.unlink(missing_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.new")
+    conn = sqlite3.connect(tmp, isolation_level=None)
+    try:
+        conn.executescript(_SCHEMA)
+        conn.execute("PRAGMA journal_mode=WAL")
+    finally:
+        conn.close()
+    try:
+        os.link(tmp, path)  # fails if a store appeared meanwhile: that one is kept
+    except FileExistsError:
+        pass
+    except OSError:  # a file system without hard links
+        if not path.exists():
+            os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _read_only(path: Path) -> sqlite3.Connection:

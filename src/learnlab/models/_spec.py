@@ -8,20 +8,19 @@ from typing import Any, Literal
 from pydantic import (
     Field,
     NonNegativeInt,
-    PositiveInt,
     ValidationInfo,
     field_validator,
     model_serializer,
     model_validator,
 )
 
-from learnlab._spec_base import Section, per_member, seeding
+from learnlab._spec_base import Depth, Section, Small, Width, per_member, seeding
 from learnlab.models._param import PARAMETERIZATIONS
-from learnlab.models._stack import ACTIVATIONS
 
-__all__ = ["ModelSpec", "ParamSpec", "MODEL_NAMES"]
+__all__ = ["ModelSpec", "ParamSpec", "MODEL_NAMES", "ACTIVATION_NAMES"]
 
 MODEL_NAMES = ("mlp", "cnn")
+ACTIVATION_NAMES = ("relu", "tanh", "gelu", "silu", "linear")  # models._stack.ACTIVATIONS, without torch
 # keys that shape learnlab's own models; a user model takes its settings from ``options``
 _BUILTIN_ONLY = (
     "init",
@@ -82,8 +81,8 @@ class ModelSpec(Section):
     # "init" (the architecture): runs in other parameterizations or init schemes share it
     name: str = seeding("init", default="mlp")
     options: dict[str, Any] = seeding("init", default_factory=dict)  # keyword arguments of a user model's factory
-    width: PositiveInt = seeding("init", default=256)
-    depth: PositiveInt = seeding("init", default=2)  # number of hidden layers (cnn: convolutions)
+    width: Width = seeding("init", default=256)
+    depth: Depth = seeding("init", default=2)  # number of hidden layers (cnn: convolutions)
     activation: str = seeding("init", default="relu")
     bias: bool = seeding("init", default=True)
     param: str | ParamSpec = per_member("sp", examples=("sp", "mup"))
@@ -93,8 +92,8 @@ class ModelSpec(Section):
     center: bool = False  # f(x) - f_0(x): zero output at initialisation
     init: Literal["torch", "lecun", "he"] = "torch"  # the init scheme (docs/parameterizations.md)
     init_seed: int | None = per_member(None, examples=(None, 7))  # this initial draw instead of the derived one
-    kernel_size: PositiveInt = seeding("init", default=3)  # cnn
-    image_shape: list[PositiveInt] | None = seeding("init", default=None)  # cnn: [channels, height, width]
+    kernel_size: Small = seeding("init", default=3)  # cnn
+    image_shape: list[Width] | None = seeding("init", default=None)  # cnn: [channels, height, width]
 
     @field_validator("name")
     @classmethod
@@ -136,8 +135,8 @@ class ModelSpec(Section):
     @field_validator("activation")
     @classmethod
     def _known_activation(cls, value: str) -> str:
-        if value not in ACTIVATIONS:
-            raise ValueError(f"unknown activation {value!r}; valid: {', '.join(ACTIVATIONS)}")
+        if value not in ACTIVATION_NAMES:
+            raise ValueError(f"unknown activation {value!r}; valid: {', '.join(ACTIVATION_NAMES)}")
         return value
 
     @field_validator("param")

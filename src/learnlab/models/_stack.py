@@ -22,6 +22,7 @@ from torch.func import functional_call
 
 from learnlab.models._param import Parameterization, get_parameterization
 from learnlab.models._scaling import SCALING_ATTR
+from learnlab.models._spec import ACTIVATION_NAMES
 
 __all__ = ["Stack", "StackedModel", "layer_names", "check_positive", "stacked_matmul", "ACTIVATIONS"]
 
@@ -80,6 +81,7 @@ ACTIVATIONS = {  # module-level functions, so models pickle
     "silu": nn.functional.silu,
     "linear": _identity,
 }
+assert tuple(ACTIVATIONS) == ACTIVATION_NAMES  # the names specs are validated against (without torch)
 
 
 def stacked_matmul(h: torch.Tensor, w: torch.Tensor) -> torch.Tensor:

@@ -8,28 +8,39 @@
 - ``mnist1d``: generated locally by the ``mnist1d`` package (Greydanus, 2020).
 
 Files are looked for in ``task.data_dir``, else in ``$LEARNLAB_DATA``, in the folder itself
-and in the usual sub-folders (``<root>/<name>``, torchvision's ``MNIST/raw`` ...).
+and in the usual sub-folders (``<root>/<name>``, torchvision's ``MNIST/raw`` ...), and checked
+against their formats when a spec is validated (``check_files``), before any run starts.
+Runs never download: ``learnlab data fetch NAME --to DIR`` (``learnlab.tasks.fetch``) does.
 """
 
 from __future__ import annotations
 
 import functools
-import gzip
 import importlib
-import importlib.util
 import os
-import pickle
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
 
 import numpy as np
 
+from learnlab.tasks._dataset_formats import (
+    REPLACE,
+    DamagedFileError,
+    DatasetFilesError,
+    check_idx_images,
+    check_idx_labels,
+    load_cifar_batch,
+    read_idx,
+)
+
 __all__ = [
     "DatasetInfo",
     "DATASETS",
     "DatasetFilesError",
     "find_files",
+    "check_files",
     "read_idx",
     "load_cifar_batch",
     "load_raw",
@@ -108,15 +119,20 @@ DATASETS = {
 }
 
 
-class DatasetFilesError(ValueError):
-    """A dataset's files are missing or malformed."""
+def default_data_dir() -> Path:
+    """Where datasets are without ``task.data_dir`` (and where ``learnlab data fetch`` puts them
+    without ``--to``): ``$LEARNLAB_DATA``, else a per-user cache (``$XDG_CACHE_HOME/learnlab/data``,
+    ``~/.cache/learnlab/data`` when that is unset)."""
+    if os.environ.get(ENV_VAR):
+        return Path(os.environ[ENV_VAR]).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache).expanduser() / "learnlab" / "data"
 
 
 def _roots(data_dir: str | os.PathLike | None) -> list[Path]:
     if data_dir is not None:
         return [Path(data_dir).expanduser()]
-    env = os.environ.get(ENV_VAR)
-    return [Path(env).expanduser()] if env else []
+    return [default_data_dir()]
 
 
 def _present(folder: Path, name: str, gz_ok: bool) -> Path | None:
@@ -144,89 +160,76 @@ def find_files(name: str, data_dir: str | os.PathLike | None = None) -> dict[str
             if all(paths.values()):
                 return cast("dict[str, Path]", paths)  # every file present
     expected = ", ".join(f + ("[.gz]" if gz_ok else "") for f in info.files)
-    if not roots:
-        where = f"no data folder is set: set task.data_dir or the {ENV_VAR} environment variable"
+    where = "looked in: " + ", ".join(looked)
+    if data_dir is None and not os.environ.get(ENV_VAR):
+        get = (
+            f"get them with `learnlab data fetch {name}` (into {_quoted(roots[0])}, where runs look when neither "
+            f"task.data_dir nor {ENV_VAR} is set), or point task.data_dir at a folder that has them"
+        )
     else:
-        where = "looked in: " + ", ".join(looked)
+        get = f"get them with `learnlab data fetch {name} --to {_quoted(roots[0])}` (or copy the official files there)"
     raise DatasetFilesError(
         f"dataset {name!r} needs the files {expected} in one folder; {where}. "
-        "learnlab never downloads: copy the official files there (or point task.data_dir at them)"
+        f"learnlab never downloads during a run: {get}"
     )
 
 
-# IDX type codes (LeCun's format): 0x08 ubyte, 0x09 byte, 0x0B short, 0x0C int, 0x0D float, 0x0E double
-_IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+def _quoted(path: Path) -> str:
+    return shlex.quote(str(path))
 
 
-def read_idx(path: str | os.PathLike) -> np.ndarray:
-    """Parse an IDX file (gzipped if its name ends in .gz): magic 0 0 type ndim, big-endian dims, data.
+def check_files(name: str, data_dir: str | os.PathLike | None = None) -> dict[str, Path]:
+    """``find_files``, then every file checked against its format in bounded memory.
+
+    IDX files (mnist, fashion_mnist): the header first; images (n, 28, 28) uint8 with n at
+    most the official split's, data exactly as long as the header says (a plain file's size is
+    compared, a gzipped one decompressed in chunks up to that length + 1 byte, so a gzip bomb
+    is refused after a few kilobytes); labels (n,) in [0, classes), as many as the images.
+    CIFAR-10: each batch through the restricted unpickler after a size check, (n, 3072) uint8
+    data and n labels in [0, 10). A set of files is checked once per process: the result is
+    cached by every file's (path, size, mtime), so a sweep of 10,000 runs reads them once.
 
     Raises:
-        DatasetFilesError: if the header or the size is wrong.
+        DatasetFilesError: files missing (as ``find_files``), or one problem per damaged file
+            (``problems``), each ``<file>: <what is wrong>; <what to do>``.
     """
-    path = Path(path)
-    if path.suffix == ".gz":
-        with gzip.open(path, "rb") as fh:
-            raw = fh.read()
-    else:
-        raw = path.read_bytes()
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_TYPES:
-        raise DatasetFilesError(
-            f"{path} is not an IDX file (bad magic number {raw[:4]!r}; expected 00 00 <type> <ndim>)"
-        )
-    ndim = raw[3]
-    dims = tuple(int(v) for v in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
-    dtype = np.dtype(_IDX_TYPES[raw[2]])
-    start = 4 + 4 * ndim
-    expected = start + int(np.prod(dims)) * dtype.itemsize
-    if len(raw) != expected:
-        raise DatasetFilesError(f"{path}: IDX header says {dims} values ({expected} bytes), the file has {len(raw)}")
-    return np.frombuffer(raw, dtype=dtype, offset=start).reshape(dims).astype(dtype.newbyteorder("="))
+    paths = find_files(name, data_dir)
+    stamps = tuple((f, str(p), st.st_size, st.st_mtime_ns) for f, p in paths.items() for st in (p.stat(),))
+    fix = f"delete it and fetch the official files: learnlab data fetch {name} --to {_quoted(_roots(data_dir)[0])}"
+    problems = _checked(name, stamps, fix)
+    if problems:
+        raise DatasetFilesError(*problems)
+    return paths
 
 
-class _ArraysOnly(pickle.Unpickler):
-    """Unpickles plain containers and numpy arrays; refuses every other global (no code runs)."""
+@functools.lru_cache(maxsize=64)
+def _checked(name: str, stamps: tuple[tuple[str, str, int, int], ...], fix: str) -> tuple[str, ...]:
+    """The problems of a set of files, given as (official name, path, size, mtime) each."""
+    info = DATASETS[name]
+    paths = {f: Path(p) for f, p, _, _ in stamps}
+    problems: list[str] = []
 
-    ALLOWED = {
-        ("numpy.core.multiarray", "_reconstruct"),
-        ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy", "ndarray"),
-        ("numpy", "dtype"),
-        ("_codecs", "encode"),
-    }
+    def attempt(check, *args):
+        try:
+            return check(*args)
+        except DamagedFileError as exc:  # advice to fetch the official files, unless it is about permissions
+            problems.append(str(exc.with_fix(fix) if exc.fix == REPLACE else exc))
+            return None
 
-    def find_class(self, module, name):
-        if (module, name) not in self.ALLOWED:
-            raise pickle.UnpicklingError(
-                f"global '{module}.{name}' is not allowed (only numpy arrays and plain containers)"
+    if name == "cifar10":
+        for path in paths.values():
+            attempt(load_cifar_batch, path, info.classes)
+        return tuple(problems)
+    for split, most in (("train", info.train_size), ("t10k", info.test_size)):
+        images, labels = paths[f"{split}-images-idx3-ubyte"], paths[f"{split}-labels-idx1-ubyte"]
+        n_images = attempt(check_idx_images, images, info.shape[1:], most)
+        n_labels = attempt(check_idx_labels, labels, info.classes, most)
+        if n_images is not None and n_labels is not None and n_images != n_labels:
+            problems.append(
+                f"{labels}: {n_labels} labels but {images.name} holds {n_images} images "
+                f"(the two files of a split must match); {fix}"
             )
-        if module == "numpy.core.multiarray":  # numpy >= 2 moved it; avoid the deprecated alias
-            module = "numpy._core.multiarray" if importlib.util.find_spec("numpy._core") else module
-        return getattr(importlib.import_module(module), name)
-
-
-def load_cifar_batch(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
-    """One CIFAR-10 python batch: (images (n, 3, 32, 32) uint8, labels (n,) int64).
-
-    Raises:
-        DatasetFilesError: if the file holds anything but plain containers and arrays
-            (a malicious pickle is refused before any of its code can run) or lacks the keys.
-    """
-    try:
-        with open(path, "rb") as fh:
-            batch = _ArraysOnly(fh, encoding="bytes").load()
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as exc:
-        raise DatasetFilesError(f"refused to load {path}: {exc}") from None
-    if not isinstance(batch, dict):
-        raise DatasetFilesError(f"{path}: expected a dict with b'data' and b'labels', got {type(batch).__name__}")
-    batch = {k.decode() if isinstance(k, bytes) else k: v for k, v in batch.items()}
-    data, labels = batch.get("data"), batch.get("labels")
-    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
-        raise DatasetFilesError(f"{path}: expected 'data' as a (n, 3072) uint8 array")
-    labels = np.asarray(labels, dtype=np.int64)
-    if labels.shape != (data.shape[0],):
-        raise DatasetFilesError(f"{path}: {data.shape[0]} images but {labels.shape} labels")
-    return data.reshape(-1, 3, 32, 32), labels
+    return tuple(problems)
 
 
 def load_raw(name: str, data_dir: str | os.PathLike | None = None):
@@ -244,14 +247,11 @@ def load_raw(name: str, data_dir: str | os.PathLike | None = None):
 @functools.lru_cache(maxsize=4)
 def _load_raw_cached(name: str, root: str | None):
     if name in ("mnist", "fashion_mnist"):
-        paths = find_files(name, root)
+        paths = check_files(name, root)  # shapes, sizes and label ranges (cached since the spec was validated)
         xs = [read_idx(paths[f]) for f in _IDX_FILES]
-        for images, labels, f in ((xs[0], xs[1], "train"), (xs[2], xs[3], "t10k")):
-            if images.ndim != 3 or labels.shape != (images.shape[0],):
-                raise DatasetFilesError(f"{name} {f} files: {images.shape} images but {labels.shape} labels")
         return xs[0][:, None], xs[1].astype(np.int64), xs[2][:, None], xs[3].astype(np.int64), 255.0
     if name == "cifar10":
-        paths = find_files(name, root)
+        paths = check_files(name, root)
         train = [load_cifar_batch(paths[f]) for f in _CIFAR_FILES[:5]]
         tx, ty = load_cifar_batch(paths["test_batch"])
         return np.concatenate([b[0] for b in train]), np.concatenate([b[1] for b in train]), tx, ty, 255.0

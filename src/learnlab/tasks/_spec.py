@@ -10,11 +10,11 @@ from __future__ import annotations
 import importlib.util
 from typing import Literal
 
-from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveInt, ValidationError, model_validator
+from pydantic import Field, NonNegativeFloat, NonNegativeInt, ValidationError, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from learnlab._spec_base import Section, per_member, seeding
-from learnlab.tasks._datasets import DATASETS, DatasetFilesError, find_files
+from learnlab._spec_base import Samples, Section, per_member, seeding
+from learnlab.tasks._datasets import DATASETS, DatasetFilesError, check_files
 from learnlab.tasks._spec_inputs import InputsSpec
 from learnlab.tasks._spec_targets import TargetSpec, target_indices
 
@@ -59,8 +59,8 @@ class TaskSpec(Section):
     noise: NonNegativeFloat = per_member(
         0.0, examples=(0.0, 0.1), description="label noise: Gaussian std, or flip probability for classes"
     )
-    n_train: PositiveInt | None = Field(None, description="fixed training sample size; null = online (datasets: all)")
-    n_test: PositiveInt | None = Field(2048, description="test sample size (datasets: default all)")
+    n_train: Samples | None = Field(None, description="fixed training sample size; null = online (datasets: all)")
+    n_test: Samples | None = Field(2048, description="test sample size (datasets: default all)")
 
     @model_validator(mode="before")
     @classmethod
@@ -153,10 +153,11 @@ class TaskSpec(Section):
         if info is not None and info.files:
             if "data_dir" not in failed:  # else where to look is unknown
                 assert self.dataset is not None  # info is that of the dataset
-                try:
-                    find_files(self.dataset, self.data_dir)
+                try:  # present, and each file's header, size and labels as the format says (cached)
+                    check_files(self.dataset, self.data_dir)
                 except DatasetFilesError as exc:
-                    problems.append(("data_dir" if self.data_dir is not None else "dataset", str(exc)))
+                    key = "data_dir" if self.data_dir is not None else "dataset"
+                    problems += [(key, msg) for msg in exc.problems]
         elif info is not None and self.data_dir is not None:
             problems.append(("data_dir", f"dataset {self.dataset!r} has no files; remove data_dir"))
         module = {"digits": "sklearn", "mnist1d": "mnist1d"}.get(self.dataset) if self.dataset is not None else None

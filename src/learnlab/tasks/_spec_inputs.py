@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Union, get_args
 
-from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt, model_validator
+from pydantic import Field, NonNegativeFloat, PositiveFloat, model_validator
 
-from learnlab._spec_base import Section
+from learnlab._spec_base import Section, Width
 
 __all__ = [
     "InputsSpec",
@@ -25,7 +25,7 @@ class GaussianInputsSpec(Section):
     """x ~ N(0, diag(spectrum)); N(0, I_d) by default."""
 
     name: Literal["gaussian"]
-    d: PositiveInt = _D
+    d: Width = _D
     spectrum: list[PositiveFloat] | None = Field(
         None, description="covariance eigenvalues lambda_0..lambda_{d-1}, x_i = sqrt(lambda_i) z_i (default all 1)"
     )
@@ -43,7 +43,7 @@ class PowerLawGaussianInputsSpec(Section):
     """x ~ N(0, diag(lambda)), lambda_i proportional to (i + offset)^(-alpha), summing to 1 (seed 002)."""
 
     name: Literal["power_law_gaussian"]
-    d: PositiveInt = _D
+    d: Width = _D
     alpha: NonNegativeFloat = Field(2.0, description="decay exponent of the covariance spectrum")
     offset: PositiveFloat = Field(6.0, description="index offset: lambda_i ~ (i + offset)^(-alpha)")
 
@@ -52,21 +52,21 @@ class HypercubeInputsSpec(Section):
     """x uniform on the Boolean hypercube {-1, +1}^d."""
 
     name: Literal["hypercube"]
-    d: PositiveInt = _D
+    d: Width = _D
 
 
 class SphereInputsSpec(Section):
     """x uniform on the sphere of radius sqrt(d)."""
 
     name: Literal["sphere"]
-    d: PositiveInt = _D
+    d: Width = _D
 
 
 class BoxInputsSpec(Section):
     """x uniform on [low, high]^d (seed 001: [-1/2, 1/2]); d <= 2 also has an evaluation grid."""
 
     name: Literal["box"]
-    d: PositiveInt = _D
+    d: Width = _D
     low: float = Field(-0.5, description="lower end of every coordinate")
     high: float = Field(0.5, description="upper end of every coordinate")
 

@@ -13,12 +13,11 @@ from pydantic import (
     NonNegativeFloat,
     NonNegativeInt,
     PositiveFloat,
-    PositiveInt,
     field_validator,
     model_validator,
 )
 
-from learnlab._spec_base import Section, per_member
+from learnlab._spec_base import Samples, Section, Small, Width, per_member
 
 __all__ = ["TargetSpec", "TARGET_SPECS", "HermiteTermSpec", "target_indices", "LabelsKind"]
 
@@ -54,7 +53,7 @@ class StaircaseTargetSpec(Section):
     """Staircase x0 + x0x1 + ... (degree k) or a merged staircase given as index sets; needs hypercube inputs."""
 
     name: Literal["staircase"]
-    degree: PositiveInt | None = Field(None, description="k: the sets [[0], [0,1], ..., [0..k-1]] (seed 000)")
+    degree: Small | None = Field(None, description="k: the sets [[0], [0,1], ..., [0..k-1]] (seed 000)")
     indices: IndexSets | None = Field(None, description="merged staircase: each set adds at most one new index")
     normalize: bool = Field(False, description="divide by sqrt(number of sets) for unit variance")
 
@@ -140,7 +139,7 @@ class MultiIndexTargetSpec(Section):
     """y = g(W x), W: r orthonormal directions; g = product, norm, max, Hermite terms or 'module:attr'."""
 
     name: Literal["multi_index"]
-    r: PositiveInt | None = Field(None, description="number of directions (default: rows of directions, else 2)")
+    r: Small | None = Field(None, description="number of directions (default: rows of directions, else 2)")
     directions: list[list[float]] | None = Field(None, description="r rows of d numbers; random orthonormal if null")
     seed: int | None = per_member(
         None, examples=(None, 1), description="seed of the random directions; null: from the run's seed"
@@ -149,7 +148,7 @@ class MultiIndexTargetSpec(Section):
     terms: list[HermiteTermSpec] | None = Field(
         None, min_length=1, description="g = sum coef h_alpha(p), alpha over j < r"
     )
-    outputs: PositiveInt = Field(1, description="outputs of a user link")
+    outputs: Width = Field(1, description="outputs of a user link")
     labels: LabelsKind = _LABELS
 
     @model_validator(mode="after")
@@ -190,12 +189,12 @@ class TeacherTargetSpec(Section):
     """A frozen random ReLU MLP (seed 001): weights and biases U(-1/2, 1/2), or Gaussian."""
 
     name: Literal["teacher"]
-    widths: list[PositiveInt] = Field(description="hidden widths, e.g. [32, 32, 32, 32, 32]")
+    widths: list[Width] = Field(description="hidden widths, e.g. [32, 32, 32, 32, 32]")
     seed: int | None = per_member(
         None, examples=(None, 1), description="teacher seed (same seed, same teacher); null: from the run's seed"
     )
     init: Literal["uniform", "gaussian"] = Field("uniform", description="uniform = U(-1/2, 1/2); gaussian = He")
-    outputs: PositiveInt = Field(1, description="output units")
+    outputs: Width = Field(1, description="output units")
     labels: LabelsKind = _LABELS
 
 
@@ -211,13 +210,13 @@ class PowerLawTargetSpec(Section):
     """Seed 002: the first cutoff_mode Hermite monomials by kernel eigenvalue, v_k ~ (k + yoffset)^(-beta/2)."""
 
     name: Literal["power_law"]
-    cutoff_mode: PositiveInt = Field(40000, description="number of monomials summed")
+    cutoff_mode: Samples = Field(40000, description="number of monomials summed")
     beta: NonNegativeFloat = Field(1.2, description="v_k^2 decays like k^-beta")
     yoffset: PositiveFloat = Field(1.2, description="v_k = (k + yoffset)^(-beta/2)")
     normalized: bool = Field(True, description="rescale v so that E[y^2] = 1")
     weight_variance: PositiveFloat = Field(1.0, description="sigma_w^2 of the ReLU kernel ordering the modes")
     bias_variance: NonNegativeFloat = Field(1.0, description="sigma_b^2 of the ReLU kernel ordering the modes")
-    kmax: PositiveInt = Field(10, description="largest total degree searched")
+    kmax: Small = Field(10, description="largest total degree searched")
     target_monomials: list[Monomial] | None = Field(
         None, min_length=1, description="learn these monomials instead (equal weights)"
     )
@@ -230,7 +229,7 @@ class CallableTargetSpec(Section):
     name: Literal["callable"]
     function: str = Field(description="'package.module:attr'")
     kwargs: dict[str, Any] = Field(default_factory=dict, description="if given, attr(**kwargs) builds the function")
-    outputs: PositiveInt = Field(1, description="columns the function returns")
+    outputs: Width = Field(1, description="columns the function returns")
     labels: LabelsKind = _LABELS
 
     @field_validator("function")

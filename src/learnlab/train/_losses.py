@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from learnlab.train._names import LOSS_NAMES
+
 __all__ = ["LOSSES", "get_loss"]
 
 
@@ -33,6 +35,7 @@ def logistic(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 LOSSES = {"mse": mse, "cross_entropy": cross_entropy, "hinge": hinge, "logistic": logistic}
+assert tuple(LOSSES) == LOSS_NAMES  # the names specs are validated against (without torch)
 
 
 def get_loss(name_or_fn):

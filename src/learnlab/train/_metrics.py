@@ -16,23 +16,11 @@ from __future__ import annotations
 
 import torch
 
+from learnlab.train._names import METRICS, default_metrics
+
 __all__ = ["METRICS", "MetricAccumulator", "REL_EPS", "default_metrics"]
 
 REL_EPS = 1e-8
-METRICS = ("mse", "l1", "l2", "linf", "rel_mse", "rel_l1", "rel_l2", "rel_linf", "accuracy", "cross_entropy")
-
-
-def default_metrics(loss: str, labels: str = "value") -> list[str]:
-    """The metrics that match a loss and a task's labels (``value``, ``sign`` or ``onehot``).
-
-    cross_entropy: cross_entropy and accuracy; hinge and logistic: accuracy and mse; any other
-    loss: mse, and accuracy too when the labels are classes (+-1 or one-hot).
-    """
-    if loss == "cross_entropy":
-        return ["cross_entropy", "accuracy"]
-    if loss in ("hinge", "logistic"):
-        return ["accuracy", "mse"]
-    return ["mse", "accuracy"] if labels in ("sign", "onehot") else ["mse"]
 
 
 class MetricAccumulator:

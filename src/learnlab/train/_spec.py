@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
     Field,
     NonNegativeFloat,
     NonNegativeInt,
     PositiveFloat,
-    PositiveInt,
     field_validator,
     model_validator,
 )
 
-from learnlab._spec_base import Section, per_member
-from learnlab.train._losses import LOSSES
-from learnlab.train._metrics import METRICS, default_metrics
+from learnlab._spec_base import Section, Steps, Width, per_member
+from learnlab.train._names import LOSS_NAMES, METRICS, default_metrics
 
 if TYPE_CHECKING:
     import torch
@@ -38,7 +36,7 @@ class ScheduleSpec(Section):
 
     name: Literal["constant", "cosine", "exponential", "step"] = "constant"
     final_factor: NonNegativeFloat = 0.0  # cosine / exponential: factor reached at the last step
-    every: PositiveInt = 1000  # step: decay period
+    every: Steps = 1000  # step: decay period
     gamma: PositiveFloat = 0.1  # step: decay factor
     warmup: NonNegativeInt = 0  # linear warmup steps
 
@@ -53,7 +51,7 @@ class ProbeSpec(Section):
     """A measurement taken every ``every`` steps: a built-in name or ``"package.module:attr"``."""
 
     name: str
-    every: PositiveInt = 100
+    every: Steps = 100
     options: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -74,18 +72,18 @@ class TrainSpec(Section):
         default_factory=ScheduleSpec, examples=({"name": "constant"}, {"name": "cosine", "warmup": 5})
     )
     clip_grad_norm: PositiveFloat | None = per_member(None, examples=(None, 0.5))  # as clip_grad_norm_
-    batch_size: PositiveInt = 64
-    steps: PositiveInt | None = None  # online (default 1000) or offline
-    epochs: PositiveInt | None = None  # offline only: steps = epochs * batches per epoch
+    batch_size: Width = 64
+    steps: Steps | None = None  # online (default 1000) or offline
+    epochs: Annotated[int, Field(ge=1, le=10**6)] | None = None  # offline only: steps = epochs * batches per epoch
     loss: str = "mse"
     # null: those that match the loss and the task's labels (see default_metrics), filled in
     # when the run is resolved
     metrics: list[str] | None = None
     eval_sets: list[str] = Field(default_factory=lambda: ["test"])
-    eval_every: PositiveInt = 100
-    large_n: PositiveInt = 1_000_000  # points of the `large` eval set (streamed, never held)
-    grid_points: PositiveInt = 1001  # per axis of the `grid` eval set (box inputs, d <= 2)
-    log_every: PositiveInt = 10  # train/loss is stored every log_every steps
+    eval_every: Steps = 100
+    large_n: Annotated[int, Field(ge=1, le=10**11)] = 1_000_000  # points of the `large` eval set (streamed, never held)
+    grid_points: Annotated[int, Field(ge=2, le=100_000)] = 1001  # per axis of the `grid` eval set (box inputs, d <= 2)
+    log_every: Steps = 10  # train/loss is stored every log_every steps
     thresholds: list[PositiveFloat] = per_member(default_factory=list, examples=([0.5], [0.8, 0.3]))
     # EMA of the train loss, or an eval metric like test/mse
     threshold_metric: str = per_member("train/loss", examples=("train/loss", "test/mse"))
@@ -96,7 +94,7 @@ class TrainSpec(Section):
     diverge_factor: PositiveFloat | None = per_member(DIVERGE_FACTOR, examples=(None, 1.5))
     probes: list[ProbeSpec] = per_member(default_factory=list, examples=([], [{"name": "param_norm", "every": 10}]))
     loggers: list[Literal["tensorboard", "wandb"]] = per_member(default_factory=list, examples=([], ["tensorboard"]))
-    checkpoint_every: PositiveInt | None = per_member(None, examples=(None, 10))  # steps between checkpoints
+    checkpoint_every: Steps | None = per_member(None, examples=(None, 10))  # steps between checkpoints
     save_final: bool = per_member(False, examples=(False, True))  # final weights in OUT/checkpoints/<run_id>.pt
     dtype: Literal["float32", "float64"] = "float32"
     device: str = "cpu"
@@ -118,10 +116,10 @@ class TrainSpec(Section):
     @field_validator("loss")
     @classmethod
     def _known_loss(cls, value: str) -> str:
-        if value in LOSSES:
+        if value in LOSS_NAMES:
             return value
         if ":" not in value:
-            raise ValueError(f"unknown loss {value!r}; valid: {', '.join(LOSSES)} or 'package.module:attr'")
+            raise ValueError(f"unknown loss {value!r}; valid: {', '.join(LOSS_NAMES)} or 'package.module:attr'")
         from learnlab._imports import resolve
 
         if not callable(resolve(value)):  # an import failure raises with its reason
@@ -131,9 +129,10 @@ class TrainSpec(Section):
     @field_validator("probes")
     @classmethod
     def _probes_build(cls, value: list[ProbeSpec]) -> list[ProbeSpec]:
-        from learnlab.train._probes import make_probes
+        if value:  # (probes need torch: a spec without them is validated without it)
+            from learnlab.train._probes import make_probes
 
-        make_probes(value)  # unknown names, bad options and unimportable refs fail here
+            make_probes(value)  # unknown names, bad options and unimportable refs fail here
         return value
 
     @field_validator("metrics")
