@@ -335,9 +335,10 @@ def test_report_is_one_offline_file_with_the_summary_and_every_figure(store, tmp
     assert path == tmp_path / "sub" / "r.html"
     assert "<h1>widths &amp; rates</h1>" in html
     assert_offline(html)
-    # test/mse and train/loss curves, a heatmap, time to 0.3 and to 0.5, loss vs lr, L2 vs L-inf, sharpness
+    # test/mse and train/loss curves, a heatmap, time to 0.3 and to 0.5, loss vs lr, L2 vs L-inf, sharpness,
+    # and the Transfer section's figure (lr along width)
     pngs = images(html)
-    assert len(pngs) == 8 and all(p[:8] == PNG for p in pngs)
+    assert len(pngs) == 9 and all(p[:8] == PNG for p in pngs)
     parser = Tables()
     parser.feed(html)
     status, summary = parser.tables[0], parser.tables[1]
@@ -407,7 +408,7 @@ def test_cli_plot_default_path_and_report(sweep_out):
     result = CliRunner().invoke(app, ["report", str(sweep_out)])
     assert result.exit_code == 0, result.output
     html = (sweep_out / "report.html").read_text()
-    assert len(images(html)) == 8 and str(sweep_out / "report.html") in result.output
+    assert len(images(html)) == 9 and str(sweep_out / "report.html") in result.output
 
 
 @pytest.mark.parametrize(

@@ -193,5 +193,5 @@ def test_coord_check_of_a_user_model_says_what_to_do_instead(tmp_path):
     spec.write_text(yaml.safe_dump(_spec("mlp")))
     result = CliRunner().invoke(app, ["coord-check", str(spec), "--widths", "16,32", "--out", str(tmp_path / "cc")])
     assert result.exit_code == 2
-    assert "coord-check varies model.width of learnlab's mlp or cnn" in result.output
+    assert "coord-check varies model.width of learnlab's mlp, cnn or resmlp" in result.output
     assert not (tmp_path / "cc").exists()

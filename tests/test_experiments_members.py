@@ -38,8 +38,13 @@ BASE = {
 }
 # which optimizer lets a key act (the rest: momentum, whose momentum and lr both act)
 OPTIMIZER = {"train.betas": "adam", "train.eps": "adam"}
-# a rising loss, so that a divergence factor can end a run
-CONTEXT = {"train.diverge_factor": {"train.lr": 1.0}}
+# a rising loss, so that a divergence factor can end a run; a residual network deeper than its base
+RESIDUAL = {"model.name": "resmlp", "model.depth": 2}
+CONTEXT = {
+    "train.diverge_factor": {"train.lr": 1.0},
+    "model.depth_param": RESIDUAL,
+    "model.branch_multiplier": RESIDUAL,
+}
 # keys that change nothing a finished run leaves behind (a checkpoint is removed when its group ends)
 INVISIBLE = {"train.checkpoint_every"}
 

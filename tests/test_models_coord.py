@@ -32,8 +32,9 @@ def _slopes(param, optimizer, lr, steps, seeds):
         optimizer=optimizer,
         lr=lr,
     )
-    assert list(frame.columns) == ["width", "layer", "step", "l1"]
+    assert list(frame.columns) == ["width", "layer", "step", "l1", "delta"]
     assert len(frame) == len(WIDTHS) * 3 * (steps + 1) and set(frame["layer"]) == {"input", "hidden.1", "output"}
+    assert (frame.loc[frame["step"] == 0, "delta"] == 0).all() and (frame.loc[frame["step"] > 0, "delta"] > 0).all()
     return frame, coord_slopes(frame).set_index(["layer", "step"])["slope"]
 
 
@@ -83,7 +84,7 @@ def test_coord_check_cli_writes_csv_and_png(tmp_path, write_spec, tiny_spec):
     )
     assert result.exit_code == 0, result.output
     frame = pd.read_csv(out / "coord_check.csv")
-    assert list(frame.columns) == ["width", "layer", "step", "l1"]
+    assert list(frame.columns) == ["width", "layer", "step", "l1", "delta"]
     assert sorted(frame["width"].unique()) == [16, 32, 64] and sorted(frame["step"].unique()) == [0, 1, 2]
     assert frame["l1"].gt(0).all() and len(frame) == 3 * 3 * 3
     png = (out / "coord_check.png").read_bytes()

@@ -150,6 +150,13 @@ ADAM_LRS = {
     "ntk": lambda n: [n**-0.5, 1 / n, n**-0.5, n**-0.5, n**-0.5, 1.0],
     "mf": lambda n: [1.0, n**-0.5, 1.0, 1.0, 1.0, 1.0],
 }
+# Adam eps factors: the gradient's scale n^-(c_adam - c): muP and NTK (c = 0) as their lrs; mf
+# (c = -1 everywhere, c_adam = (0, 1/2, 0)): 1/n, n^-3/2, 1/n, biases 1/n, 1/n and the output bias 1.
+ADAM_EPS = {
+    "mup": ADAM_LRS["mup"],
+    "ntk": ADAM_LRS["ntk"],
+    "mf": lambda n: [1 / n, n**-1.5, 1 / n, 1 / n, 1 / n, 1.0],
+}
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "adamw"])
@@ -168,7 +175,8 @@ def test_stacked_members_in_different_rows_equal_standalone_torch_adam(optimizer
     for e, (row, seed) in enumerate(zip(rows, seeds)):
         solo = MLP(D, WIDTH, 2, param=row, generators=[torch.Generator().manual_seed(seed)], dtype=torch.float64)
         params = [*solo.weights, *solo.biases]
-        groups = [{"params": [p], "lr": lrs[e] * f} for p, f in zip(params, ADAM_LRS[row](WIDTH))]
+        factors = zip(params, ADAM_LRS[row](WIDTH), ADAM_EPS[row](WIDTH))
+        groups = [{"params": [p], "lr": lrs[e] * f, "eps": 1e-8 * g} for p, f, g in factors]
         cls = torch.optim.AdamW if optimizer == "adamw" else torch.optim.Adam
         ref = cls(groups, lr=lrs[e], weight_decay=wds[e])
         for x, y in batches:
@@ -205,3 +213,25 @@ def test_select_members_keeps_rows_gammas_warmups_and_centering():
         _step(solo, solo_opt, xb[0], yb[0])
     torch.testing.assert_close(model(x)[0], solo(x[0]), rtol=1e-10, atol=1e-12)
     assert copy.deepcopy(model).learnlab_scaling.params[0].name == "ipllr"
+
+
+def test_independent_weight_decay_decays_every_tensor_at_the_base_rate():
+    """adamw with independent decay: lr_l * wd_l = eta * wd for every tensor (muP's hidden lr is
+    eta / n, so its decay is wd * n); a step with zero gradients shrinks every tensor by the
+    same factor 1 - eta * wd. The coupled default decays hidden weights n times slower."""
+    eta, wd = 0.01, 0.1
+    model = MLP(D, WIDTH, 2, param="mup", generators=[torch.Generator().manual_seed(0)], dtype=torch.float64)
+    before = [p.detach().clone() for p in model.parameters()]
+    opt = build_optimizer(model, "adamw", lr=eta, weight_decay=wd, independent_weight_decay=True)
+    for group in opt.param_groups:
+        assert float(group["lr"][0] * group["weight_decay"][0]) == pytest.approx(eta * wd, rel=1e-12), group["name"]
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    opt.step()
+    for p, p0 in zip(model.parameters(), before):
+        torch.testing.assert_close(p.detach(), p0 * (1 - eta * wd), rtol=1e-12, atol=0)
+    coupled = build_optimizer(model, "adamw", lr=eta, weight_decay=wd)
+    hidden = next(g for g in coupled.param_groups if g["name"] == "weights.1")
+    assert float(hidden["lr"][0] * hidden["weight_decay"][0]) == pytest.approx(eta * wd / WIDTH)
+    with pytest.raises(ValueError, match="adamw"):
+        build_optimizer(model, "adam", lr=eta, weight_decay=wd, independent_weight_decay=True)

@@ -1,10 +1,11 @@
 """abc symmetry (Yang & Hu 2021) and the shared initial draw, in float64.
 
 (a, b, c) -> (a + theta, b - theta, c - 2 theta) leaves SGD's trajectory unchanged (the
-effective weights m W start and move identically), and c_adam -> c_adam - theta does
-for Adam up to eps. Tolerances: the two runs differ only by rounding of products with
-powers of the width ratio (a few ulps per step); 1e-5 relative is the issue's bound and
-leaves a margin of ~1e8 over what we see (~1e-13).
+effective weights m W start and move identically), and c_adam -> c_adam - theta with
+eps -> eps + theta (Adam's eps scaled like the gradient) does for Adam. Tolerances: the
+two runs differ only by rounding of products with powers of the width ratio (a few ulps
+per step); 1e-5 relative is the issue's bound and leaves a margin of ~1e8 over what we
+see (~1e-13).
 """
 
 from __future__ import annotations
@@ -75,10 +76,24 @@ def test_sgd_trajectory_is_invariant_under_the_abc_shift(name, lr, theta, optimi
 @pytest.mark.parametrize("depth", [1, 3])
 def test_mup_and_mf_train_identically(optimizer, lr, depth):
     mup, mf = _pair("mup", "mf", width=256, depth=depth)
-    kw = dict(momentum=0.9, eps=1e-12, weight_decay=0.0)  # Adam: eps breaks the symmetry; keep it negligible
+    kw = dict(momentum=0.9, weight_decay=0.0)  # Adam's eps moves with the gradient: the default keeps the symmetry
     first, second = _losses(mup, optimizer, lr, _batches(), **kw), _losses(mf, optimizer, lr, _batches(), **kw)
     assert first[-1] < 0.9 * first[0]
     torch.testing.assert_close(second, first, rtol=1e-5, atol=0)
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "adamw"])
+def test_adam_symmetry_is_exact_with_a_large_eps(optimizer):
+    """eps = 1e-3 is not negligible beside |g| ~ 1/n: muP and mf agree because eps moves with the
+    gradient; with eps left unscaled (exponents 0) the two rows part."""
+    kw = dict(eps=1e-3, weight_decay=0.0)
+    mup, mf = _pair("mup", "mf", width=256, depth=2)
+    first, second = _losses(mup, optimizer, 0.05, _batches(), **kw), _losses(mf, optimizer, 0.05, _batches(), **kw)
+    torch.testing.assert_close(second, first, rtol=1e-5, atol=0)
+    flat = [0.0, 0.0, 0.0]
+    mup, mf = _pair({"like": "mup", "eps": flat}, {"like": "mf", "eps": flat}, width=256, depth=2)
+    first, second = _losses(mup, optimizer, 0.05, _batches(), **kw), _losses(mf, optimizer, 0.05, _batches(), **kw)
+    assert not torch.allclose(second, first, rtol=1e-3, atol=0)
 
 
 def test_ip_differs_from_mf_beyond_one_hidden_layer():

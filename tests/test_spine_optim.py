@@ -50,17 +50,19 @@ def _torch_groups(model: MLP, optimizer: str, lr: float) -> list[dict]:
     """Per-layer lrs written by hand: lr * n^(-c_l) with n0 = 1.
 
     sp: c = 0 everywhere. muP for SGD: c = 0; muP for Adam (MuAdam): c = (1/2, 1, 1/2) on the
-    weights, hidden biases take the input row's 1/2, the output bias 0.
+    weights, hidden biases take the input row's 1/2, the output bias 0. Adam's eps scales with
+    the gradient, n^-(c_adam - c): for muP the same factors as its Adam lrs.
     """
     n = model.width
     if model.params[0].name == "mup" and optimizer in ("adam", "adamw"):
         c_w, c_b = [0.5, 1.0, 0.5], [0.5, 0.5, 0.0]
     else:
         c_w, c_b = [0.0] * 3, [0.0] * 3
+    adam = optimizer in ("adam", "adamw")
     groups = []
     for l in range(3):
-        groups.append({"params": [model.weights[l]], "lr": lr * n ** -c_w[l]})
-        groups.append({"params": [model.biases[l]], "lr": lr * n ** -c_b[l]})
+        for p, c in ((model.weights[l], c_w[l]), (model.biases[l], c_b[l])):
+            groups.append({"params": [p], "lr": lr * n**-c} | ({"eps": 1e-8 * n**-c} if adam else {}))
     return groups
 
 

@@ -411,11 +411,16 @@ def _damage_store(kind: str, seed: int) -> None:
         else:
             data[:16] = b"not a database!!"
         db.write_bytes(bytes(data))
-        with __import__("sqlite3").connect("out/results.db") as conn:  # some cases: a run left unfinished
-            try:
-                conn.execute("UPDATE runs SET status = 'running' WHERE rowid = 1")
-            except Exception:  # noqa: BLE001 - the store is damaged: that is the case
-                pass
+        import sqlite3
+
+        conn = sqlite3.connect("out/results.db")
+        try:  # some cases: a run left unfinished
+            conn.execute("UPDATE runs SET status = 'running' WHERE rowid = 1")
+            conn.commit()
+        except (sqlite3.DatabaseError, UnicodeDecodeError):  # the store is damaged: that is the case
+            pass
+        finally:
+            conn.close()
     else:
         import sqlite3
 

@@ -11,8 +11,12 @@ from learnlab.analysis._figures import (
 )
 from learnlab.analysis._report import report
 from learnlab.analysis._summary import best_at_edge, format_summary, summary_metrics, summary_table
+from learnlab.analysis._transfer import Transfer, TransferFit, transfer
+from learnlab.analysis._transfer_figure import plot_transfer
 
 __all__ = [
+    "Transfer",
+    "TransferFit",
     "best_at_edge",
     "default_metric",
     "fit_power_law",
@@ -23,8 +27,10 @@ __all__ = [
     "plot_loss_vs_lr",
     "plot_sharpness",
     "plot_time_to_threshold",
+    "plot_transfer",
     "report",
     "summary_metrics",
     "summary_table",
+    "transfer",
     "varying_columns",
 ]

@@ -20,6 +20,8 @@ from learnlab.analysis._figures import (
     threshold_columns,
 )
 from learnlab.analysis._summary import best_at_edge, format_summary, summary_metrics, summary_table
+from learnlab.analysis._transfer import transfer_pairs
+from learnlab.analysis._transfer_figure import plot_transfer
 
 __all__ = ["report", "report_figures"]
 
@@ -98,8 +100,11 @@ def report(store, path: str | Path, *, title: str | None = None) -> Path:
 
     Sections: title, runs by status, the summary (as ``learnlab run`` prints it: diverged runs
     and the steps they diverged at, the metrics that match the loss), warnings a reader should
-    see, failures (status failed, diverged or interrupted: grouped by reason), then every
-    figure of :func:`report_figures`.
+    see, failures (status failed, diverged or interrupted: grouped by reason), every figure of
+    :func:`report_figures`, then "Transfer" where the sweep varies a hyperparameter and an axis
+    of :func:`~learnlab.analysis.transfer` (``train.lr``, ``model.gamma`` or ``model.branch_multiplier`` along
+    ``model.width``, ``model.depth``, ``train.batch_size`` or ``train.steps``): its figure and
+    verdict per pair.
 
     Args:
         store: an open :class:`~learnlab.experiments.Store`.
@@ -130,6 +135,7 @@ def report(store, path: str | Path, *, title: str | None = None) -> Path:
         parts.append("<h2>Figures</h2>")
     for caption, plot, kwargs in figures:
         parts.append(_figure(store, caption, plot, kwargs))
+    parts += _transfer(store)
     page = (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>{_e(title)}</title><style>{_STYLE}</style></head>\n<body>\n" + "\n".join(parts) + "\n</body></html>\n"
@@ -193,6 +199,47 @@ def _kind(error) -> str:
     import re
 
     return re.sub(r"[-+]?\d[\d.e+-]*", "#", _reason(error))
+
+
+def _transfer(store) -> list[str]:
+    """The Transfer section: per (axis, hp) pair of :func:`transfer_pairs`, the figure and a table
+    of each group's slope, interval and verdict. Nothing where no pair applies or no run finished."""
+    runs = store.runs()
+    pairs = transfer_pairs(runs)
+    metric = summary_metrics(runs)[0] if pairs else ""
+    if not pairs or metric not in runs or not (runs["status"] == "finished").any():
+        return []
+    parts = [
+        "<h2>Transfer</h2>",
+        "<p>Does the best hyperparameter stay put along the axis? Per axis value, the best value "
+        "(a parabola in log hp around the grid minimum of the seed-mean final loss) with a 95% "
+        "bootstrap interval over seeds; the slope of log hp* on log axis with its interval; "
+        "<code>transfers</code> if that interval lies inside ±tolerance, <code>drifts</code> if "
+        "entirely outside, else <code>inconclusive</code> (also for an optimum at the grid's edge, "
+        "fewer than 2 seeds or a non-convex curve). <code>learnlab transfer OUT --axis A --hp H</code> "
+        "prints the optima.</p>",
+    ]
+    for axis, hp in pairs:
+        buffer = io.BytesIO()
+        _, result = plot_transfer(store, buffer, axis=axis, hp=hp, metric=metric)
+        data = base64.b64encode(buffer.getvalue()).decode("ascii")
+        rows = "".join(
+            f"<tr><td>{_e(label)}</td><td>{_number(fit.slope)}</td>"
+            f"<td style='white-space:nowrap'>[{_number(fit.slope_ci[0])}, {_number(fit.slope_ci[1])}]</td>"
+            f"<td><b>{_e(fit.verdict)}</b></td><td style='text-align:left'>{_e(fit.reason)}</td></tr>"
+            for label, fit in result.groups.items()
+        )
+        caption = f"best {hp} per {axis} ({metric}; tolerance ±{result.tolerance:g})"
+        parts.append(
+            f'<figure><img alt="{_e(caption)}" src="data:image/png;base64,{data}"><figcaption>{_e(caption)}'
+            "</figcaption><table><tr><th>group</th><th>slope</th><th>95% interval</th><th>verdict</th>"
+            f"<th>reason</th></tr>{rows}</table></figure>"
+        )
+    return parts
+
+
+def _number(value: float) -> str:
+    return f"{value:.3f}" if value == value else "-"
 
 
 def _figure(store, caption: str, plot, kwargs: dict) -> str:

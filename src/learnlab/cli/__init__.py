@@ -7,6 +7,7 @@ from learnlab.cli import (
     _plot,  # noqa: F401  (registers plot, report)
     _run,  # noqa: F401  (registers run, status, export, schema)
     _tasks,  # noqa: F401
+    _transfer,  # noqa: F401
 )
 from learnlab.cli._app import app
 

@@ -1,4 +1,4 @@
-"""``learnlab coord-check``: mean |activation| per layer across widths for a spec's model."""
+"""``learnlab coord-check``: mean |activation| per layer across widths (or depths) for a spec's model."""
 
 from __future__ import annotations
 
@@ -12,18 +12,18 @@ from rich.table import Table
 from learnlab.cli._app import app, bad_input, console, store_errors
 
 
-def _parse_widths(text: str) -> list[int]:
+def _parse_sizes(text: str, option: str = "--widths", example: str = "256,512,1024") -> list[int]:
     try:
-        widths = [int(w) for w in text.split(",") if w.strip()]
+        sizes = [int(w) for w in text.split(",") if w.strip()]
     except ValueError:
-        bad_input(f"--widths must be comma-separated integers like 256,512,1024; got {text!r}")
-    if len(widths) < 2 or min(widths) < 1:
-        bad_input(f"--widths needs at least two integers >= 1 (a slope needs two widths); got {text!r}")
-    return sorted(set(widths))
+        bad_input(f"{option} must be comma-separated integers like {example}; got {text!r}")
+    if len(set(sizes)) < 2 or min(sizes) < 1:
+        bad_input(f"{option} needs at least two integers >= 1 that differ (a slope needs two); got {text!r}")
+    return sorted(set(sizes))
 
 
-def _configs(spec: Path, overrides: list[str], widths: list[int]) -> list[dict]:
-    """The spec's first run at each width, validated; bad input exits with code 2."""
+def _configs(spec: Path, overrides: list[str], widths: list[int], axis: str = "width") -> list[dict]:
+    """The spec's first run at each width (or depth), validated; bad input exits with code 2."""
     import warnings
 
     from learnlab.experiments import SpecError, load_spec, plan, validate_config
@@ -37,7 +37,7 @@ def _configs(spec: Path, overrides: list[str], widths: list[int]) -> list[dict]:
             base = plan(raw).runs[0].config
     except SpecError as exc:
         bad_input(str(SpecError(exc.problems, source=str(spec))))
-    if base["model"]["name"] not in ("mlp", "cnn"):
+    if base["model"]["name"] not in ("mlp", "cnn", "resmlp"):
         bad_input(
             str(
                 SpecError(
@@ -45,10 +45,10 @@ def _configs(spec: Path, overrides: list[str], widths: list[int]) -> list[dict]:
                         (
                             "model.name",
                             (
-                                f"coord-check varies model.width of learnlab's mlp or cnn; "
+                                f"coord-check varies model.{axis} of learnlab's mlp, cnn or resmlp; "
                                 f"{base['model']['name']!r} is your own model. Parameterize it with "
                                 "learnlab.apply_parameterization and call learnlab.models.coord_check "
-                                "from Python with a factory of widths"
+                                f"from Python with a factory of {axis}s"
                             ),
                         )
                     ],
@@ -59,11 +59,11 @@ def _configs(spec: Path, overrides: list[str], widths: list[int]) -> list[dict]:
     configs, problems = [], []
     for width in widths:
         config = copy.deepcopy(base)
-        config["model"]["width"] = width
+        config["model"][axis] = width
         try:
             validate_config(config)
         except SpecError as exc:
-            problems += [(p, f"{m} [width {width}]") for p, m in exc.problems]
+            problems += [(p, f"{m} [{axis} {width}]") for p, m in exc.problems]
         configs.append(config)
     if problems:
         bad_input(str(SpecError(problems, source=str(spec))))
@@ -92,16 +92,27 @@ def coord_check_command(
     spec: Annotated[Path, typer.Argument(help="YAML spec; its model and train sections are used (no sweep).")],
     overrides: Annotated[list[str] | None, typer.Argument(help="key=value overrides with dotted keys.")] = None,
     widths: Annotated[str, typer.Option(help="Comma-separated widths.")] = "256,512,1024,2048",
+    depths: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated depths (residual blocks of a resmlp): vary model.depth instead of the width."
+        ),
+    ] = None,
     steps: Annotated[int, typer.Option(min=0, help="Optimizer steps on one fixed batch.")] = 3,
     seeds: Annotated[int, typer.Option(min=1, help="Models per width (l1 is averaged).")] = 3,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("runs/coord_check"),
 ) -> None:
-    """Coordinate check: write OUT/coord_check.csv (width, layer, step, l1) and OUT/coord_check.png.
+    """Coordinate check: write OUT/coord_check.csv (width, layer, step, l1, delta) and OUT/coord_check.png.
 
     l1 = mean |output| of every layer, at initialisation and after each of STEPS steps on one
     batch of train.batch_size points, for models built from the spec's model and train sections
-    (its sweep is ignored; use overrides) at each width. Slopes ~0 (log l1 vs log width) mean
-    the parameterization keeps every layer's coordinates O(1) (muP); growing ones blow up (SP).
+    (its sweep is ignored; use overrides) at each width; delta = mean |change since
+    initialisation|. Slopes ~0 (log l1 vs log width) mean the parameterization keeps every
+    layer's coordinates O(1) (muP); growing ones blow up (SP).
+
+    With --depths, the width stays the spec's and model.depth varies (a resmlp's blocks):
+    OUT/coord_check_depth.csv and .png, layers compared by place (block.1, block.last,
+    branch.last, ...); slopes ~0 under depth_mup and completep.
     """
     import torch
 
@@ -110,8 +121,9 @@ def coord_check_command(
     from learnlab.tasks import make_task
     from learnlab.train import get_loss
 
-    width_list = _parse_widths(widths)
-    configs = _configs(spec, overrides or [], width_list)
+    axis = "width" if depths is None else "depth"
+    width_list = _parse_sizes(widths) if depths is None else _parse_sizes(depths, "--depths", "2,4,8,16,32")
+    configs = _configs(spec, overrides or [], width_list, axis)
     first = configs[0]
     train, dtype = first["train"], getattr(torch, first["train"]["dtype"])
     task = make_task(first["task"])
@@ -134,18 +146,31 @@ def coord_check_command(
         eps=train["eps"],
         weight_decay=train["weight_decay"],
         loss=lambda o, t: loss_fn(o, t).sum(),
+        axis=axis,
     )
     out.mkdir(parents=True, exist_ok=True)
-    frame[["width", "layer", "step", "l1"]].to_csv(out / "coord_check.csv", index=False)
-    model = first["model"]
-    title = f"{model['param'] if isinstance(model['param'], str) else 'custom'}, {train['optimizer']}, lr={train['lr']}"
-    plot_coord_check(frame, out / "coord_check.png", title=title)
-    _print_slopes(coord_slopes(frame))
-    console.print(f"table:  {out / 'coord_check.csv'}\nfigure: {out / 'coord_check.png'}")
+    stem = "coord_check" if axis == "width" else "coord_check_depth"
+    frame[[axis, "layer", "step", "l1", "delta"]].to_csv(out / f"{stem}.csv", index=False)
+    plot_coord_check(frame, out / f"{stem}.png", title=_title(first, axis))
+    _print_slopes(coord_slopes(frame), axis)
+    if axis == "depth":
+        _print_slopes(coord_slopes(frame[frame["step"] > 0], "delta"), axis, "delta")
+    console.print(f"table:  {out / f'{stem}.csv'}\nfigure: {out / f'{stem}.png'}")
 
 
-def _print_slopes(slopes) -> None:
-    table = Table(title="slope of log l1 vs log width (0 = width-independent)")
+def _title(config: dict, axis: str) -> str:
+    model, train = config["model"], config["train"]
+    title = f"{model['param'] if isinstance(model['param'], str) else 'custom'}"
+    if model["name"] == "resmlp":
+        depth_param = model["depth_param"]
+        title += f" x {depth_param if isinstance(depth_param, str) else 'custom depth'}"
+    fixed = f"width {model['width']}, " if axis == "depth" else ""
+    return f"{title}, {fixed}{train['optimizer']}, lr={train['lr']}"
+
+
+def _print_slopes(slopes, axis: str = "width", value: str = "l1") -> None:
+    what = "l1" if value == "l1" else "delta (change since init)"
+    table = Table(title=f"slope of log {what} vs log {axis} (0 = {axis}-independent)")
     steps = sorted(slopes["step"].unique())
     table.add_column("layer")
     for step in steps:
@@ -159,9 +184,9 @@ def _print_slopes(slopes) -> None:
     for step, rows in blown.groupby("step"):
         widths = sorted({int(w) for ws in rows["diverged"] for w in ws.split(",")})
         console.print(
-            f"warning: at step {step} the runs at widths {', '.join(map(str, widths))} blew up (non-finite "
-            "activations): their slopes are fitted on the finite widths only (n/a: fewer than two). Lower the "
-            "learning rate, or this parameterization does not keep these widths stable.",
+            f"warning: at step {step} the runs at {axis}s {', '.join(map(str, widths))} blew up (non-finite "
+            f"activations): their slopes are fitted on the finite {axis}s only (n/a: fewer than two). Lower the "
+            f"learning rate, or this parameterization does not keep these {axis}s stable.",
             style="yellow",
             markup=False,
             soft_wrap=True,

@@ -88,6 +88,7 @@ def build_group(runs: Sequence[Run | dict], device: str | None = None) -> Built:
         weight_decay=[c.train.weight_decay for c in configs],
         betas=[c.train.betas for c in configs],  # tuples already (validated)
         eps=[c.train.eps for c in configs],
+        independent_weight_decay=first.train.independent_weight_decay,
     )
     sample = members[0].stream.sample  # the fixed training set of an offline task (or None); equal sizes
     settings = loop_settings([c.train for c in configs], None if sample is None else sample[0].shape[0])

@@ -94,9 +94,12 @@ def member_memory(run: RunConfig, facts: PlanFacts | None = None) -> list[tuple[
         params += m.depth * m.width + outputs
         activations = 3 * t.batch_size * m.width * height * width * m.depth  # every conv's map, kept for backward
         shape |= {"model.kernel_size": m.kernel_size, "model.image_shape": m.image_shape}
-    else:
-        params = d * m.width + (m.depth - 1) * m.width * m.width + m.width * outputs + m.depth * m.width + outputs
-        activations = 3 * t.batch_size * m.width * (m.depth + 1)
+    else:  # an MLP, or a residual MLP whose hidden layers are its depth * block_depth branch layers (+ read-in)
+        hidden = m.n_layers - 1
+        params = d * m.width + (hidden - 1) * m.width * m.width + m.width * outputs + hidden * m.width + outputs
+        activations = 3 * t.batch_size * m.width * m.n_layers
+        if m.name == "resmlp":
+            shape["model.block_depth"] = m.block_depth
     n_test = task.n_test or 10_000
     data = (n_test + (task.n_train or 0)) * (d + outputs)
     eval_chunk = 2 * 4096 * max(m.width, 1) if not m.user else 0

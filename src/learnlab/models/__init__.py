@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     from learnlab.models._build import OPTIMIZERS, build_optimizer
     from learnlab.models._cnn import CNN
     from learnlab.models._coord import coord_check, coord_slopes, plot_coord_check
+    from learnlab.models._depth import DEPTH_PARAMETERIZATIONS, DepthParameterization, get_depth_parameterization
     from learnlab.models._factory import MODELS, build_model
     from learnlab.models._mlp import ACTIVATIONS, MLP
     from learnlab.models._optim import SGD, Adam, select_members
@@ -23,14 +24,16 @@ if TYPE_CHECKING:
         gamma_lr_factor,
         get_parameterization,
     )
+    from learnlab.models._resmlp import ResMLP
     from learnlab.models._scaling import Scaling, Slot, lr_factors, lr_table, scaling_of
-    from learnlab.models._spec import ModelSpec, ParamSpec
+    from learnlab.models._spec import DepthParamSpec, ModelSpec, ParamSpec
     from learnlab.models._stack import Stack
     from learnlab.models._user import UserStack, as_stack, build_user_members, vectorization_problem
 
 __all__ = [
     "ACTIVATIONS",
     "CNN",
+    "DEPTH_PARAMETERIZATIONS",
     "GAMMA_LR_RULES",
     "LAYER_ROLES",
     "MLP",
@@ -40,9 +43,12 @@ __all__ = [
     "SGD",
     "Adam",
     "BaseWidthWarning",
+    "DepthParamSpec",
+    "DepthParameterization",
     "ModelSpec",
     "ParamSpec",
     "Parameterization",
+    "ResMLP",
     "Scaling",
     "Slot",
     "Stack",
@@ -56,6 +62,7 @@ __all__ = [
     "coord_check",
     "coord_slopes",
     "gamma_lr_factor",
+    "get_depth_parameterization",
     "get_parameterization",
     "lr_factors",
     "lr_table",
@@ -70,6 +77,11 @@ __getattr__, __dir__ = lazy_exports(
     {
         "ACTIVATIONS": "learnlab.models._mlp",
         "CNN": "learnlab.models._cnn",
+        "DEPTH_PARAMETERIZATIONS": "learnlab.models._depth",
+        "DepthParameterization": "learnlab.models._depth",
+        "DepthParamSpec": "learnlab.models._spec",
+        "ResMLP": "learnlab.models._resmlp",
+        "get_depth_parameterization": "learnlab.models._depth",
         "GAMMA_LR_RULES": "learnlab.models._param",
         "LAYER_ROLES": "learnlab.models._apply",
         "MLP": "learnlab.models._mlp",

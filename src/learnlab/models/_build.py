@@ -7,7 +7,10 @@ For parameter tensor l of member e the group's learning rate is
 with c the SGD exponents for ``sgd``/``momentum``/``nesterov`` (momentum is linear in
 the gradients, so SGD's rule holds) and ``c_adam`` for ``adam``/``adamw`` (Tensor
 Programs V; the ``mup`` package's MuSGD / MuAdam). AdamW's decoupled decay
-p <- p (1 - lr_l * wd) uses the scaled lr, as in ``mup``'s MuAdamW.
+p <- p (1 - lr_l * wd) uses the scaled lr, as in ``mup``'s MuAdamW. Adam's eps is scaled
+per tensor too, eps_l = eps * (n / n0)^(-eps_l) (the layer's gradient scale; see
+``Parameterization.exponents``), and in a residual network's branches the depth
+parameterization's lr and eps factors multiply in (:mod:`learnlab.models._depth`).
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ def build_optimizer(
     param_groups: Iterable[dict] | None = None,
     rule: str | None = None,
     ignore_warmup: bool = False,
+    independent_weight_decay: bool = False,
 ) -> torch.optim.Optimizer:
     """One param group per parameter tensor, each with lr * g(gamma) * (n / n0)^(-c_l) per member.
 
@@ -58,6 +62,10 @@ def build_optimizer(
         ignore_warmup: accept a torch optimizer although the parameterization has a
             warm-up (ipllr) that torch's optimizers cannot apply; drive it with
             ``lr_factors`` yourself.
+        independent_weight_decay: ``adamw`` only: every tensor decays by eta * wd per step
+            (eta the base lr, as scheduled), not by its own scaled lr_l * wd: the tensor's
+            weight decay is wd / (lr_l / eta) (Wortsman et al. 2024, "independent" decay;
+            Dey et al. 2025, Table 1: weight decay scaled up as the hidden lr is scaled down).
 
     Returns:
         The optimizer; its groups carry ``name`` (e.g. ``weights.1``) and ``lr`` (E,)
@@ -68,13 +76,20 @@ def build_optimizer(
             optimizer already scaled, or lengths that do not match the members.
     """
     if isinstance(optimizer, torch.optim.Optimizer):
+        if independent_weight_decay:
+            raise ValueError("independent_weight_decay needs optimizer='adamw' (learnlab's), not a torch optimizer")
         return _scale_in_place(model, optimizer, rule, ignore_warmup)
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {optimizer!r}; valid: {', '.join(OPTIMIZERS)} or a torch optimizer")
+    if independent_weight_decay and optimizer != "adamw":
+        raise ValueError(f"independent_weight_decay applies to adamw's decoupled decay; got optimizer {optimizer!r}")
     members = scaling_of(model).members
     defaults = {"lr": lr, "weight_decay": weight_decay}
     if optimizer not in ADAM_LIKE:
         defaults["momentum"] = momentum
+    adam = optimizer in ADAM_LIKE
+    if adam:
+        betas, eps = _adam_constants(betas, eps, members)
     entries = lr_table(model, optimizer)
     user = list(param_groups) if param_groups is not None else [{"params": [e.param for e in entries]}]
     groups = []
@@ -85,11 +100,14 @@ def build_optimizer(
                 group[key] = _member_tensor(group[key], members, key)
         if optimizer == "sgd":
             group["momentum"] = 0.0
+        if adam and _scaled(entry.eps):
+            group["eps"] = _member_tensor(eps, members, "eps") * entry.eps
+        if independent_weight_decay and _scaled(entry.factor):
+            group["weight_decay"] = group["weight_decay"] / entry.factor  # lr_l * wd_l = eta * wd
         groups.append(_scaled_group(entry, group, group["lr"]))
     eta = _member_tensor(lr, members, "lr")
     wd = _member_tensor(weight_decay, members, "weight_decay")
-    if optimizer in ADAM_LIKE:
-        betas, eps = _adam_constants(betas, eps, members)
+    if adam:
         return Adam(groups, lr=eta, betas=betas, eps=eps, weight_decay=wd, decoupled=optimizer == "adamw")
     return SGD(groups, lr=eta, momentum=0.0, nesterov=optimizer == "nesterov", weight_decay=wd)
 
@@ -115,6 +133,11 @@ def _assign(entries: list[LrEntry], user: list[dict]) -> list[tuple[dict, LrEntr
             seen.add(id(p))
             out.append((settings, by_id[id(p)]))
     return out
+
+
+def _scaled(factor: torch.Tensor) -> bool:
+    """Whether a factor differs from 1 for some member (an eps left as it was keeps its bits)."""
+    return bool((factor != 1).any())
 
 
 def _scaled_group(entry: LrEntry, settings: dict, lr) -> dict:
@@ -157,6 +180,8 @@ def _scale_in_place(model, optimizer: torch.optim.Optimizer, rule: str | None, i
                     "drive the lrs with learnlab.models.lr_factors"
                 )
             scaled = _scaled_group(entry, settings, settings["lr"])
+            if rule == "adam" and "eps" in settings and _scaled(entry.eps):
+                scaled["eps"] = settings["eps"] * (entry.eps if learnlab_opt else float(entry.eps))
             if not learnlab_opt:
                 scaled["lr"] = float(scaled["lr"])
                 scaled.pop("lr_warmup", None)

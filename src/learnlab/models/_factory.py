@@ -10,12 +10,13 @@ import torch
 from learnlab._spec_base import member_fields
 from learnlab.models._cnn import CNN
 from learnlab.models._mlp import MLP
+from learnlab.models._resmlp import ResMLP
 from learnlab.models._spec import ModelSpec
 from learnlab.models._user import UserStack, build_user_members
 
 __all__ = ["build_model", "MODELS"]
 
-MODELS = {"mlp": MLP, "cnn": CNN}
+MODELS = {"mlp": MLP, "cnn": CNN, "resmlp": ResMLP}
 
 
 def build_model(
@@ -26,7 +27,7 @@ def build_model(
     generators: Sequence[torch.Generator] | None = None,
     dtype: torch.dtype = torch.float32,
     device: torch.device | str = "cpu",
-) -> MLP | CNN | UserStack:
+) -> MLP | CNN | ResMLP | UserStack:
     """The stacked model of one ``model`` section per member (or one section for all).
 
     A user model (``name: "package.module:attr"``) is built once per member, with torch's
@@ -86,4 +87,17 @@ def build_model(
     if first.name == "cnn":
         assert first.image_shape is not None  # ModelSpec validation requires it for cnn
         return CNN(first.image_shape, first.width, first.depth, outputs, kernel_size=first.kernel_size, **kwargs)
+    if first.name == "resmlp":
+        return ResMLP(
+            d,
+            first.width,
+            first.depth,
+            outputs,
+            block_depth=first.block_depth,
+            layer_norm=first.layer_norm,
+            depth_param=[s.depth_parameterization_arg() for s in specs],
+            base_depth=first.base_depth,
+            branch_multiplier=[s.branch_multiplier for s in specs],
+            **kwargs,
+        )
     return MLP(d, first.width, first.depth, outputs, **kwargs)

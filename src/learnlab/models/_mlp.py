@@ -91,6 +91,10 @@ class MLP(StackedModel):
             gamma_lr=gamma_lr,
             init=init,
         )
+        self._make_layers(dims, slots, scaling, bias, dtype, device)
+
+    def _make_layers(self, dims: list[int], slots: list[Slot], scaling: Scaling, bias: bool, dtype, device) -> None:
+        """Draw layer l's weight (dims[l] x dims[l + 1]) and bias, in order, with their multipliers."""
         setattr(self, SCALING_ATTR, scaling)
         self.weights = nn.ParameterList()
         self.biases = nn.ParameterList() if bias else None

@@ -32,6 +32,9 @@ Rows (input, hidden, output); each is expanded to any depth (or given per layer)
     ip     a = (0, 1, 1)       b = (0, 0, 0)       c = (-1, -2, -1)   c_adam = (0, 0, 0)
     ipllr  ip, but for the first ``n_warmup`` SGD steps c = -(L+1)/2, -(L+2)/2, ..., -(L+1)/2
 
+Adam's eps is scaled per layer by (n / n0)^(-eps_l), eps_l = c_adam_l - c_l by default (the
+layer's gradient scale; see ``Parameterization.exponents``).
+
 * sp: PyTorch's default (fan-in init, one learning rate); unstable or lazy as n grows.
 * ntk: Jacot et al. 2018; the kernel (lazy) limit. Its Adam rule gives each entry the
   update size SGD would give it, so Adam-NTK stays in the kernel regime.
@@ -39,9 +42,9 @@ Rows (input, hidden, output); each is expanded to any depth (or given per layer)
   gauge a = (-1/2, 0, 1/2). For Adam (Tensor Programs V, Table 3; the ``mup`` package's
   MuAdam) hidden learning rates scale like 1/fan_in.
 * mf: muP moved along the abc symmetry by theta = 1/2 into the b = 0 gauge. Yang & Hu's
-  symmetry (a, b, c) -> (a + theta, b - theta, c - 2 theta) (c - theta for Adam, whose
-  update ignores the gradient's scale up to eps) leaves the trained function unchanged,
-  so mf trains exactly like mup. With one hidden layer it is the mean-field
+  symmetry (a, b, c) -> (a + theta, b - theta, c - 2 theta) (c_adam - theta for Adam, whose
+  update ignores the gradient's scale, and eps + theta, which follows it) leaves the trained
+  function unchanged, so mf trains exactly like mup. With one hidden layer it is the mean-field
   parameterization (Mei et al. 2018; Chizat & Bach 2018; Rotskoff & Vanden-Eijnden 2018).
 * ip: the integrable parameterization (Yang & Hu 2021; Hajjar, Chizat & Oyallon 2021) with
   its standard learning rates. Its hidden layers are mf's moved by theta = 1/2 in a and
@@ -75,7 +78,7 @@ __all__ = [
 
 ADAM_LIKE = frozenset({"adam", "adamw"})
 GAMMA_LR_RULES = ("piecewise", "gamma", "gamma2", "none")
-_KEYS = ("a", "b", "c", "c_adam", "warmup_c", "warmup_c_adam")
+_KEYS = ("a", "b", "c", "c_adam", "warmup_c", "warmup_c_adam", "eps")
 
 
 @dataclass(frozen=True)
@@ -93,6 +96,8 @@ class Parameterization:
             plus ``warmup_c_depth * L`` (L = number of hidden layers); None: no warm-up.
         warmup_c_depth: slope of the warm-up exponents in the depth L (ipllr: -1/2).
         n_warmup: number of warm-up steps.
+        eps: exponents of Adam's eps, eps_l = eps * (n / n0)^(-eps_l) (None: c_adam - c, the
+            exponent of the layer's gradient; see ``exponents``).
     """
 
     name: str
@@ -104,13 +109,20 @@ class Parameterization:
     warmup_c_adam: tuple[float, ...] | None = None
     warmup_c_depth: float = 0.0
     n_warmup: int = 0
+    eps: tuple[float, ...] | None = None
 
     def exponents(self, key: str, n_layers: int) -> list[float] | None:
         """Exponents ``key`` (``a``, ``b``, ``c``, ``c_adam``, ``warmup_c``...) for ``n_layers`` layers.
 
-        Returns None for a warm-up key the row does not have. Raises ValueError if a tuple
-        has neither 3 nor ``n_layers`` entries.
+        Returns None for a warm-up key the row does not have. ``eps`` defaults to c_adam - c:
+        Adam's update n^(-c_adam) sign(g) and SGD's n^(-c) g have one size, so a layer's gradient
+        scales like n^(-(c_adam - c)), and eps, which is added to |g|'s running size, must
+        scale with it (Tensor Programs V; Dey et al. 2025, Table 1) to stay as small beside it
+        at every width. Raises ValueError if a tuple has neither 3 nor ``n_layers`` entries.
         """
+        if key == "eps" and self.eps is None:
+            c_adam, c = self.exponents("c_adam", n_layers), self.exponents("c", n_layers)
+            return [ca - cs for ca, cs in zip(c_adam or [], c or [])]
         values = getattr(self, key)
         if key == "c_adam" and values is None:
             values = self.c
@@ -133,10 +145,10 @@ class Parameterization:
             self.exponents(key, n_layers)
 
     def shifted(self, theta: float) -> Parameterization:
-        """The abc-symmetric row (a + theta, b - theta, c - 2 theta, c_adam - theta) (Yang & Hu 2021).
+        """The abc-symmetric row (a + theta, b - theta, c - 2 theta, c_adam - theta, eps + theta) (Yang & Hu 2021).
 
-        For SGD (with or without momentum, no weight decay) it trains the same function
-        as ``self``; for Adam too, up to the effect of eps.
+        For SGD (with or without momentum, no weight decay) and for Adam (its eps moves with
+        the gradient) it trains the same function as ``self``.
         """
 
         def move(values, by):
@@ -151,6 +163,7 @@ class Parameterization:
             c_adam=move(self.c_adam or self.c, -theta),
             warmup_c=move(self.warmup_c, -2 * theta),
             warmup_c_adam=move(self.warmup_c_adam, -theta),
+            eps=move(self.eps, theta),
         )
 
 

@@ -10,6 +10,12 @@ dependent is computed here from the formulas of :mod:`learnlab.models._param`:
     init std     s_l = sigma_l / sqrt(fan_in_l^0) * (n / n0)^(-b_l),
                  fan_in_l^0 = fan_in_l for the input layer, fan_in_l / (n / n0) otherwise
     lr factor    g(gamma) * (n / n0)^(-c_l)       (times (n / n0)^(-(c^warm_l - c_l)) while warming up)
+    eps factor   (n / n0)^(-eps_l)                (Adam's eps; eps_l = c_adam_l - c_l by default)
+
+and, for a residual network with depth ratio r = L / L0 (see :mod:`learnlab.models._depth`),
+inside each residual branch: the branch's last layer's multiplier times beta0 * r^(-alpha) and
+its init times r^(-init); every branch parameter's lr times r^(-lr) (r^(-lr_adam) for Adam)
+and its eps times r^(-eps).
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
+from learnlab.models._depth import DepthParameterization, get_depth_parameterization
 from learnlab.models._param import Parameterization, gamma_lr_factor, lr_key
 
 __all__ = ["Slot", "Scaling", "SCALING_ATTR", "INITS", "scaling_of", "lr_table", "lr_factors", "LrEntry"]
@@ -38,6 +45,8 @@ class Slot:
         role: ``input``, ``hidden`` or ``output``.
         layer: column of the expanded exponents (0 .. n_layers - 1).
         fan_in: fan-in at this width (in_channels * k * k for a convolution).
+        branch: inside a residual branch (its lr and eps follow the depth exponents).
+        branch_out: the last layer of a residual branch (its multiplier and init too).
     """
 
     weight: str
@@ -45,6 +54,8 @@ class Slot:
     role: str
     layer: int
     fan_in: int
+    branch: bool = False
+    branch_out: bool = False
 
 
 @dataclass(frozen=True)
@@ -52,7 +63,7 @@ class LrEntry:
     """Learning-rate data of one parameter tensor, each per member (E,), float64.
 
     ``factor`` multiplies the base lr eta; while the optimizer's step count is below
-    ``n_warmup`` the lr is additionally multiplied by ``warmup``.
+    ``n_warmup`` the lr is additionally multiplied by ``warmup``; ``eps`` multiplies Adam's eps.
     """
 
     param: torch.nn.Parameter
@@ -60,6 +71,7 @@ class LrEntry:
     factor: torch.Tensor
     warmup: torch.Tensor
     n_warmup: torch.Tensor
+    eps: torch.Tensor
 
 
 @dataclass
@@ -74,6 +86,9 @@ class Scaling:
         gammas: richness gamma per member.
         gamma_lr: rule for the base learning rate (see ``gamma_lr_factor``).
         init: the initialisation scheme (``INITS``), applied with the width exponents b.
+        depth_params: one :class:`DepthParameterization` per member (default: none).
+        depth_ratio: r = L / L0 (residual networks; 1 otherwise).
+        branch_multipliers: beta0 per member, the branch multiplier at the base depth.
     """
 
     params: list[Parameterization]
@@ -83,10 +98,17 @@ class Scaling:
     gammas: list[float] = field(default_factory=list)
     gamma_lr: str = "piecewise"
     init: str = "torch"
+    depth_params: list[DepthParameterization] = field(default_factory=list)
+    depth_ratio: float = 1.0
+    branch_multipliers: list[float] = field(default_factory=list)
 
     def __post_init__(self):
         if not self.gammas:
             self.gammas = [1.0] * len(self.params)
+        self.depth_params = [get_depth_parameterization(p) for p in self.depth_params] or [
+            get_depth_parameterization("none")
+        ] * len(self.params)
+        self.branch_multipliers = [float(b) for b in self.branch_multipliers] or [1.0] * len(self.params)
         for p in self.params:
             p.check(self.n_layers)
         for g in self.gammas:
@@ -112,14 +134,33 @@ class Scaling:
     def _gamma(self) -> torch.Tensor:
         return torch.tensor(self.gammas, dtype=torch.float64)
 
+    def _depth_pow(self, slot: Slot, exponent) -> torch.Tensor | None:
+        """r^(-exponent(row)) per member for a branch slot, None elsewhere or where every factor is 1."""
+        if not slot.branch:
+            return None
+        ex = torch.tensor([float(exponent(p)) for p in self.depth_params], dtype=torch.float64)
+        if not bool(ex.any()):
+            return None
+        return torch.full_like(ex, float(self.depth_ratio)) ** (-ex)
+
+    def _branch(self, slot: Slot, m: torch.Tensor) -> torch.Tensor:
+        """``m`` times the branch multiplier beta0 * r^(-alpha) on a branch's last layer."""
+        if not slot.branch_out:
+            return m
+        beta = torch.tensor(self.branch_multipliers, dtype=torch.float64)
+        depth = self._depth_pow(slot, lambda p: p.alpha)
+        return m * (beta if depth is None else beta * depth)
+
     def weight_multiplier(self, slot: Slot) -> torch.Tensor:
-        """m_l = (n / n0)^(-a_l), divided by gamma for the output layer; (E,)."""
+        """m_l = (n / n0)^(-a_l), divided by gamma for the output layer, times the branch
+        multiplier on a branch's last layer; (E,)."""
         m = self._pow("a", slot.layer)
-        return m / self._gamma() if slot.role == "output" else m
+        return m / self._gamma() if slot.role == "output" else self._branch(slot, m)
 
     def bias_multiplier(self, slot: Slot) -> torch.Tensor:
-        """(n / n0)^(-a_0) for non-output biases, 1 / gamma for the output bias; (E,)."""
-        return 1.0 / self._gamma() if slot.role == "output" else self._pow("a", 0)
+        """(n / n0)^(-a_0) for non-output biases (times the branch multiplier on a branch's last
+        layer), 1 / gamma for the output bias; (E,)."""
+        return 1.0 / self._gamma() if slot.role == "output" else self._branch(slot, self._pow("a", 0))
 
     def init_std(self, slot: Slot) -> torch.Tensor:
         """s_l = sigma_l / sqrt(fan_in_l^0) * (n / n0)^(-b_l); (E,): the weight is s_l times the draw.
@@ -131,7 +172,9 @@ class Scaling:
         """
         sigma2 = 2.0 if self.init == "he" and slot.role != "input" else 1.0
         base_fan_in = slot.fan_in if slot.role == "input" else slot.fan_in / self.ratio
-        return (sigma2 / base_fan_in) ** 0.5 * self._pow("b", slot.layer)
+        std = (sigma2 / base_fan_in) ** 0.5 * self._pow("b", slot.layer)
+        depth = self._depth_pow(slot, lambda p: p.init) if slot.branch_out else None
+        return std if depth is None else std * depth
 
     def bias_std(self, slot: Slot) -> torch.Tensor:
         """The bias's factor on its draw; (E,). ``lecun`` and ``he``: 0 (zero biases). ``torch``:
@@ -150,8 +193,8 @@ class Scaling:
         """Whether draws are mapped to U(-1, 1) (the ``torch`` scheme)."""
         return self.init == "torch"
 
-    def lr_entries(self, optimizer: str) -> list[tuple[str, torch.Tensor, torch.Tensor, torch.Tensor]]:
-        """(name, factor, warm-up factor, warm-up steps) per parameter, each (E,), float64."""
+    def lr_entries(self, optimizer: str) -> list[tuple[str, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """(name, lr factor, warm-up factor, warm-up steps, eps factor) per parameter, each (E,), float64."""
         key = lr_key(optimizer)
         base = torch.tensor([gamma_lr_factor(g, self.gamma_lr) for g in self.gammas], dtype=torch.float64)
         n_warm = torch.tensor(
@@ -163,14 +206,19 @@ class Scaling:
             layers: list[tuple[str, int | None]] = [(slot.weight, slot.layer)]
             if slot.bias is not None:
                 layers.append((slot.bias, None if slot.role == "output" else 0))
+            depth_lr = self._depth_pow(slot, lambda p: p.lr_exponent(optimizer))
+            depth_eps = self._depth_pow(slot, lambda p: p.eps)
             for name, layer in layers:
                 if layer is None:  # output bias: width-independent
-                    out.append((name, base.clone(), ones, zeros))
+                    out.append((name, base.clone(), ones, zeros, ones))
                     continue
                 c = self.exponent(key, layer)
                 warm = self._warm_exponent(key, layer, c)
                 ratio = torch.full_like(c, float(self.ratio))
-                out.append((name, base * ratio ** (-c), ratio ** (-(warm - c)), n_warm))
+                lr, eps = base * ratio ** (-c), self._pow("eps", layer)
+                lr = lr if depth_lr is None else lr * depth_lr
+                eps = eps if depth_eps is None else eps * depth_eps
+                out.append((name, lr, ratio ** (-(warm - c)), n_warm, eps))
         return out
 
     def _warm_exponent(self, key: str, layer: int, c: torch.Tensor) -> torch.Tensor:
@@ -183,7 +231,13 @@ class Scaling:
 
     def select(self, keep: Sequence[int]) -> Scaling:
         """The scaling of members ``keep`` only."""
-        return replace(self, params=[self.params[i] for i in keep], gammas=[self.gammas[i] for i in keep])
+        return replace(
+            self,
+            params=[self.params[i] for i in keep],
+            gammas=[self.gammas[i] for i in keep],
+            depth_params=[self.depth_params[i] for i in keep],
+            branch_multipliers=[self.branch_multipliers[i] for i in keep],
+        )
 
 
 def scaling_of(model: torch.nn.Module) -> Scaling:
@@ -205,14 +259,14 @@ def lr_table(model: torch.nn.Module, optimizer: str) -> list[LrEntry]:
     factor 1 and no warm-up.
     """
     scaling = scaling_of(model)
-    by_name = {name: (f, w, n) for name, f, w, n in scaling.lr_entries(optimizer)}
+    by_name = {name: rest for name, *rest in scaling.lr_entries(optimizer)}
     ones = torch.ones(scaling.members, dtype=torch.float64)
     out = []
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        f, w, n = by_name.get(name, (ones, ones, torch.zeros_like(ones)))
-        out.append(LrEntry(p, name, f, w, n))
+        f, w, n, e = by_name.get(name, (ones, ones, torch.zeros_like(ones), ones))
+        out.append(LrEntry(p, name, f, w, n, e))
     return out
 
 

@@ -15,11 +15,12 @@ from pydantic import (
 )
 
 from learnlab._spec_base import Depth, Section, Small, Width, per_member, seeding
+from learnlab.models._depth import DEPTH_PARAMETERIZATIONS
 from learnlab.models._param import PARAMETERIZATIONS
 
-__all__ = ["ModelSpec", "ParamSpec", "MODEL_NAMES", "ACTIVATION_NAMES"]
+__all__ = ["ModelSpec", "ParamSpec", "DepthParamSpec", "MODEL_NAMES", "ACTIVATION_NAMES"]
 
-MODEL_NAMES = ("mlp", "cnn")
+MODEL_NAMES = ("mlp", "cnn", "resmlp")
 ACTIVATION_NAMES = ("relu", "tanh", "gelu", "silu", "linear")  # models._stack.ACTIVATIONS, without torch
 # keys that shape learnlab's own models; a user model takes its settings from ``options``
 _BUILTIN_ONLY = (
@@ -34,8 +35,14 @@ _BUILTIN_ONLY = (
     "center",
     "kernel_size",
     "image_shape",
+    "block_depth",
+    "layer_norm",
+    "depth_param",
+    "base_depth",
+    "branch_multiplier",
 )
-_EXPONENT_KEYS = ("a", "b", "c", "c_adam", "warmup_c", "warmup_c_adam")
+_RESIDUAL_ONLY = ("block_depth", "layer_norm", "depth_param", "base_depth", "branch_multiplier")
+_EXPONENT_KEYS = ("a", "b", "c", "c_adam", "warmup_c", "warmup_c_adam", "eps")
 
 
 def _unknown_row(name: str) -> str:
@@ -58,6 +65,15 @@ class ParamSpec(Section):
     warmup_c_adam: list[float] | None = Field(None, min_length=1)
     warmup_c_depth: float | None = None  # warm-up exponents + warmup_c_depth * depth
     n_warmup: NonNegativeInt | None = None
+    eps: list[float] | None = Field(None, min_length=1)  # Adam eps exponents (default c_adam - c)
+
+    @model_serializer(mode="wrap")
+    def _without_default_eps(self, handler):
+        """``eps`` only when given: the run ids of custom exponents stay as before the key existed."""
+        data = handler(self)
+        if isinstance(data, dict) and data.get("eps") is None:
+            data.pop("eps", None)
+        return data
 
     @model_validator(mode="after")
     def _complete(self):
@@ -72,6 +88,31 @@ class ParamSpec(Section):
         return self
 
 
+class DepthParamSpec(Section):
+    """Custom depth exponents of a residual network (see docs/parameterizations.md): branch
+    multiplier (L / L0)^(-alpha), branch init (L / L0)^(-init), learning rates (L / L0)^(-lr) for
+    SGD and (L / L0)^(-lr_adam) for Adam, Adam eps (L / L0)^(-eps); ``like: <row>`` starts from a
+    named row, other missing exponents are 0."""
+
+    like: str | None = None
+    alpha: float | None = None
+    init: float | None = None
+    lr: float | None = None
+    lr_adam: float | None = None
+    eps: float | None = None
+
+    @field_validator("like")
+    @classmethod
+    def _known_row(cls, value: str | None) -> str | None:
+        if value is not None and value not in DEPTH_PARAMETERIZATIONS:
+            raise ValueError(_unknown_depth_row(value))
+        return value
+
+
+def _unknown_depth_row(name: str) -> str:
+    return f"unknown depth parameterization {name!r}; valid: {', '.join(DEPTH_PARAMETERIZATIONS)}"
+
+
 class ModelSpec(Section):
     """Who learns: an MLP or a small CNN in a parameterization (see docs/parameterizations.md),
     or your own module: ``name: "package.module:attr"``, built as ``attr(d=..., outputs=...,
@@ -82,7 +123,8 @@ class ModelSpec(Section):
     name: str = seeding("init", default="mlp")
     options: dict[str, Any] = seeding("init", default_factory=dict)  # keyword arguments of a user model's factory
     width: Width = seeding("init", default=256)
-    depth: Depth = seeding("init", default=2)  # number of hidden layers (cnn: convolutions)
+    depth: Depth = seeding("init", default=2)  # number of hidden layers (cnn: convolutions; resmlp: blocks)
+    block_depth: Small = seeding("init", default=1)  # resmlp: linear layers per residual branch
     activation: str = seeding("init", default="relu")
     bias: bool = seeding("init", default=True)
     param: str | ParamSpec = per_member("sp", examples=("sp", "mup"))
@@ -94,6 +136,11 @@ class ModelSpec(Section):
     init_seed: int | None = per_member(None, examples=(None, 7))  # this initial draw instead of the derived one
     kernel_size: Small = seeding("init", default=3)  # cnn
     image_shape: list[Width] | None = seeding("init", default=None)  # cnn: [channels, height, width]
+    # resmlp: depth = number of residual blocks, each of block_depth layers (docs/parameterizations.md)
+    layer_norm: bool = seeding("init", default=False)  # LayerNorm (no affine) at each branch's entry
+    depth_param: str | DepthParamSpec = per_member("none", examples=("none", "completep"))
+    base_depth: Depth = 1  # L0: at depth = base_depth every depth parameterization is the plain network
+    branch_multiplier: float = per_member(1.0, examples=(1.0, 0.5))  # beta0, at the base depth
 
     @field_validator("name")
     @classmethod
@@ -112,12 +159,17 @@ class ModelSpec(Section):
         return value
 
     @model_serializer(mode="wrap")
-    def _without_empty_options(self, handler):
-        """``options`` only where a user model has them: the resolved configs (and so the run
-        ids) of learnlab's own models stay as they were before the key existed."""
+    def _without_unused_keys(self, handler):
+        """``options`` only where a user model has them, the residual keys only for resmlp: the
+        resolved configs (and so the run ids) of other models stay as they were before the keys
+        existed."""
         data = handler(self)
-        if isinstance(data, dict) and not data.get("options"):
-            data.pop("options", None)
+        if isinstance(data, dict):
+            if not data.get("options"):
+                data.pop("options", None)
+            if self.name != "resmlp":
+                for key in _RESIDUAL_ONLY:
+                    data.pop(key, None)
         return data
 
     @property
@@ -125,7 +177,9 @@ class ModelSpec(Section):
         """Whether this is a user model (``name`` is a reference)."""
         return self.name not in MODEL_NAMES
 
-    @field_validator("width", "depth", "base_width", "kernel_size", "init_seed", mode="before")
+    @field_validator(
+        "width", "depth", "base_width", "kernel_size", "init_seed", "block_depth", "base_depth", mode="before"
+    )
     @classmethod
     def _not_a_boolean(cls, value):
         if isinstance(value, bool):  # pydantic's lax int would read true as 1
@@ -144,18 +198,42 @@ class ModelSpec(Section):
     def _known_param(cls, value, info: ValidationInfo):
         if isinstance(value, str) and value not in PARAMETERIZATIONS:
             raise ValueError(_unknown_row(value) + " or custom exponents {a: [...], b: [...], c: [...]}")
-        depth = info.data.get("depth")
-        if isinstance(value, ParamSpec) and depth is not None:
+        depth, block_depth = info.data.get("depth"), info.data.get("block_depth")
+        if isinstance(value, ParamSpec) and depth is not None and block_depth is not None:
+            residual = info.data.get("name") == "resmlp"
+            n = depth * block_depth + 2 if residual else depth + 1
             bad = {
                 k: len(getattr(value, k))
                 for k in _EXPONENT_KEYS
-                if getattr(value, k) is not None and len(getattr(value, k)) not in (3, depth + 1)
+                if getattr(value, k) is not None and len(getattr(value, k)) not in (3, n)
             }
             if bad:
+                which = "depth * block_depth + 2" if residual else "depth + 1"
                 raise ValueError(
                     f"exponent lists {bad} (key: entries) have the wrong length: expected 3 (input, hidden, "
-                    f"output) or depth + 1 = {depth + 1} (one per weight matrix)"
+                    f"output) or {which} = {n} (one per weight matrix)"
                 )
+        return value
+
+    @field_validator("depth_param")
+    @classmethod
+    def _known_depth_param(cls, value):
+        if isinstance(value, str) and value not in DEPTH_PARAMETERIZATIONS:
+            raise ValueError(_unknown_depth_row(value) + " or exponents {alpha: ..., lr: ..., lr_adam: ...}")
+        return value
+
+    @property
+    def n_layers(self) -> int:
+        """Weight matrices: depth + 1 (resmlp: depth * block_depth + 2)."""
+        return self.depth * self.block_depth + 2 if self.name == "resmlp" else self.depth + 1
+
+    @field_validator("branch_multiplier")
+    @classmethod
+    def _multiplier_positive(cls, value: float) -> float:
+        if not value > 0:
+            raise ValueError(
+                f"branch_multiplier must be > 0 (the residual branch's scale at the base depth); got {value}"
+            )
         return value
 
     @field_validator("base_width")
@@ -203,6 +281,18 @@ class ModelSpec(Section):
         return self
 
     @model_validator(mode="after")
+    def _residual_keys(self):
+        if self.name == "resmlp" or self.user:
+            return self
+        fields = type(self).model_fields
+        given = sorted(k for k in _RESIDUAL_ONLY if getattr(self, k) != fields[k].get_default())
+        if given:
+            raise ValueError(
+                f"{', '.join(given)} only apply to residual networks (model.name resmlp); got name {self.name!r}"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _cnn_shape(self):
         if self.name != "cnn" and self.image_shape is not None:
             raise ValueError(
@@ -221,6 +311,10 @@ class ModelSpec(Section):
     def parameterization_arg(self):
         """What :class:`MLP` takes for ``param``: a name or a dict of exponents."""
         return self.param if isinstance(self.param, str) else self.param.model_dump()
+
+    def depth_parameterization_arg(self):
+        """What :class:`ResMLP` takes for ``depth_param``: a name or a dict of exponents."""
+        return self.depth_param if isinstance(self.depth_param, str) else self.depth_param.model_dump()
 
     def problems_with_inputs(self, d: int) -> list[str]:
         """Problems of this model with a task of input dimension ``d`` (cnn: d = C * H * W)."""

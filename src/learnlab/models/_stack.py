@@ -20,6 +20,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from learnlab.models._depth import DepthParameterization
 from learnlab.models._param import Parameterization, get_parameterization
 from learnlab.models._scaling import SCALING_ATTR
 from learnlab.models._spec import ACTIVATION_NAMES
@@ -128,7 +129,7 @@ class StackedModel(nn.Module):
         self._generators = generators
 
     def _per_member(self, value, key: str) -> list:
-        single = isinstance(value, (str, Parameterization, dict, int, float))
+        single = isinstance(value, (str, Parameterization, DepthParameterization, dict, int, float))
         values = [value] * self.members if single else list(value)
         if len(values) != self.members:
             raise ValueError(

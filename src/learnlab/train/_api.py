@@ -200,6 +200,7 @@ def _build_optimizer(model, spec: TrainSpec):
             betas=spec.betas,
             eps=spec.eps,
             weight_decay=spec.weight_decay,
+            independent_weight_decay=spec.independent_weight_decay,
         )
     return _TORCH_OPTIMIZERS[spec.optimizer](model.parameters(), spec)
 

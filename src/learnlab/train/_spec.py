@@ -10,6 +10,7 @@ from pydantic import (
     NonNegativeInt,
     PositiveFloat,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -68,6 +69,9 @@ class TrainSpec(Section):
     betas: tuple[float, float] = per_member((0.9, 0.999), examples=((0.9, 0.999), (0.8, 0.99)))  # adam / adamw
     eps: PositiveFloat = per_member(1e-8, examples=(1e-8, 1e-3))
     weight_decay: NonNegativeFloat = per_member(0.0, examples=(0.0, 0.01))
+    # adamw: decay every tensor by lr * weight_decay at the base lr, whatever its own scaled lr
+    # (Wortsman et al. 2024; CompleteP, Dey et al. 2025); false: by its own lr (mup's MuAdamW)
+    independent_weight_decay: bool = False
     schedule: ScheduleSpec = per_member(
         default_factory=ScheduleSpec, examples=({"name": "constant"}, {"name": "cosine", "warmup": 5})
     )
@@ -160,10 +164,24 @@ class TrainSpec(Section):
             raise ValueError(f"threshold_metric must be train/loss or <eval set>/<metric>; got {value!r}")
         return value
 
+    @model_serializer(mode="wrap")
+    def _without_default_keys(self, handler):
+        """``independent_weight_decay`` only when set: the resolved configs (and so the run ids)
+        of other runs stay as they were before the key existed."""
+        data = handler(self)
+        if isinstance(data, dict) and not data.get("independent_weight_decay"):
+            data.pop("independent_weight_decay", None)
+        return data
+
     @model_validator(mode="after")
     def _steps_or_epochs(self):
         if self.steps is not None and self.epochs is not None:
             raise ValueError("give train.steps or train.epochs, not both")
+        if self.independent_weight_decay and self.optimizer != "adamw":
+            raise ValueError(
+                "independent_weight_decay applies to adamw's decoupled decay; with "
+                f"{self.optimizer!r} set optimizer: adamw or remove the key"
+            )
         if self.threshold_metric != "train/loss":
             eval_set, _, metric = self.threshold_metric.partition("/")
             if eval_set not in self.eval_sets or metric not in self.measured():
