@@ -139,3 +139,12 @@ def test_the_unmutated_spec_is_valid(tiny_spec, tmp_path):
     assert result.exit_code == 0, result.output
     assert "4 runs" in result.output
     assert not (tmp_path / "out").exists()
+
+
+def test_a_huge_integer_inside_a_sweep_axis_names_the_axis(tiny_spec, tmp_path):
+    """Found by the fuzz test above: the error names the axis (train.lr), not only sweep.grid."""
+    tiny_spec["sweep"]["grid"]["train.lr"] = [0.1, [2**63]]
+    spec_file = tmp_path / "spec.yaml"
+    spec_file.write_text(yaml.safe_dump(tiny_spec, sort_keys=False))
+    result = CliRunner().invoke(app, ["run", str(spec_file), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2 and "sweep.grid: train.lr: an integer of 19 digits" in result.output, result.output

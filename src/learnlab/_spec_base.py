@@ -68,16 +68,19 @@ class Section(BaseModel):
         return value
 
 
-def _check_integers(value: Any, depth: int = 0) -> None:
+def _check_integers(value: Any, depth: int = 0, where: str = "") -> None:
+    """Raise for an integer beyond +-MAX_INT in ``value`` (nested lists and mappings, whose keys
+    the message names: a sweep axis ``train.lr`` inside ``sweep.grid``)."""
     if isinstance(value, int) and not isinstance(value, bool):
         if abs(value) > MAX_INT:
-            raise ValueError(f"an integer of {len(str(abs(value)))} digits is out of range (at most 2**63 - 1)")
+            at = f"{where}: " if where else ""
+            raise ValueError(f"{at}an integer of {len(str(abs(value)))} digits is out of range (at most 2**63 - 1)")
     elif isinstance(value, (list, tuple)) and depth < 4:
         for item in value:
-            _check_integers(item, depth + 1)
+            _check_integers(item, depth + 1, where)
     elif isinstance(value, dict) and depth < 4:
-        for item in value.values():
-            _check_integers(item, depth + 1)
+        for key, item in value.items():
+            _check_integers(item, depth + 1, f"{where}.{key}" if where else str(key))
 
 
 def per_member(default: Any = PydanticUndefined, *, examples: tuple[Any, Any], **kwargs: Any) -> Any:
