@@ -9,7 +9,8 @@ from pathlib import Path
 import learnlab
 
 ROOT = Path(learnlab.__file__).parent
-LAYERS = ["tasks", "models", "train", "lr", "experiments", "analysis", "cli"]  # each imports only those before it
+# each imports only those before it
+LAYERS = ["tasks", "models", "train", "lr", "theory", "experiments", "analysis", "cli"]
 
 
 def _modules() -> dict[str, Path]:

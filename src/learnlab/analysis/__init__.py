@@ -11,6 +11,7 @@ from learnlab.analysis._figures import (
 )
 from learnlab.analysis._report import report
 from learnlab.analysis._summary import best_at_edge, format_summary, summary_metrics, summary_table
+from learnlab.analysis._theory_figure import plot_theory
 from learnlab.analysis._transfer import Transfer, TransferFit, transfer
 from learnlab.analysis._transfer_figure import plot_transfer
 
@@ -26,6 +27,7 @@ __all__ = [
     "plot_learning_curves",
     "plot_loss_vs_lr",
     "plot_sharpness",
+    "plot_theory",
     "plot_time_to_threshold",
     "plot_transfer",
     "report",

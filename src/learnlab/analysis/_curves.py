@@ -70,6 +70,9 @@ def plot_learning_curves(
     lay = layout(runs, axes, lines=lines)
     table = store.curves(metric, by=axes)
     history = store.metrics(names=[metric])
+    theory_metric = theory_of(metric)
+    theory = store.curves(theory_metric, by=axes) if theory_metric != metric else None
+    theory = None if theory is None or theory.empty else theory
     fig, axs = panels_figure(plt, len(lay.panel_points))
     colors = line_colors(plt, len(lay.line_points))
     bands = len(lay.line_points) <= MAX_BANDS
@@ -79,6 +82,11 @@ def plot_learning_curves(
             point = {**panel, **line}
             config = table[matches(table, point)]
             marks |= _draw_config(ax, config, runs[matches(runs, point)], history, color, lay.line_label(line), bands)
+            if theory is not None:
+                predicted = theory[matches(theory, point)].sort_values("step")
+                if not predicted.empty:
+                    marks.add("theory")
+                    ax.plot(predicted["step"], predicted["mean"], color=color, lw=1.6, ls=":")
         if lay.panels:
             ax.set_title(lay.panel_title(panel), fontsize=9)
         if k >= len(axs) - min(len(axs), 5):  # the bottom row
@@ -91,11 +99,19 @@ def plot_learning_curves(
         axs[0].plot([], [], "k--", lw=0.8, label="runs still going (k/n: how many)")
     if "diverged" in marks:
         axs[0].plot([], [], "kx", label="diverged (last value)")
+    if "theory" in marks:
+        axs[0].plot([], [], "k:", lw=1.6, label="theory: linearised network (NTK/NNGP gradient descent)")
     skipped = f" ({lay.skipped} more panels not shown)" if lay.skipped else ""
     band = "band: min..max" if bands else f"bands left out above {MAX_BANDS} lines a panel"
     fig.suptitle(f"{spec_name(runs)}: {metric}\nmean over seeds ({band}){skipped}", fontsize=10)
     legend_outside(fig, axs, lay.legend_title)
     return _save(plt, fig, path)
+
+
+def theory_of(metric: str) -> str:
+    """The stored prediction of a measured metric: ``theory/dynamics/test/mse`` for ``test/mse``
+    (and for ``train/loss``, the mean-square loss of the batches, ``theory/dynamics/train/mse``)."""
+    return "theory/dynamics/train/mse" if metric == "train/loss" else f"theory/dynamics/{metric}"
 
 
 def _draw_config(ax, rows, config_runs, history, color, label: str, band: bool = True) -> set[str]:

@@ -20,6 +20,7 @@ from learnlab.analysis._figures import (
     threshold_columns,
 )
 from learnlab.analysis._summary import best_at_edge, format_summary, summary_metrics, summary_table
+from learnlab.analysis._theory_figure import THEORY_FINALS, plot_theory
 from learnlab.analysis._transfer import transfer_pairs
 from learnlab.analysis._transfer_figure import plot_transfer
 
@@ -44,7 +45,8 @@ def report_figures(store) -> list[tuple[str, Callable[..., Any], dict[str, Any]]
     of that metric over the two axes with the most values (two or more varying axes); time to
     threshold against ``model.width`` (else the first numeric varying axis) for every
     threshold some run reached; final loss vs learning rate if ``train.lr`` varies; L2 vs L∞
-    if some eval set has ``linf``; sharpness if probed.
+    if some eval set has ``linf``; sharpness if probed; measured vs predicted error against
+    ``task.n_train`` if the runs stored theory predictions.
     """
     runs = store.runs()
     if runs.empty:
@@ -92,6 +94,10 @@ def report_figures(store) -> list[tuple[str, Callable[..., Any], dict[str, Any]]
         figures.append(("final L2 (RMS) vs L∞ (uniform) error per run", plot_l2_vs_linf, {}))
     if "probe/sharpness" in names:
         figures.append(("sharpness (mean over seeds) and 2/lr (dashed)", plot_sharpness, {}))
+    if "task.n_train" in axes and any(c in runs for c in THEORY_FINALS):
+        figures.append(
+            ("final test/mse vs task.n_train: measured (solid) and the kernel's predictions (dashed)", plot_theory, {})
+        )
     return figures
 
 

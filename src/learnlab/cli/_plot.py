@@ -9,7 +9,7 @@ import typer
 
 from learnlab.cli._app import app, bad_input, console, store_errors
 
-KINDS = ("curves", "thresholds", "lr", "l2-linf", "sharpness", "heatmap")
+KINDS = ("curves", "thresholds", "lr", "l2-linf", "sharpness", "heatmap", "theory")
 
 
 def _open(out: Path):
@@ -26,7 +26,7 @@ def _open(out: Path):
 def plot(
     out: Annotated[Path, typer.Argument(help="Output folder of a sweep.")],
     kind: Annotated[
-        str, typer.Option(help="Figure: curves, thresholds, lr, l2-linf, sharpness or heatmap.")
+        str, typer.Option(help="Figure: curves, thresholds, lr, l2-linf, sharpness, heatmap or theory.")
     ] = "curves",
     metric: Annotated[
         str | None,
@@ -37,7 +37,11 @@ def plot(
     ] = None,
     x: Annotated[
         str | None,
-        typer.Option("--x", help="Config axis: of the thresholds figure (default model.width), the heatmap's x."),
+        typer.Option(
+            "--x",
+            help="Config axis: of the thresholds figure (default model.width), the heatmap's x, "
+            "the theory figure's (default task.n_train).",
+        ),
     ] = None,
     y: Annotated[str | None, typer.Option("--y", help="The heatmap's y axis (default: the other axis).")] = None,
     threshold: Annotated[
@@ -68,6 +72,8 @@ def plot(
             analysis.plot_l2_vs_linf(store, path)
         elif kind == "heatmap":
             analysis.plot_heatmap(store, path, metric=metric, x=x, y=y)
+        elif kind == "theory":
+            analysis.plot_theory(store, path, x=x or "task.n_train", metric=metric)
         else:
             analysis.plot_sharpness(store, path)
         warnings = analysis.best_at_edge(analysis.summary_table(store, metrics=[metric]), "train.lr", metric)

@@ -105,6 +105,12 @@ def _result(built: Built, i: int, history: History, out: Path | None, started: f
     """Run i's result, its outputs (artifacts, saved weights and state) written first."""
     rid = built.ids[i]
     artifacts = _save_outputs(rid, built.members[i], out)
+    metrics = [(s, name, v) for name, rows in history.metrics.items() for s, v in rows]
+    final = dict(history.final)
+    if built.runs[i].config.get("theory") is not None:
+        rows, finals = _theory(built, i)
+        metrics += rows
+        final |= finals
     return RunResult(
         rid,
         history.status,
@@ -112,11 +118,42 @@ def _result(built: Built, i: int, history: History, out: Path | None, started: f
         step=history.step,
         started=started,
         finished=time.time(),
-        final=history.final,
+        final=final,
         thresholds={repr(float(c)): s for c, s in history.thresholds.items()},
-        metrics=[(s, name, v) for name, rows in history.metrics.items() for s, v in rows],
+        metrics=metrics,
         artifacts=artifacts,
     )
+
+
+def _theory(built: Built, i: int) -> tuple[list[tuple[int, str, float]], dict[str, float]]:
+    """Run i's kernel predictions (its ``theory`` section) on its own training sample and test set.
+
+    A prediction that cannot be computed (a singular Gram matrix, say) is a warning, not the
+    run's failure: its training results stand."""
+    import warnings
+
+    from learnlab.theory._run import run_predictions
+
+    config, member = built.configs[i], built.members[i]
+    sample = member.stream.sample
+    if sample is None:  # the spec requires an offline task for theory
+        raise ValueError(f"run {built.ids[i]} has a theory section but no fixed training sample")
+    test = member.evals["test"]
+    x_test, y_test = (torch.cat(parts) for parts in zip(*test.chunks(test.n)))
+    n_train = sample[0].shape[0]
+    try:
+        return run_predictions(
+            built.runs[i].config,
+            built.tasks[i],
+            sample,
+            (x_test, y_test),
+            eval_every=config.train.eval_every,
+            steps=config.train.total_steps(n_train),
+            seed=int(built.runs[i].config["seed"]),
+        )
+    except (ValueError, RuntimeError, torch.linalg.LinAlgError) as exc:
+        warnings.warn(f"run {built.ids[i]}: no theory predictions: {exc}", RuntimeWarning, stacklevel=2)
+        return [], {}
 
 
 def _checkpointer(built: Built, out: Path | None) -> Checkpointer | None:

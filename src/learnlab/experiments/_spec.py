@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_serializer, model_validator
 
 from learnlab._callables import replace_callables
 from learnlab._errors import SpecError, problems_from_validation
@@ -20,6 +20,7 @@ from learnlab._spec_base import Section, per_member
 from learnlab.experiments._facts import PlanFacts
 from learnlab.models._spec import ModelSpec
 from learnlab.tasks._spec import TaskSpec
+from learnlab.theory._spec import TheorySpec
 from learnlab.train._spec import TrainSpec
 
 __all__ = [
@@ -101,6 +102,16 @@ class RunConfig(Section):
     task: TaskSpec
     model: ModelSpec = Field(default_factory=ModelSpec)
     train: TrainSpec = Field(default_factory=TrainSpec)
+    theory: TheorySpec | None = None  # kernel predictions stored beside the run (docs/theory.md)
+
+    @model_serializer(mode="wrap")
+    def _without_theory(self, handler):
+        """``theory`` only when asked for: the resolved configs (and run ids) of other runs stay
+        as they were before the section existed."""
+        data = handler(self)
+        if isinstance(data, dict) and data.get("theory") is None:
+            data.pop("theory", None)
+        return data
 
     @model_validator(mode="after")
     def _metrics_of_the_task(self):
@@ -133,6 +144,32 @@ def cross_checks(run: RunConfig, facts: PlanFacts) -> list[tuple[str, str]]:
             problems.append(("model", error))
     if getattr(run.task, "dataset", None) is not None:
         problems += _dataset_size_problems(run, facts)
+    if run.theory is not None:
+        problems += _theory_problems(run)
+    return problems
+
+
+def _theory_problems(run: RunConfig) -> list[tuple[str, str]]:
+    """What the ``theory`` section needs of the run: learnlab's MLP, a regression loss, an
+    offline task (its training sample is what the kernel fits), SGD for the dynamics."""
+    theory = run.theory
+    assert theory is not None  # the caller checked
+    problems = []
+    if run.model.name != "mlp":
+        problems.append(("theory", f"kernels are those of model.name mlp; got {run.model.name!r}"))
+    if run.model.center and theory.kernel == "nngp":
+        problems.append(("theory.kernel", "with model.center the NNGP of f - f_0 is 0: use kernel ntk (unchanged)"))
+    if run.train.loss != "mse":
+        problems.append(("theory", f"predictions are for train.loss mse; got {run.train.loss!r}"))
+    n_train = getattr(run.task, "n_train", None)
+    if n_train is None:
+        problems.append(("theory", "predictions need an offline task: set task.n_train (the sample the kernel fits)"))
+    elif n_train > 20_000:
+        problems.append(("theory", f"task.n_train {n_train} > 20000: the kernel's Gram matrix would not fit"))
+    if "dynamics" in theory.predict and run.train.optimizer != "sgd":
+        problems.append(
+            ("theory.predict", f"dynamics predicts gradient descent (train.optimizer sgd); got {run.train.optimizer!r}")
+        )
     return problems
 
 

@@ -15,7 +15,29 @@ from learnlab.models._param import Parameterization
 from learnlab.models._scaling import SCALING_ATTR, Scaling, Slot
 from learnlab.models._stack import ACTIVATIONS, StackedModel, check_positive, layer_names, stacked_matmul
 
-__all__ = ["MLP", "ACTIVATIONS"]
+__all__ = ["MLP", "ACTIVATIONS", "mlp_scaling"]
+
+
+def mlp_scaling(
+    d: int,
+    width: int,
+    depth: int,
+    outputs: int,
+    *,
+    bias: bool,
+    params: list[Parameterization],
+    gammas: list[float],
+    base_width: int,
+    gamma_lr: str,
+    init: str,
+) -> Scaling:
+    """The :class:`Scaling` of an MLP (one slot per weight matrix), without drawing its weights:
+    ``learnlab.theory`` reads a configuration's constants from it."""
+    dims = [d] + [width] * depth + [outputs]
+    roles = layer_names(depth + 1)
+    slots = [Slot(f"weights.{l}", f"biases.{l}" if bias else None, roles[l][0], l, dims[l]) for l in range(depth + 1)]
+    ratio = StackedModel.ratio_of(width, base_width)
+    return Scaling(params, ratio, depth + 1, slots, gammas=gammas, gamma_lr=gamma_lr, init=init)
 
 
 class MLP(StackedModel):
@@ -77,21 +99,19 @@ class MLP(StackedModel):
             check_positive(key, value)
         self.d, self.width, self.depth, self.outputs = d, width, depth, outputs
         self.base_width, self.center = base_width, bool(center)
-        dims = [d] + [width] * depth + [outputs]
-        roles = layer_names(depth + 1)
-        slots = [
-            Slot(f"weights.{l}", f"biases.{l}" if bias else None, roles[l][0], l, dims[l]) for l in range(depth + 1)
-        ]
-        scaling = Scaling(
-            self._params,
-            self.ratio_of(width, base_width),
-            depth + 1,
-            slots,
+        scaling = mlp_scaling(
+            d,
+            width,
+            depth,
+            outputs,
+            bias=bias,
+            params=self._params,
             gammas=self._gammas,
+            base_width=base_width,
             gamma_lr=gamma_lr,
             init=init,
         )
-        self._make_layers(dims, slots, scaling, bias, dtype, device)
+        self._make_layers([d] + [width] * depth + [outputs], scaling.slots, scaling, bias, dtype, device)
 
     def _make_layers(self, dims: list[int], slots: list[Slot], scaling: Scaling, bias: bool, dtype, device) -> None:
         """Draw layer l's weight (dims[l] x dims[l + 1]) and bias, in order, with their multipliers."""
