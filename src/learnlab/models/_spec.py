@@ -21,7 +21,7 @@ from learnlab.models._param import PARAMETERIZATIONS
 __all__ = ["ModelSpec", "ParamSpec", "DepthParamSpec", "MODEL_NAMES", "ACTIVATION_NAMES"]
 
 MODEL_NAMES = ("mlp", "cnn", "resmlp")
-ACTIVATION_NAMES = ("relu", "tanh", "gelu", "silu", "linear")  # models._stack.ACTIVATIONS, without torch
+ACTIVATION_NAMES = ("relu", "tanh", "gelu", "silu", "linear", "erf")  # models._stack.ACTIVATIONS, without torch
 # keys that shape learnlab's own models; a user model takes its settings from ``options``
 _BUILTIN_ONLY = (
     "init",

@@ -81,6 +81,7 @@ ACTIVATIONS = {  # module-level functions, so models pickle
     "gelu": nn.functional.gelu,
     "silu": nn.functional.silu,
     "linear": _identity,
+    "erf": torch.special.erf,  # the NNGP/NTK have closed forms (Williams 1997; learnlab.theory)
 }
 assert tuple(ACTIVATIONS) == ACTIVATION_NAMES  # the names specs are validated against (without torch)
 
