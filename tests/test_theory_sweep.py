@@ -12,7 +12,14 @@ import torch
 
 import learnlab
 from learnlab.experiments import SpecError, build_run, plan, run_group
-from learnlab.theory import gd_dynamics, kernel_regression, ntk
+from learnlab.theory import (
+    eigenlearning,
+    gd_dynamics,
+    hypercube_spectrum,
+    hypercube_target_power,
+    kernel_regression,
+    ntk,
+)
 
 SPEC = {
     "name": "theory",
@@ -56,7 +63,13 @@ def test_stored_predictions_equal_the_theory_functions_on_the_runs_data():
     assert [s for s, _ in rows] == [0, 10, 20, 30]  # the run's eval steps
     np.testing.assert_allclose([v for _, v in rows], dynamics.test_mse.numpy(), rtol=1e-9)
     assert rows[0][1] == pytest.approx(float(yt.pow(2).mean()))  # f_0 = 0
-    assert 0 <= result.final["theory/eigenlearning/test/mse"] <= 1.5
+    # eigenlearning from the exact Walsh spectrum of the hypercube {-1, 1}^6 and the parity's power
+    spectrum = hypercube_spectrum(kernel, 6)
+    power = hypercube_target_power(build_run(config).members[0].task.target, 6)
+    assert power[2] == pytest.approx(1.0)  # x_0 x_1: all of its power in degree 2
+    expected = eigenlearning(spectrum.eigenvalues, n=40, ridge=1e-6, multiplicity=spectrum.multiplicities, power=power)
+    assert result.final["theory/eigenlearning/test/mse"] == pytest.approx(float(expected.test_mse), rel=1e-9)
+    assert result.final["theory/eigenlearning/train/mse"] == pytest.approx(float(expected.train_mse), rel=1e-9)
 
 
 def test_without_the_section_run_ids_and_configs_are_unchanged():

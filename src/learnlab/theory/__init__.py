@@ -19,6 +19,7 @@ if TYPE_CHECKING:
         nystrom_spectrum,
         sphere_spectrum,
     )
+    from learnlab.theory._sphere_target import TargetPower, sphere_target_power
 
 _EXPORTS = {
     "nngp": "learnlab.theory._kernels",
@@ -33,11 +34,14 @@ _EXPORTS = {
     "hypercube_target_power": "learnlab.theory._spectra",
     "sphere_spectrum": "learnlab.theory._spectra",
     "nystrom_spectrum": "learnlab.theory._spectra",
+    "TargetPower": "learnlab.theory._sphere_target",
+    "sphere_target_power": "learnlab.theory._sphere_target",
 }
 __all__ = [
     "Dynamics",
     "Eigenlearning",
     "Spectrum",
+    "TargetPower",
     "eigenlearning",
     "gd_dynamics",
     "hypercube_spectrum",
@@ -47,6 +51,7 @@ __all__ = [
     "ntk",
     "nystrom_spectrum",
     "sphere_spectrum",
+    "sphere_target_power",
 ]
 assert sorted(__all__) == sorted(_EXPORTS)
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -8,8 +8,10 @@ returns metric rows ``(step, name, value)`` and final values named ``theory/<pre
   with the run's learning rate, at the run's eval steps (NTK weighted by the per-layer SGD
   rates of the run's parameterization, so "lr" means what it means for the network);
 * ``eigenlearning``: the predicted train and test MSE at n = n_train from the kernel's spectrum
-  on the task's inputs: exact on the hypercube (Walsh degrees), by Nystrom on fresh points
-  otherwise; the test error is against the noise-free target, as the run's test set is.
+  on the task's inputs: exact on the hypercube (Walsh degrees) and, for a target of one direction
+  (``single_index``), on the sphere (Gegenbauer degrees 0..``_SPHERE_KMAX``; the target's power
+  above them put on the last, their eigenvalues' trace added to the ridge), by Nystrom on fresh
+  points otherwise; the test error is against the noise-free target, as the run's test set is.
 
 All predictions start from f_0 = 0 (the kernel regime of a network whose initial output is
 small or centred); the test set's labels are noise-free.
@@ -24,6 +26,7 @@ import torch
 __all__ = ["run_predictions"]
 
 _HYPERCUBE_MAX_D = 22  # the target's Walsh power is computed over all 2^d points
+_SPHERE_KMAX = 40  # degrees of the sphere's exact spectrum and target power
 _JITTER = 1e-10  # ridge 0 on a singular Gram matrix: this times its largest diagonal entry
 
 
@@ -123,16 +126,32 @@ def _dynamics(model, theory, x_train, y_train, x_test, y_test, lr: float, steps:
 
 def _eigenlearning(kernel, task, theory, n: int, steps: int, seed: int):
     from learnlab.theory._eigenlearning import eigenlearning
-    from learnlab.theory._spectra import hypercube_spectrum, hypercube_target_power, nystrom_spectrum
+    from learnlab.theory._spectra import hypercube_spectrum, hypercube_target_power, nystrom_spectrum, sphere_spectrum
+    from learnlab.theory._sphere_target import sphere_target_power
 
     noise = float(getattr(task, "noise", 0.0) or 0.0)
-    name = getattr(getattr(task, "inputs", None), "name", None)
-    if name == "hypercube" and task.d <= _HYPERCUBE_MAX_D:
+    from learnlab.tasks._inputs import Hypercube, Sphere
+
+    inputs = getattr(task, "inputs", None)
+    if isinstance(inputs, Hypercube) and task.d <= _HYPERCUBE_MAX_D:
         spectrum = hypercube_spectrum(kernel, task.d)
         power = hypercube_target_power(lambda x: task.target(x.to(torch.float64)), task.d)
         result = eigenlearning(
             spectrum.eigenvalues, n=n, ridge=theory["ridge"], noise=noise, multiplicity=spectrum.multiplicities,
             power=power,
+        )  # fmt: skip
+    elif isinstance(inputs, Sphere) and getattr(task.target, "direction", None) is not None and task.outputs == 1:
+        spectrum = sphere_spectrum(kernel, task.d, _SPHERE_KMAX)
+        target = sphere_target_power(task.target, task.d, _SPHERE_KMAX)
+        power = target.power.copy()
+        power[-1] += target.rest  # unlearned at any n of interest, like the degree-kmax modes
+        # the modes above kmax (eigenvalues << kappa) act on kappa as a ridge of their total trace
+        point = torch.zeros(1, task.d, dtype=torch.float64)
+        point[0, 0] = task.d**0.5
+        tail = max(float(kernel(point, point)) - spectrum.trace, 0.0)
+        result = eigenlearning(
+            spectrum.eigenvalues.clip(min=0), n=n, ridge=theory["ridge"] + tail, noise=noise,
+            multiplicity=spectrum.multiplicities, power=power,
         )  # fmt: skip
     else:
         x, y = task.sample(theory["nystrom"], torch.Generator().manual_seed(seed), noise=False, dtype=torch.float64)
