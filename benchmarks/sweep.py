@@ -13,7 +13,11 @@ Gaussian batches, no bookkeeping at all): the eager-PyTorch ceiling that the ens
 executor, a full sweep with stores, metrics and early exit, is measured against
 (``ensemble_over_handwritten``, and that ceiling's own fraction of the peak).
 
-Usage: python benchmarks/sweep.py [--steps 500] [--executors serial,processes,ensemble,ray]
+``--seeds`` sets the sweep's size (16 learning rates x seeds: 4 -> 64 runs, 16 -> 256); on a
+GPU (``--device cuda``) serial and ensemble run there and the process pool stays on the CPU.
+
+Usage: python benchmarks/sweep.py [--steps 500] [--seeds 4] [--device cpu]
+       [--executors serial,processes,ensemble,ray]
 The last line printed is one JSON object with the figures.
 """
 
@@ -33,7 +37,7 @@ from learnlab.experiments import sweep
 D, WIDTH, DEPTH, BATCH = 30, 128, 2, 64
 
 
-def spec(steps: int) -> dict:
+def spec(steps: int, seeds: int = 4) -> dict:
     return {
         "name": "bench-sweep",
         "seed": 0,
@@ -44,7 +48,7 @@ def spec(steps: int) -> dict:
         },
         "model": {"width": WIDTH, "depth": DEPTH, "param": "sp"},
         "train": {"optimizer": "sgd", "batch_size": BATCH, "steps": steps, "eval_every": 100},
-        "sweep": {"grid": {"train.lr": np.geomspace(1e-3, 0.3, 16).round(6).tolist()}, "seeds": 4},
+        "sweep": {"grid": {"train.lr": np.geomspace(1e-3, 0.3, 16).round(6).tolist()}, "seeds": seeds},
     }
 
 
@@ -54,31 +58,41 @@ def train_flops(runs: int, steps: int) -> float:
     return 3 * per_step * steps * runs
 
 
-def mm_peak(n: int = 1024, repeats: int = 20) -> float:
-    """GFLOP/s of float32 torch.mm on this machine (all threads), best of a few."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
+def _sync(device: str) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def mm_peak(n: int = 1024, repeats: int = 20, device: str = "cpu") -> float:
+    """GFLOP/s of float32 torch.mm on the device (all threads), best of a few."""
+    if torch.device(device).type == "cuda":
+        n, repeats = 8192, 20
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
     torch.mm(a, b)
     best = float("inf")
     for _ in range(3):
+        _sync(device)
         t0 = time.perf_counter()
         for _ in range(repeats):
             torch.mm(a, b)
+        _sync(device)
         best = min(best, (time.perf_counter() - t0) / repeats)
     return 2 * n**3 / best / 1e9
 
 
-def handwritten(steps: int) -> float:
+def handwritten(steps: int, seeds: int = 4, device: str = "cpu") -> float:
     """Wall seconds of the bare stacked training of the sweep's 64 models (see the docstring)."""
-    lrs = torch.tensor(np.geomspace(1e-3, 0.3, 16).round(6).tolist() * 4).view(-1, 1, 1)
+    lrs = torch.tensor(np.geomspace(1e-3, 0.3, 16).round(6).tolist() * seeds, device=device).view(-1, 1, 1)
     members = lrs.shape[0]
     gens = [torch.Generator().manual_seed(1000 + e) for e in range(members)]
     dims = [D] + [WIDTH] * DEPTH + [1]
     weights = [
-        torch.stack([torch.randn(i, o, generator=g) / i**0.5 for g in gens]).requires_grad_()
+        torch.stack([torch.randn(i, o, generator=g) / i**0.5 for g in gens]).to(device).requires_grad_()
         for i, o in zip(dims[:-1], dims[1:])
     ]
-    biases = [torch.zeros(members, 1, o, requires_grad=True) for o in dims[1:]]
-    test_x = torch.randn(members, 1024, D)
+    biases = [torch.zeros(members, 1, o, device=device, requires_grad=True) for o in dims[1:]]
+    test_x = torch.randn(members, 1024, D, device=device)
+    dgens = [torch.Generator(device=device).manual_seed(2000 + e) for e in range(members)]
 
     def forward(x):
         h = x
@@ -87,6 +101,7 @@ def handwritten(steps: int) -> float:
             h = h.relu() if l < DEPTH else h
         return h
 
+    _sync(device)
     start = time.perf_counter()
     for t in range(steps + 1):
         if t % 100 == 0:
@@ -94,19 +109,21 @@ def handwritten(steps: int) -> float:
                 (forward(test_x) - test_x[..., :1] * test_x[..., 1:2]).pow(2).mean((1, 2))
         if t == steps:
             break
-        x = torch.stack([torch.randn(BATCH, D, generator=g) for g in gens])
+        x = torch.stack([torch.randn(BATCH, D, generator=g, device=device) for g in dgens])
         loss = (forward(x) - x[..., :1] * x[..., 1:2]).pow(2).mean((1, 2))
         grads = torch.autograd.grad(loss.sum(), weights + biases)
         with torch.no_grad():
             for p, g in zip(weights + biases, grads):
                 p.addcmul_(g, lrs, value=-1)
+    _sync(device)
     return time.perf_counter() - start
 
 
-def run(executor: str, steps: int, workers: int | None) -> tuple[float, dict]:
+def run(executor: str, steps: int, workers: int | None, seeds: int, device: str) -> tuple[float, dict]:
+    options = {"devices": [device]} if executor in ("serial", "ensemble") and device != "cpu" else {}
     with tempfile.TemporaryDirectory() as out:
         t0 = time.perf_counter()
-        store = sweep(spec(steps), out=out, executor=executor, workers=workers)
+        store = sweep(spec(steps, seeds), out=out, executor=executor, workers=workers, **options)
         wall = time.perf_counter() - t0
         runs = store.runs().set_index("run_id")
         store.close()
@@ -118,6 +135,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=500)
     parser.add_argument("--executors", default="serial,processes,ensemble,ray")
+    parser.add_argument("--seeds", type=int, default=4, help="runs = 16 learning rates x seeds")
+    parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     executors = args.executors.split(",")
     if "ray" in executors:
@@ -128,12 +147,16 @@ def main() -> None:
     cores = os.cpu_count() or 1
     walls, finals = {}, {}
     for name in executors:
-        walls[name], finals[name] = run(name, args.steps, workers=cores if name in ("processes", "ray") else None)
-    hand = min(handwritten(args.steps) for _ in range(2))  # best of two: it is the reference
-    peak = mm_peak()
+        workers = cores if name in ("processes", "ray") else None
+        walls[name], finals[name] = run(name, args.steps, workers, args.seeds, args.device)
+    hand = min(handwritten(args.steps, args.seeds, args.device) for _ in range(2))  # best of two: the reference
+    peak = mm_peak(device=args.device)
     n_runs = len(finals[executors[0]])
     flops = train_flops(n_runs, args.steps)
-    print(f"{n_runs} runs x {args.steps} steps, d={D}, width={WIDTH}, depth={DEPTH}, batch={BATCH}, {cores} cores")
+    print(
+        f"{n_runs} runs x {args.steps} steps, d={D}, width={WIDTH}, depth={DEPTH}, batch={BATCH}, {cores} cores, "
+        f"device {args.device}"
+    )
     print(f"{'executor':<10} {'wall s':>8} {'serial/x':>9} {'GFLOP/s':>8} {'of peak':>8}")
     for name, wall in walls.items():
         gflops = flops / wall / 1e9
@@ -165,6 +188,8 @@ def main() -> None:
     if "ray" in walls and "processes" in walls:
         figures["ray_over_processes"] = round(walls["ray"] / walls["processes"], 3)
     figures["mm_peak_gflops"] = round(peak, 1)
+    figures["runs"] = n_runs
+    figures["device"] = args.device
     print(json.dumps(figures))
 
 

@@ -136,7 +136,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=10_000, help="points of the Gram matrices")
     parser.add_argument("--sub", type=int, default=60, help="points of the naive loop's subsample")
     parser.add_argument("--rounds", type=int, default=2, help="best of this many timings")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated, of {', '.join(SECTIONS)}")
     args = parser.parse_args()

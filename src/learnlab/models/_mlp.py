@@ -180,6 +180,36 @@ class MLP(StackedModel):
             return torch.addcmul(b * getattr(self, f"bias_mult_{l}"), stacked_matmul(h, w), getattr(self, f"mult_{l}"))
         return stacked_matmul(h, w) * getattr(self, f"mult_{l}")
 
+    @torch.no_grad()
+    def inference(self, x: torch.Tensor) -> torch.Tensor:
+        """The forward pass for evaluation (no autograd): one ``baddbmm`` per layer with the
+        multipliers folded into the weights and biases (the bias add inside the GEMM) and the
+        activation in place. Equal to ``forward`` up to float rounding (the product is scaled
+        before the sum instead of after: ~1e-7 relative in float32); a member's values do not
+        depend on the stack's size (a single output column goes through gemm, as in ``forward``).
+        """
+        if self.center:
+            return self(x)
+        x, squeeze = self._stack_input(x)
+        h, last = x, len(self.weights) - 1
+        for l in range(last + 1):
+            w = self.weights[l]
+            if not self._unit[l]:
+                w = w * getattr(self, f"mult_{l}")
+            pad = w.shape[-1] == 1  # gemm, not gemv, for every stack size (see stacked_matmul)
+            if pad:
+                w = torch.cat([w, torch.zeros_like(w)], dim=-1)
+            if self.biases is None:
+                h = torch.bmm(h, w)
+            else:
+                b = self.biases[l] if self._unit[l] else self.biases[l] * getattr(self, f"bias_mult_{l}")
+                h = torch.baddbmm(torch.cat([b, torch.zeros_like(b)], dim=-1) if pad else b, h, w)
+            if pad:
+                h = h[..., :1]
+            if l < last:
+                h = torch.relu_(h) if self._phi is torch.relu else self._phi(h)
+        return h.squeeze(0) if squeeze else h
+
     def _stack_input(self, x: torch.Tensor) -> tuple[torch.Tensor, bool]:
         if x.dim() == 2:
             if self.members != 1:

@@ -9,24 +9,72 @@ from the same seed at every evaluation and streamed in chunks, never held whole)
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
 from learnlab.tasks import hermite_monomial
-from learnlab.train._metrics import MetricAccumulator
+from learnlab.train._metrics import BLOCK, MetricAccumulator
 
-__all__ = ["EvalSource", "fixed_source", "streamed_source", "evaluate", "target_components"]
+__all__ = ["EvalSource", "fixed_source", "streamed_source", "evaluate", "target_components", "chunk_rows"]
 
-CHUNK = 65536  # points per forward pass when evaluating
+CHUNK = 65536  # points per draw of a streamed set: its data never depend on the forward's chunks
+CACHE_BYTES = 256 << 20  # a streamed set up to this size is drawn once per run and kept
+# streamed sets of the same seed and size whose first _PROBE points and targets are equal are one set
+# (the same generator through the same task): an lr sweep's members draw theirs once, not E times
+_PROBE = 1024
+# elements (members x rows x widest layer) per forward pass, at most _MAX_ROWS rows. Measured on 2
+# cores (benchmarks/eval.py), 10^6 points through width-512 MLPs: one network is as fast from 512 to
+# 8,192 rows per pass and 3.7x slower at 16,384; a stack of 16 is as fast from 512 to 2,048 rows and
+# 3x slower at 4,096, and pays ~0.5 ms of Python per pass below 512. A GPU wants large passes.
+_CPU_ELEMENTS = 1 << 23
+_MAX_ROWS = 8192
+_CUDA_ELEMENTS = 1 << 26
 
 
-@dataclass
+@dataclass(eq=False)
 class EvalSource:
-    """One member's evaluation set: a function that yields (x, y) chunks, and its size."""
+    """One member's evaluation set: a function that yields (x, y) chunks, and its size.
+
+    ``data`` is the whole set when it is held in memory (a fixed set, or a streamed one small
+    enough to keep: :meth:`materialized`); ``key`` identifies a streamed set's draw (seed, n).
+    """
 
     chunks: Callable[[int], Iterator[tuple[torch.Tensor, torch.Tensor]]]
     n: int
+    data: tuple[torch.Tensor, torch.Tensor] | None = None
+    key: tuple | None = None
+    cacheable: bool = False
+    _same: dict[int, tuple[EvalSource, bool]] = field(default_factory=dict, repr=False)
+
+    def materialized(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The whole set, drawn once (in the streamed draw's own chunks) if it fits CACHE_BYTES."""
+        if self.data is None and self.cacheable:
+            parts = list(self.chunks(CHUNK))
+            x, y = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+            self.data = (x, y)
+        return self.data
+
+    def same_as(self, other: EvalSource) -> bool:
+        """Whether ``other`` holds the same points and targets (checked once, then remembered)."""
+        if other is self:
+            return True
+        known = self._same.get(id(other))
+        if known is None:
+            if self.data is not None and other.data is not None:  # both in memory: compare them
+                mine, theirs = self.data, other.data
+                equal = mine[0].shape == theirs[0].shape and mine[1].shape == theirs[1].shape
+                equal = equal and bool(torch.equal(mine[0], theirs[0]) and torch.equal(mine[1], theirs[1]))
+            elif self.key is not None and self.key == other.key:  # the same draw (seed, n) of the same task?
+                (a, b), (c, e) = next(iter(self.chunks(_PROBE))), next(iter(other.chunks(_PROBE)))
+                equal = a.shape == c.shape and b.shape == e.shape and bool(torch.equal(a, c) and torch.equal(b, e))
+            else:
+                equal = False
+            if equal and self.materialized() is not None:
+                other.data = self.data  # one copy in memory, drawn once
+            known = (other, equal)  # other is kept so its id stays its own
+            self._same[id(other)] = known
+        return known[1]
 
 
 def fixed_source(x: torch.Tensor, y: torch.Tensor) -> EvalSource:
@@ -36,18 +84,52 @@ def fixed_source(x: torch.Tensor, y: torch.Tensor) -> EvalSource:
         for start in range(0, x.shape[0], size):
             yield x[start : start + size], y[start : start + size]
 
-    return EvalSource(chunks, x.shape[0])
+    return EvalSource(chunks, x.shape[0], data=(x, y))
 
 
 def streamed_source(task, n: int, seed: int, *, dtype, device) -> EvalSource:
-    """``n`` fresh noise-free points drawn chunk by chunk from a generator re-seeded each time."""
+    """``n`` fresh noise-free points drawn chunk by chunk from a generator re-seeded each time;
+    kept in memory after the first evaluation when it fits ``CACHE_BYTES``."""
 
     def chunks(size: int):
         gen = torch.Generator(device=device).manual_seed(seed)
         for start in range(0, n, size):
             yield task.sample(min(size, n - start), gen, noise=False, dtype=dtype, device=device)
 
-    return EvalSource(chunks, n)
+    itemsize = torch.empty((), dtype=dtype).element_size()
+    row = (task.d + task.outputs) * itemsize if hasattr(task, "d") and hasattr(task, "outputs") else None
+    return EvalSource(chunks, n, key=(seed, n), cacheable=row is not None and n * row <= CACHE_BYTES)
+
+
+_MIN_ROWS = 16  # a pass of 1 or 2 rows takes another BLAS path (gemv) with other rounding
+
+
+def _spans(n: int, rows: int) -> Iterator[tuple[int, int]]:
+    """[start, stop) of each forward pass over n points, ``rows`` at a time; a remainder under
+    _MIN_ROWS joins the pass before it, so every point goes through a GEMM of >= 3 rows (which
+    agree row by row, measured) whatever the chunk size, unless the whole set is that small."""
+    start = 0
+    while start < n:
+        stop = min(start + rows, n)
+        if n - stop < _MIN_ROWS:
+            stop = n
+        yield start, stop
+        start = stop
+
+
+def chunk_rows(model, members: int, device) -> int:
+    """Rows per forward pass: members x rows x the widest layer ~ a cache-sized working set (a
+    multiple of ``BLOCK``, the metrics' partial sums, between BLOCK and CHUNK)."""
+    widest = 1
+    for p in model.parameters():
+        if p.dim() >= 2:
+            widest = max(widest, *p.shape[-2:])
+        elif p.dim() == 1:
+            widest = max(widest, p.shape[0])
+    budget = _CUDA_ELEMENTS if torch.device(device).type == "cuda" else _CPU_ELEMENTS
+    rows = budget // (max(members, 1) * widest)
+    cap = CHUNK if torch.device(device).type == "cuda" else _MAX_ROWS
+    return int(min(max(rows // BLOCK, 1) * BLOCK, cap))
 
 
 def target_components(target) -> list[tuple[str, Callable]]:
@@ -65,17 +147,39 @@ def target_components(target) -> list[tuple[str, Callable]]:
 
 @torch.no_grad()
 def evaluate(
-    model, sources: list[EvalSource], metrics: list[str], components=None, chunk: int = CHUNK
+    model, sources: list[EvalSource], metrics: list[str], components=None, chunk: int | None = None
 ) -> dict[str, list[float]]:
     """Metrics of the stacked ``model`` on each member's set (all sets have equal size).
+
+    The whole stack at once, without autograd, ``chunk`` rows per forward pass (default
+    :func:`chunk_rows`); members whose sets are equal (an lr sweep's) share one copy of it,
+    passed to the model as a stride-0 expand, and streamed sets small enough are drawn once.
+    The values do not depend on ``chunk`` (partial sums over fixed blocks of ``BLOCK`` points).
 
     Returns:
         metric name -> one value per member (row of the stack).
     """
-    acc = MetricAccumulator(metrics, len(sources), components)
-    streams = [s.chunks(chunk) for s in sources]
-    for parts in zip(*streams):
-        x = torch.stack([p[0] for p in parts])  # (E, n, d)
-        y = torch.stack([p[1] for p in parts])  # (E, n, k)
-        acc.update(model(x), y, x)
+    members = len(sources)
+    forward = getattr(model, "inference", model)  # learnlab's MLP: a fused evaluation pass
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    rows = chunk_rows(model, members, device) if chunk is None else chunk
+    acc = MetricAccumulator(metrics, members, components, total=sources[0].n)
+    if all(sources[0].same_as(s) for s in sources[1:]):  # one set for every member
+        data = sources[0].materialized()
+        for x_block, y_block in iter([data]) if data is not None else sources[0].chunks(CHUNK):
+            for start, stop in _spans(x_block.shape[0], rows):
+                x, y = x_block[start:stop], y_block[start:stop]
+                x, y = x.expand(members, *x.shape), y.expand(members, *y.shape)
+                acc.update(forward(x), y, x)
+        return acc.result()
+    sets = [s.materialized() for s in sources]
+    if all(d is not None for d in sets):
+        blocks = [iter([d]) for d in sets]
+    else:  # the same blocks for every member: all streamed
+        blocks = [s.chunks(CHUNK) for s in sources]
+    for parts in zip(*blocks):  # drawn blocks (one per member), each cut into forward chunks
+        for start, stop in _spans(parts[0][0].shape[0], rows):
+            x = torch.stack([p[0][start:stop] for p in parts])  # (E, rows, d)
+            y = torch.stack([p[1][start:stop] for p in parts])  # (E, rows, k)
+            acc.update(forward(x), y, x)
     return acc.result()

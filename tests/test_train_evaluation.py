@@ -1,0 +1,98 @@
+"""Evaluation at the floor (issue 18): the fused MLP inference pass, chunk sizes, shared sets and
+sets drawn once give the same metrics as the plain path (bit for bit where the issue asks it)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import learnlab
+from learnlab.models import MLP
+from learnlab.train._evaluation import CHUNK, chunk_rows, evaluate, fixed_source, streamed_source
+from learnlab.train._metrics import BLOCK
+
+METRICS = ["mse", "l1", "linf", "rel_l2", "accuracy"]
+
+
+def _stack(members: int, bias: bool = True, param: str = "mup", seed: int = 0, **kwargs) -> MLP:
+    gens = [torch.Generator().manual_seed(seed + s) for s in range(members)]
+    return MLP(6, 96, 2, kwargs.pop("outputs", 1), generators=gens, bias=bias, param=param, base_width=32, **kwargs)
+
+
+def _task():
+    return learnlab.make_task(
+        {"inputs": {"name": "gaussian", "d": 6}, "target": {"name": "hermite", "monomial": {0: 2}}}
+    )
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("param, outputs", [("sp", 1), ("mup", 1), ("ntk", 3)])
+def test_the_fused_inference_pass_is_the_forward_pass(bias, param, outputs):
+    model = _stack(3, bias=bias, param=param, outputs=outputs)
+    x = torch.randn(3, 200, 6, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected = model(x)
+    got = model.inference(x)
+    assert got.shape == expected.shape
+    torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-6)
+    doubled = _stack(3, bias=bias, param=param, outputs=outputs, dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(doubled.inference(x.double()), doubled(x.double()), rtol=1e-13, atol=1e-13)
+
+
+def test_a_member_infers_the_same_bits_alone_and_in_a_stack():
+    stack, alone = _stack(4, seed=0), _stack(1, seed=2)  # member 2 of the stack, built alone
+    x = torch.randn(1000, 6, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(stack.inference(x.expand(4, -1, -1))[2], alone.inference(x.unsqueeze(0))[0])
+
+
+def test_metrics_do_not_depend_on_the_chunk_size_bit_for_bit():
+    model = _stack(2)
+    x = torch.randn(5000, 6, generator=torch.Generator().manual_seed(4))
+    y = torch.randn(5000, 1, generator=torch.Generator().manual_seed(5))
+    results = [evaluate(model, [fixed_source(x, y)] * 2, METRICS, chunk=c) for c in (BLOCK, 3 * BLOCK, 4096, 7, None)]
+    for other in results[1:]:
+        assert other == results[0]
+
+
+def test_members_sharing_a_set_get_what_each_gets_with_its_own_copy():
+    model = _stack(3)
+    x = torch.randn(3000, 6, generator=torch.Generator().manual_seed(6))
+    y = torch.randn(3000, 1, generator=torch.Generator().manual_seed(7))
+    shared = evaluate(model, [fixed_source(x, y)] * 3, METRICS)
+    copies = [fixed_source(x.clone(), y.clone()) for _ in range(3)]
+    assert evaluate(model, copies, METRICS) == shared
+    assert copies[1].data[0] is copies[0].data[0]  # found equal: one copy kept
+    y2 = y.clone()
+    y2[17] += 1
+    different = [fixed_source(x, y), fixed_source(x, y2), fixed_source(x, y)]
+    got = evaluate(model, different, ["mse"])
+    assert got["mse"][0] == shared["mse"][0] and got["mse"][1] != shared["mse"][1]
+
+
+def test_a_streamed_set_drawn_once_equals_the_set_streamed_chunk_by_chunk(monkeypatch):
+    task = _task()
+    model = _stack(2)
+    kept = [streamed_source(task, 3 * CHUNK + 100, 11, dtype=torch.float32, device="cpu") for _ in range(2)]
+    assert kept[0].cacheable
+    first = evaluate(model, kept, METRICS)
+    assert kept[0].data is not None and kept[1].data is kept[0].data  # drawn once, for both members
+    assert evaluate(model, kept, METRICS) == first
+    import learnlab.train._evaluation as evaluation
+
+    monkeypatch.setattr(evaluation, "CACHE_BYTES", 0)  # too large to keep: streamed every time
+    streamed = [streamed_source(task, 3 * CHUNK + 100, 11, dtype=torch.float32, device="cpu") for _ in range(2)]
+    assert not streamed[0].cacheable
+    assert evaluate(model, streamed, METRICS) == first
+    assert streamed[0].data is None
+    other_seed = [kept[0], streamed_source(task, 3 * CHUNK + 100, 12, dtype=torch.float32, device="cpu")]
+    assert evaluate(model, other_seed, ["mse"])["mse"][1] != first["mse"][1]
+
+
+def test_the_chunk_keeps_the_working_set_cache_sized():
+    assert chunk_rows(_stack(1), 1, "cpu") == 8192  # capped
+    wide = MLP(6, 1024, 1, 1, generators=[torch.Generator().manual_seed(0)] * 4)
+    assert chunk_rows(wide, 4, "cpu") == (1 << 23) // (4 * 1024)  # members x rows x widest = 2^23
+    wider = MLP(6, 4096, 1, 1, generators=[torch.Generator().manual_seed(0)] * 16)
+    assert chunk_rows(wider, 16, "cpu") == BLOCK  # never below one block of the metrics' sums
+    assert chunk_rows(wider, 16, "cuda") > BLOCK
