@@ -82,6 +82,7 @@ class LoopSettings:
     log_every: int = 10
     metrics: Sequence[str] = ("mse",)
     loss_fn: Callable = mse
+    compile: bool = False  # torch.compile the forward pass and loss of each training step
 
 
 def fit(
@@ -135,6 +136,13 @@ class _Loop:
         self.init_params = {n: model.per_member(p).detach().clone() for n, p in model.member_parameters()}
         self.base_lrs = [g["lr"] for g in optimizer.param_groups]
         self._scheduled = False
+        self._train_loss = self._plain_loss
+        if settings.compile:
+            # dynamic=None: a second stack size (members that ended) compiles one dynamic graph
+            self._train_loss = torch.compile(self._plain_loss)
+
+    def _plain_loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.s.loss_fn(self.model(x), y)
 
     # ---- one iteration -----------------------------------------------------------
     def iteration(self, t: int) -> bool:
@@ -148,13 +156,13 @@ class _Loop:
             return False
         self._set_lr(t)
         x, y = next_stacked([self.members[i].stream for i in self.active])  # (E, batch, d), (E, batch, k)
-        losses = s.loss_fn(self.model(x), y)
+        self.optimizer.zero_grad(set_to_none=True)  # before the pass: a compiled pass sees no stale .grad
+        losses = self._train_loss(x, y)
         ended += self._record_losses(losses.detach().tolist(), t, skip=set(ended))
         stopped = [r for r in ended if self.members[self.active[r]].history.status == "finished"]
         if stopped and t % s.eval_every != 0:
             self._evaluate(t, rows=stopped)
         self._keep_final(sorted(set(ended)))  # theta_t, before the update they will not take
-        self.optimizer.zero_grad(set_to_none=True)
         losses.sum().backward()
         self._clip()
         self._probe(t, (x, y), skip=set(ended))

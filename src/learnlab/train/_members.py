@@ -114,6 +114,7 @@ def loop_settings(recipes: Sequence[TrainSpec], n_train: int | None, *, loss=Non
         log_every=first.log_every,
         metrics=tuple(first.measured()),
         loss_fn=loss if loss is not None else get_loss(first.loss),
+        compile=first.compile,
     )
 
 

@@ -72,6 +72,10 @@ class TrainSpec(Section):
     # adamw: decay every tensor by lr * weight_decay at the base lr, whatever its own scaled lr
     # (Wortsman et al. 2024; CompleteP, Dey et al. 2025); false: by its own lr (mup's MuAdamW)
     independent_weight_decay: bool = False
+    # torch.compile the stack's forward pass and loss (inductor): ~5 s to compile, then a faster
+    # forward/backward; on 2 CPU cores it does not pay yet (docs/training.md); results within float
+    # rounding of the eager pass, not bit for bit
+    compile: bool = False
     schedule: ScheduleSpec = per_member(
         default_factory=ScheduleSpec, examples=({"name": "constant"}, {"name": "cosine", "warmup": 5})
     )
@@ -166,11 +170,13 @@ class TrainSpec(Section):
 
     @model_serializer(mode="wrap")
     def _without_default_keys(self, handler):
-        """``independent_weight_decay`` only when set: the resolved configs (and so the run ids)
-        of other runs stay as they were before the key existed."""
+        """``independent_weight_decay`` and ``compile`` only when set: the resolved configs (and so
+        the run ids) of other runs stay as they were before the keys existed."""
         data = handler(self)
-        if isinstance(data, dict) and not data.get("independent_weight_decay"):
-            data.pop("independent_weight_decay", None)
+        if isinstance(data, dict):
+            for key in ("independent_weight_decay", "compile"):
+                if not data.get(key):
+                    data.pop(key, None)
         return data
 
     @model_validator(mode="after")
