@@ -7,6 +7,13 @@ read once; a member that diverges or crosses all its thresholds in
 ``stop_at_thresholds`` mode ends at that step and is dropped from the stack, so it
 neither costs compute nor touches the others.
 
+On an accelerator the losses are not read every step (a host synchronisation): they are kept
+on the device and read every ``log_every`` steps, before an evaluation and before a checkpoint
+(``LoopSettings.defer_losses``). A member found to have diverged at an earlier step t then ends
+at t exactly as it would have (its records from t on are dropped) and leaves the stack; the
+others never see it. Members that stop at train-loss thresholds need the value at once: with
+any of them in the stack, the losses are read every step.
+
 Step t means "after t optimizer updates". Iteration t: checkpoint (if due), evaluate
 (if due), draw batch t, forward, record the batch losses (divergence, thresholds),
 backward, clip, probes (if due), update t + 1.
@@ -83,6 +90,7 @@ class LoopSettings:
     metrics: Sequence[str] = ("mse",)
     loss_fn: Callable = mse
     compile: bool = False  # torch.compile the forward pass and loss of each training step
+    defer_losses: bool | None = None  # read losses in batches (module docstring); None: off the CPU
 
 
 def fit(
@@ -119,6 +127,8 @@ def fit(
         start = loop.resume(resume)
     for t in range(start, settings.steps + 1):
         if checkpoint is not None and t > start and t % checkpoint.every == 0:
+            if loop._pending and not loop.settle():
+                break
             checkpoint.save(loop.state(t))
         if not loop.iteration(t):
             break
@@ -137,6 +147,10 @@ class _Loop:
         self.base_lrs = [g["lr"] for g in optimizer.param_groups]
         self._scheduled = False
         self._train_loss = self._plain_loss
+        self._pending: list[tuple[int, torch.Tensor, set[int]]] = []  # (step, losses on device, rows skipped)
+        device = next((p.device for p in model.parameters()), torch.device("cpu"))
+        self._defer = settings.defer_losses if settings.defer_losses is not None else device.type != "cpu"
+        self._defer = self._defer and not self._stops_at_loss()  # those need each step's value at once
         if settings.compile:
             # dynamic=None: a second stack size (members that ended) compiles one dynamic graph
             self._train_loss = torch.compile(self._plain_loss)
@@ -147,18 +161,24 @@ class _Loop:
     # ---- one iteration -----------------------------------------------------------
     def iteration(self, t: int) -> bool:
         s = self.s
+        due = t % s.eval_every == 0 or t == s.steps
+        if self._pending and (due or t % s.log_every == 0) and not self.settle():
+            return False
         if t == s.steps:  # before the last evaluation, which a longer run does not make here
             for row, i in enumerate(self.active):
                 if self.members[i].keep_final:
                     self.members[i].resume_state = self.member_state(row, t)
-        ended = self._evaluate(t) if (t % s.eval_every == 0 or t == s.steps) else []
+        ended = self._evaluate(t) if due else []
         if t == s.steps:
             return False
         self._set_lr(t)
         x, y = next_stacked([self.members[i].stream for i in self.active])  # (E, batch, d), (E, batch, k)
         self.optimizer.zero_grad(set_to_none=True)  # before the pass: a compiled pass sees no stale .grad
         losses = self._train_loss(x, y)
-        ended += self._record_losses(losses.detach().tolist(), t, skip=set(ended))
+        if self._defer:
+            self._pending.append((t, losses.detach(), set(ended)))
+        else:
+            ended += self._record_losses(losses.detach().tolist(), t, skip=set(ended))
         stopped = [r for r in ended if self.members[self.active[r]].history.status == "finished"]
         if stopped and t % s.eval_every != 0:
             self._evaluate(t, rows=stopped)
@@ -167,7 +187,33 @@ class _Loop:
         self._clip()
         self._probe(t, (x, y), skip=set(ended))
         self.optimizer.step()
+        if ended and self._pending:  # rows are about to move: record the kept losses first
+            late = self._read_pending()
+            self._keep_final(late)
+            ended += late
         return self._drop(sorted(set(ended)))
+
+    def _stops_at_loss(self) -> bool:
+        return any(
+            self.members[i].stop_at_thresholds and self.members[i].threshold_metric == "train/loss" for i in self.active
+        )
+
+    def settle(self) -> bool:
+        """Read the losses kept on the device (one host synchronisation) and record them step by
+        step; members that diverged meanwhile end at their step and leave the stack. False when
+        no member is left."""
+        ended = self._read_pending()
+        self._keep_final(ended)
+        return self._drop(ended)
+
+    def _read_pending(self) -> list[int]:
+        """Record the kept losses (all of the current rows); the rows that ended, not yet dropped."""
+        pending, self._pending = self._pending, []
+        values = torch.stack([losses for _, losses, _ in pending]).cpu().tolist()
+        ended: list[int] = []
+        for (t, _, skip), row_values in zip(pending, values):
+            ended += self._record_losses(row_values, t, skip=skip | set(ended))
+        return sorted(set(ended))
 
     def _record_losses(self, values, t, skip) -> list[int]:
         ended = []
@@ -306,6 +352,8 @@ class _Loop:
                 member.final_state = self.model.member_state_dict(row)
 
     def finish(self) -> list:
+        if self._pending:
+            self.settle()
         self._keep_final(range(len(self.active)))
         for i in self.active:
             self.members[i].history.status = "finished"
