@@ -127,7 +127,7 @@ def fit(
         start = loop.resume(resume)
     for t in range(start, settings.steps + 1):
         if checkpoint is not None and t > start and t % checkpoint.every == 0:
-            if loop._pending and not loop.settle():
+            if not loop.settle():
                 break
             checkpoint.save(loop.state(t))
         if not loop.iteration(t):
@@ -162,7 +162,7 @@ class _Loop:
     def iteration(self, t: int) -> bool:
         s = self.s
         due = t % s.eval_every == 0 or t == s.steps
-        if self._pending and (due or t % s.log_every == 0) and not self.settle():
+        if (due or t % s.log_every == 0) and not self.settle():
             return False
         if t == s.steps:  # before the last evaluation, which a longer run does not make here
             for row, i in enumerate(self.active):
@@ -202,6 +202,8 @@ class _Loop:
         """Read the losses kept on the device (one host synchronisation) and record them step by
         step; members that diverged meanwhile end at their step and leave the stack. False when
         no member is left."""
+        if not self._pending:
+            return True
         ended = self._read_pending()
         self._keep_final(ended)
         return self._drop(ended)
@@ -352,8 +354,7 @@ class _Loop:
                 member.final_state = self.model.member_state_dict(row)
 
     def finish(self) -> list:
-        if self._pending:
-            self.settle()
+        self.settle()
         self._keep_final(range(len(self.active)))
         for i in self.active:
             self.members[i].history.status = "finished"
