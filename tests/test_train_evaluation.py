@@ -96,3 +96,22 @@ def test_the_chunk_keeps_the_working_set_cache_sized():
     wider = MLP(6, 4096, 1, 1, generators=[torch.Generator().manual_seed(0)] * 16)
     assert chunk_rows(wider, 16, "cpu") == BLOCK  # never below one block of the metrics' sums
     assert chunk_rows(wider, 16, "cuda") > BLOCK
+
+
+def test_distinct_sets_are_kept_only_while_they_fit_together(monkeypatch):
+    import learnlab.train._evaluation as evaluation
+
+    task, model = _task(), _stack(2)
+
+    def sources():
+        return [streamed_source(task, 2 * CHUNK, seed, dtype=torch.float32, device="cpu") for seed in (1, 2)]
+
+    kept = sources()
+    expected = evaluate(model, kept, METRICS)
+    assert all(s.data is not None for s in kept)  # both fit the budget together
+    one = kept[0].nbytes
+    monkeypatch.setattr(evaluation, "CACHE_BYTES", one + one // 2)  # each fits alone, not both
+    streamed = sources()
+    assert streamed[0].cacheable
+    assert evaluate(model, streamed, METRICS) == expected
+    assert all(s.data is None for s in streamed)

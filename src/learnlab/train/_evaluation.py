@@ -45,6 +45,7 @@ class EvalSource:
     data: tuple[torch.Tensor, torch.Tensor] | None = None
     key: tuple | None = None
     cacheable: bool = False
+    nbytes: int = 0  # a streamed set's size in memory, were it kept
     _same: dict[int, tuple[EvalSource, bool]] = field(default_factory=dict, repr=False)
 
     def materialized(self) -> tuple[torch.Tensor, torch.Tensor] | None:
@@ -98,7 +99,8 @@ def streamed_source(task, n: int, seed: int, *, dtype, device) -> EvalSource:
 
     itemsize = torch.empty((), dtype=dtype).element_size()
     row = (task.d + task.outputs) * itemsize if hasattr(task, "d") and hasattr(task, "outputs") else None
-    return EvalSource(chunks, n, key=(seed, n), cacheable=row is not None and n * row <= CACHE_BYTES)
+    nbytes = n * row if row is not None else 0
+    return EvalSource(chunks, n, key=(seed, n), cacheable=row is not None and nbytes <= CACHE_BYTES, nbytes=nbytes)
 
 
 _MIN_ROWS = 16  # a pass of 1 or 2 rows takes another BLAS path (gemv) with other rounding
@@ -172,7 +174,10 @@ def evaluate(
                 x, y = x.expand(members, *x.shape), y.expand(members, *y.shape)
                 acc.update(forward(x), y, x)
         return acc.result()
-    sets = [s.materialized() for s in sources]
+    # distinct sets are kept only while all of them together fit CACHE_BYTES (a seed sweep's 64
+    # members would otherwise hold 64 of them); else every member's is streamed, as drawn
+    unkept = sum(s.nbytes for s in sources if s.data is None)
+    sets = [s.materialized() if unkept <= CACHE_BYTES else s.data for s in sources]
     if all(d is not None for d in sets):
         blocks = [iter([d]) for d in sets]
     else:  # the same blocks for every member: all streamed
