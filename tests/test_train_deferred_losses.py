@@ -5,6 +5,7 @@ members that diverge between two reads and members stopped by eval-metric thresh
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 
 import pytest
@@ -89,3 +90,28 @@ def test_on_the_cpu_losses_are_read_every_step_by_default(monkeypatch, defer):
     _run(monkeypatch, defer)
     assert seen == [False]
     assert LoopSettings(steps=1).defer_losses is None
+
+
+def test_a_crash_resumed_from_a_checkpoint_equals_the_uninterrupted_run(monkeypatch, tmp_path, interrupt):
+    """Kept losses are read before each checkpoint: a run resumed from one, with losses read
+    every 7 steps and checkpoints every 5, equals the uninterrupted run read every step."""
+    from test_train_checkpoint import ONLINE, _configs
+
+    spec = copy.deepcopy(ONLINE)
+    spec["train"]["log_every"] = 7
+    configs = _configs(spec)
+    original = build.loop_settings
+
+    def settings(defer):
+        return lambda *args, **kwargs: dataclasses.replace(original(*args, **kwargs), defer_losses=defer)
+
+    monkeypatch.setattr(build, "loop_settings", settings(False))
+    whole = run_group(configs, out=tmp_path / "whole")
+    monkeypatch.setattr(build, "loop_settings", settings(True))
+    interrupt["step"] = 17
+    crashed = run_group(configs, out=tmp_path / "resumed")
+    assert [r.status for r in crashed] == ["failed", "failed"]
+    resumed = run_group(configs, out=tmp_path / "resumed")
+    for a, b in zip(whole, resumed):
+        assert (a.status, a.step, a.thresholds, a.final) == (b.status, b.step, b.thresholds, b.final)
+        assert sorted(a.metrics) == sorted(b.metrics)  # read later, logged in another order
