@@ -9,14 +9,30 @@ import pytest
 import torch
 
 
+def slurm_problem() -> str | None:
+    """Why the tests marked ``slurm`` cannot run here (None: a SLURM controller answers)."""
+    from learnlab.experiments._slurm import SlurmError, check_reachable
+
+    try:
+        check_reachable()
+    except SlurmError as exc:
+        return f"needs a SLURM controller ({exc}); .ci/slurm/start installs and starts a single-node one"
+    return None
+
+
 def pytest_collection_modifyitems(config, items):
-    """Tests marked ``cuda`` are skipped, with the reason, where no GPU is."""
-    if torch.cuda.is_available():
-        return
-    skip = pytest.mark.skip(reason="needs a CUDA GPU; torch.cuda.is_available() is false on this machine")
-    for item in items:
-        if "cuda" in item.keywords:
-            item.add_marker(skip)
+    """Tests marked ``cuda`` are skipped, with the reason, where no GPU is; ``slurm`` where no SLURM is."""
+    if not torch.cuda.is_available():
+        skip = pytest.mark.skip(reason="needs a CUDA GPU; torch.cuda.is_available() is false on this machine")
+        for item in items:
+            if "cuda" in item.keywords:
+                item.add_marker(skip)
+    if any("slurm" in item.keywords for item in items):
+        problem = slurm_problem()
+        if problem is not None:
+            for item in items:
+                if "slurm" in item.keywords:
+                    item.add_marker(pytest.mark.skip(reason=problem))
 
 
 @pytest.fixture

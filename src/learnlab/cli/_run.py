@@ -20,6 +20,10 @@ class ExecutorName(str, Enum):
     processes = "processes"
     ensemble = "ensemble"
     ray = "ray"
+    slurm = "slurm"
+
+
+_SLURM = "SLURM (--executor slurm)"
 
 
 class ExportFormat(str, Enum):
@@ -65,6 +69,43 @@ def run(
     ray_address: Annotated[
         str | None, typer.Option(help="Ray cluster to join (host:port or auto); default: a local instance.")
     ] = None,
+    slurm_partition: Annotated[
+        str | None, typer.Option(help="SLURM partition of the jobs.", rich_help_panel=_SLURM)
+    ] = None,
+    slurm_time: Annotated[
+        str | None,
+        typer.Option(help="Time limit per job: minutes, HH:MM:SS or D-HH:MM:SS.", rich_help_panel=_SLURM),
+    ] = None,
+    slurm_cpus: Annotated[
+        int | None, typer.Option(min=1, help="CPUs per job (its torch threads).", rich_help_panel=_SLURM)
+    ] = None,
+    slurm_gpus: Annotated[
+        int | None, typer.Option(min=0, help="GPUs per job (1 when train.device is cuda).", rich_help_panel=_SLURM)
+    ] = None,
+    slurm_mem: Annotated[str | None, typer.Option(help="Memory per job (16G, 4000M).", rich_help_panel=_SLURM)] = None,
+    slurm_qos: Annotated[str | None, typer.Option(help="Quality of service.", rich_help_panel=_SLURM)] = None,
+    slurm_account: Annotated[str | None, typer.Option(help="Account to charge.", rich_help_panel=_SLURM)] = None,
+    slurm_max_jobs: Annotated[
+        int | None, typer.Option(min=1, help="Array tasks running at once.", rich_help_panel=_SLURM)
+    ] = None,
+    slurm_runs_per_job: Annotated[
+        int | None,
+        typer.Option(min=1, help="Runs packed into one array task (groups are never split).", rich_help_panel=_SLURM),
+    ] = None,
+    slurm_setup: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Shell line each job runs first (repeatable): module load ..., source ...", rich_help_panel=_SLURM
+        ),
+    ] = None,
+    detach: Annotated[
+        bool,
+        typer.Option(
+            "--detach",
+            help="Submit the SLURM jobs and return; the same command later collects them.",
+            rich_help_panel=_SLURM,
+        ),
+    ] = False,
 ) -> None:
     """Run a spec's sweep into OUT; re-running resumes (finished runs are skipped).
 
@@ -77,6 +118,24 @@ def run(
 
     if ray_address is not None and executor is not ExecutorName.ray:
         bad_input(f"--ray-address needs --executor ray (got --executor {executor.value})")
+    slurm = {
+        key: value
+        for key, value in (
+            ("partition", slurm_partition),
+            ("time", slurm_time),
+            ("cpus", slurm_cpus),
+            ("gpus", slurm_gpus),
+            ("mem", slurm_mem),
+            ("qos", slurm_qos),
+            ("account", slurm_account),
+            ("max_jobs", slurm_max_jobs),
+            ("runs_per_job", slurm_runs_per_job),
+            ("setup", slurm_setup or None),
+        )
+        if value is not None
+    }
+    if slurm_time is not None and slurm_time.isdigit():
+        slurm["time"] = int(slurm_time)
     try:
         with warnings_shown():
             p = plan(
@@ -90,6 +149,8 @@ def run(
                 address=ray_address,
                 extend=extend,
                 append=append,
+                slurm=slurm or None,
+                detach=detach,
             )
     except SpecError as exc:
         bad_input(str(exc))
@@ -106,6 +167,11 @@ def run(
         console.print(f"executor: ensemble ({p.reason})", markup=False)
     if extend:
         console.print(p.extension_summary().strip(), markup=False)
+    if p.executor == "slurm":
+        _say_slurm(p)
+    if detach:
+        _run_detached(p, out)
+        return
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -145,6 +211,38 @@ def run(
     if len(ours.statuses()) < len(store.statuses()):
         console.print(f"(this spec's {len(p.runs)} runs; {out} holds {len(store.statuses())}: learnlab status {out})")
     store.close()
+
+
+def _say_slurm(p) -> None:
+    from learnlab.experiments._slurm import Ledger
+
+    waiting = len(Ledger(p.out).open_jobs()) if p.out is not None else 0
+    earlier = f"; collecting {waiting} jobs submitted earlier first" if waiting else ""
+    console.print(f"executor: slurm (jobs' logs in {p.out}/slurm/<job id>/){earlier}", markup=False)
+
+
+def _run_detached(p, out: Path) -> None:
+    """Submit (and collect what finished meanwhile), say what is queued, and return."""
+    from learnlab.experiments import StoreError, sweep
+    from learnlab.experiments._slurm import Ledger
+
+    try:
+        store = sweep(p, progress=False)
+    except StoreError as exc:
+        bad_input(str(exc))
+    statuses = store.subset(r.run_id for r in p.runs).statuses()
+    store.close()
+    done = sum(s in ("finished", "diverged") for s in statuses.values())
+    jobs = Ledger(out).open_jobs()
+    runs = sum(len(j.runs) for j in jobs)
+    ids = sorted({j.id.split("_")[0] for j in jobs})
+    console.print(
+        f"{done} of {len(statuses)} runs done; {runs} runs in {len(jobs)} SLURM jobs "
+        f"(array jobs {', '.join(ids) or '-'}).\n"
+        f"Watch them: learnlab status {out}. Collect them (and submit what is missing): run the same command "
+        "again (without --detach it waits for them).",
+        markup=False,
+    )
 
 
 def _device_list(devices: str | None) -> list[str] | None:
@@ -219,6 +317,7 @@ def status(
         table.add_row(name, str(count))
     console.print(table)
     _print_summary(store, _metric_list(metrics))
+    _print_slurm_jobs(out)
     bad = runs[runs["status"].isin(["failed", "diverged", "interrupted"])]
     for _, row in bad.head(MAX_FAILURES).iterrows():
         reason = (row["error"] or "").strip().splitlines()
@@ -226,6 +325,32 @@ def status(
     if len(bad) > MAX_FAILURES:
         console.print(f"... {len(bad) - MAX_FAILURES} more (every reason: learnlab export {out})", markup=False)
     store.close()
+
+
+def _print_slurm_jobs(out: Path) -> None:
+    """The folder's SLURM jobs not yet collected, as SLURM sees them now."""
+    from learnlab.experiments._slurm import SlurmError, job_table
+
+    try:
+        rows = job_table(out)
+    except SlurmError as exc:
+        console.print(f"SLURM jobs of this folder could not be asked about: {exc}", markup=False)
+        return
+    if not rows:
+        return
+    table = Table(
+        title=f"SLURM jobs not yet collected (logs: {out}/slurm/<job>/; collect: learnlab run SPEC --out {out})"
+    )
+    for column in ("job", "state", "reason", "runs"):
+        table.add_column(column, justify="right" if column == "runs" else "left")
+    for row in rows[:MAX_ROWS]:
+        table.add_row(row["job"], row["state"], row["reason"], str(row["runs"]))
+    console.print(table)
+    if len(rows) > MAX_ROWS:
+        counts: dict[str, int] = {}
+        for row in rows:
+            counts[row["state"]] = counts.get(row["state"], 0) + 1
+        console.print(f"... {len(rows) - MAX_ROWS} more jobs; by state: {counts}", markup=False)
 
 
 def _metric_list(metrics: str | None) -> list[str] | None:

@@ -127,12 +127,13 @@ def _failed(group: list[Run], reason: str) -> list[RunResult]:
     return [RunResult(r.run_id, "failed", error=reason) for r in group]
 
 
-# name -> "module:attr" of the executor class (imported lazily: ray is an optional extra).
+# name -> "module:attr" of the executor class (imported lazily: ray and submitit are optional extras).
 EXECUTORS = {
     "serial": "learnlab.experiments._executors:SerialExecutor",
     "ensemble": "learnlab.experiments._executors:SerialExecutor",
     "processes": "learnlab.experiments._executors:ProcessExecutor",
     "ray": "learnlab.experiments._ray:RayExecutor",
+    "slurm": "learnlab.experiments._slurm:SlurmExecutor",
 }
 
 

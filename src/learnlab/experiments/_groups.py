@@ -23,6 +23,7 @@ from learnlab.experiments._spec import RunConfig
 
 __all__ = [
     "form_groups",
+    "batch_groups",
     "group_key",
     "member_bytes",
     "member_memory",
@@ -231,3 +232,20 @@ def form_groups(
         size = math.ceil(len(bucket) / n_groups)
         groups += [bucket[i : i + size] for i in range(0, len(bucket), size)]
     return groups
+
+
+def batch_groups(groups: list[list], runs_per_task: int) -> list[list[list]]:
+    """Consecutive groups packed into tasks of about ``runs_per_task`` runs (a group is never split):
+    a Ray task's or a SLURM array task's groups, trained one after another."""
+    tasks: list[list[list]] = []
+    current: list[list] = []
+    size = 0
+    for group in groups:
+        current.append(group)
+        size += len(group)
+        if size >= runs_per_task:
+            tasks.append(current)
+            current, size = [], 0
+    if current:
+        tasks.append(current)
+    return tasks

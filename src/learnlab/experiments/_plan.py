@@ -44,7 +44,7 @@ class Plan:
         runs: every run of the sweep, in order.
         groups: the runs to train, in groups trained as one stacked model (runs already
             done in ``out`` when the plan was made are not in them).
-        executor: ``serial``, ``processes``, ``ensemble`` or ``ray`` (never ``auto``).
+        executor: ``serial``, ``processes``, ``ensemble``, ``ray`` or ``slurm`` (never ``auto``).
         reason: why this executor, or why nothing stacks (empty if there is nothing to say).
         source: the spec's file, if it came from one.
         out: the output folder the plan was made for (None: given to ``sweep``).
@@ -94,6 +94,11 @@ class Plan:
         done = f", {len(self.done)} already done" if self.done else ""
         groups = f"{len(self.todo)} to run in {len(sizes)} groups (sizes {shown})" if sizes else "nothing to run"
         why = f" ({self.reason})" if self.reason else ""
+        if self.executor == "slurm" and self.groups:
+            from learnlab.experiments._slurm import array_tasks
+
+            tasks = len(array_tasks(self.groups, self.options.get("runs_per_job")))
+            why += f"; as SLURM array tasks: {tasks} (a job's groups train one after another)"
         line = f"{len(self.runs)} runs{done}; {groups}; executor: {self.executor}{why}"
         return line + self.extension_summary()
 
@@ -128,6 +133,8 @@ def plan(
     address: str | None = None,
     extend: bool = False,
     append: bool = False,
+    slurm: dict | None = None,
+    detach: bool = False,
     **executor_options,
 ) -> Plan:
     """Validate a spec with overrides, expand it, and decide how its runs will be executed.
@@ -138,13 +145,20 @@ def plan(
         out: the output folder it will run into: runs already finished there are left out
             of the groups (and counted in ``Plan.done``).
         executor: ``auto`` (default: ``ensemble`` when some runs share all shapes, else
-            ``processes``), ``serial``, ``processes``, ``ensemble`` or ``ray``.
+            ``processes``; ``slurm`` when ``out`` holds SLURM jobs not yet collected), ``serial``,
+            ``processes``, ``ensemble``, ``ray`` or ``slurm``.
         workers: processes (or Ray CPUs) for the pool executors (default: cores).
-        max_members: largest stacked group (default 64 for ``ensemble``, 1 otherwise).
+        max_members: largest stacked group (default 64 for ``ensemble`` and ``slurm``, 1 otherwise).
         memory_budget: bytes a stacked group may use.
         devices: spread groups over these devices (``["cuda:0", "cuda:1"]``); overrides
             ``train.device``.
         address: a Ray cluster to join (``executor="ray"`` only).
+        slurm: what each SLURM job asks for (``executor="slurm"``; keys of a spec's
+            ``sweep.slurm`` section, which these override: ``partition``, ``time``, ``cpus``,
+            ``gpus``, ``mem``, ``qos``, ``account``, ``max_jobs``, ``runs_per_job``,
+            ``max_requeues``, ``setup``, ``sbatch``).
+        detach: submit the SLURM jobs and return; a later sweep of the same spec into the
+            same ``out`` collects them (``auto`` then picks ``slurm`` by itself).
         extend: continue each run from a shorter run of the same config (differing only in
             ``train.steps``) finished in ``out`` with ``train.save_final`` (its saved state), so a
             longer run costs only its extra steps and equals one run from scratch; a shorter run
@@ -162,8 +176,9 @@ def plan(
         StoreError: ``out`` is a file, holds a damaged store, or holds another spec's runs
             (without ``append``).
         ValueError: an unknown executor, a device this machine lacks, a Ray address that does
-            not answer, or options that do not fit the executor.
-        ImportError: ``executor="ray"`` without Ray installed.
+            not answer, no SLURM reachable or SLURM refusing the jobs' options (its own
+            message), or options that do not fit the executor.
+        ImportError: ``executor="ray"`` without Ray installed (``slurm`` without submitit).
     """
     if executor not in EXECUTOR_NAMES:
         raise ValueError(f"unknown executor {executor!r}; valid: {', '.join(EXECUTOR_NAMES)}")
@@ -182,7 +197,14 @@ def plan(
     too_big = _memory_problems(runs, available, facts)
     if too_big:
         raise SpecError(too_big, source=source)
-    if executor != "ray":  # a Ray cluster has devices of its own
+    slurm_given = bool(slurm) or detach
+    done = _done(runs, out, append or extend)
+    collecting = executor == "auto" and out is not None and _slurm_jobs_open(Path(out), runs, done)
+    if collecting:
+        executor = "slurm"  # jobs of an earlier --detach (or of a stopped driver) are collected first
+    if slurm_given and executor != "slurm":
+        raise ValueError(f"SLURM options (slurm=..., --slurm-*, --detach) need executor 'slurm' (got {executor!r})")
+    if executor not in ("ray", "slurm"):  # a cluster has devices of its own
         problems = []
         for dev in sorted({r.config["train"]["device"] for r in runs}):
             try:
@@ -201,7 +223,6 @@ def plan(
 
         check_reachable(address)  # within seconds: ValueError naming the address, ImportError without Ray
     _warn_implicit_base_width(runs)
-    done = _done(runs, out, append or extend)
     todo = [r for r in runs if r.run_id not in done]
     copies: dict[str, str] = {}
     from_scratch: dict[str, str] = {}
@@ -213,6 +234,11 @@ def plan(
         [r for r in todo if r.run_id not in copies], executor, workers, max_members, memory_budget, facts
     )
     options = {k: v for k, v in (("devices", devices), ("address", address)) if v} | executor_options
+    if chosen == "slurm":
+        options |= _slurm_options(validated, slurm, Path(out) if out is not None else None, source, collecting) | {
+            "detach": detach,
+            "job_name": f"learnlab-{validated.name}",
+        }
     return Plan(
         validated,
         runs,
@@ -229,6 +255,48 @@ def plan(
         from_scratch,
         append or extend,
     )
+
+
+def _slurm_jobs_open(out: Path, runs: list[Run], done: set[str]) -> bool:
+    """Whether ``out`` holds SLURM jobs not collected yet for some of these runs that are not done."""
+    from learnlab.experiments._slurm import Ledger
+
+    if not (out / "slurm" / "jobs.json").is_file():
+        return False
+    ours = {r.run_id for r in runs} - done
+    return any(rid in ours for job in Ledger(out).open_jobs() for rid in job.runs)
+
+
+def _slurm_options(spec: Spec, given: dict | None, out: Path | None, source: str | None, collecting: bool) -> dict:
+    """The jobs' SLURM options: an earlier submission's when ``auto`` collects its jobs (what is
+    submitted again asks for the same), else the spec's ``sweep.slurm``; then ``given``. Checked
+    with SLURM itself (``sbatch --test-only``) within seconds."""
+    from pydantic import ValidationError
+
+    from learnlab._errors import problems_from_validation
+    from learnlab.experiments._slurm import Ledger, check_reachable, check_submittable, options_from
+    from learnlab.experiments._spec import SlurmSpec
+
+    if out is None:
+        raise ValueError("the slurm executor needs an output folder every node of the cluster can reach (out=...)")
+    options = Ledger(out).options if collecting else spec.sweep.slurm.model_dump(exclude_unset=True)
+    if given:
+        try:
+            SlurmSpec(**given)
+        except ValidationError as err:
+            raise SpecError(problems_from_validation(err, SlurmSpec, prefix="slurm"), source=source) from None
+        options |= given
+    try:
+        check_reachable()
+    except ValueError as exc:
+        if not collecting:
+            raise
+        raise type(exc)(
+            f"{out} holds SLURM jobs not collected yet, so learnlab would collect them, but: {exc}. Run this on "
+            "the cluster, or name another --executor to train the runs here"
+        ) from None
+    check_submittable(options_from(options), f"learnlab-{spec.name}")
+    return {k: v for k, v in options.items() if v is not None}
 
 
 def _memory_problems(runs: list[Run], available: int, facts: PlanFacts) -> list[tuple[str, str]]:
@@ -367,7 +435,7 @@ def _schedule(
         else:
             executor, reason = "processes", "auto: no two runs share all shapes, so a process pool runs them"
     if max_members is None:
-        max_members = DEFAULT_MAX_MEMBERS if executor == "ensemble" else 1
+        max_members = DEFAULT_MAX_MEMBERS if executor in ("ensemble", "slurm") else 1
     pool = (workers or os.cpu_count() or 1) if executor in ("processes", "ray") else 1
     groups = form_groups(
         runs,

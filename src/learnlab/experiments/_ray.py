@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from learnlab._callables import install, payload, refs_in
 from learnlab._worker import Warned, forwarded_warnings
 from learnlab.experiments._expand import Run
+from learnlab.experiments._groups import batch_groups
 from learnlab.experiments._runner import run_group
 from learnlab.experiments._store import RunResult
 
@@ -82,20 +83,6 @@ def _gcs_problem(address: str, timeout: float) -> str | None:
                 return None
             return f"{exc.code().name}: {exc.details()}"
     return None
-
-
-def batch_groups(groups: list[list[Run]], runs_per_task: int) -> list[list[list[Run]]]:
-    """Consecutive groups packed into tasks of about ``runs_per_task`` runs (never split)."""
-    tasks, current, size = [], [], 0
-    for group in groups:
-        current.append(group)
-        size += len(group)
-        if size >= runs_per_task:
-            tasks.append(current)
-            current, size = [], 0
-    if current:
-        tasks.append(current)
-    return tasks
 
 
 def _run_task(

@@ -28,6 +28,7 @@ __all__ = [
     "RunConfig",
     "cross_checks",
     "SweepSpec",
+    "SlurmSpec",
     "load_spec",
     "validate_config",
     "parse_overrides",
@@ -38,12 +39,57 @@ __all__ = [
 MAX_RUNS = 100_000  # runs in one spec (one output folder): more is a spec error, said before expanding
 
 
+class SlurmSpec(Section):
+    """What each job of ``--executor slurm`` asks SLURM for (``--slurm-*`` flags override these).
+
+    Not part of any run's config: the same runs on another cluster have the same ids."""
+
+    partition: str | None = None
+    time: int | str | None = None  # minutes, or HH:MM:SS, D-HH:MM:SS, ... (the partition's default if unset)
+    cpus: int | None = Field(default=None, ge=1)  # per job; also its torch threads
+    gpus: int = Field(default=0, ge=0)  # per job (1 when unset and runs have train.device: cuda)
+    mem: str | None = None  # per job, as sbatch --mem takes it (e.g. 16G, 4000M)
+    qos: str | None = None
+    account: str | None = None
+    max_jobs: int | None = Field(default=None, ge=1)  # array tasks running at once
+    runs_per_job: int | None = Field(default=None, ge=1)  # runs packed into one array task (groups are never split)
+    max_requeues: int = Field(
+        default=3, ge=0
+    )  # times a job may be requeued or resubmitted after a time-out, preemption
+    setup: list[str] = Field(default_factory=list)  # shell lines each job runs first (module load ..., source ...)
+    sbatch: dict[str, str | int] = Field(default_factory=dict)  # any other sbatch flag: {constraint: a100}
+
+    @field_validator("time")
+    @classmethod
+    def _time(cls, value):
+        from learnlab.experiments._slurm import parse_time
+
+        if value is not None:
+            parse_time(value)
+        return value
+
+    @field_validator("mem")
+    @classmethod
+    def _mem(cls, value):
+        if value is not None and not re.fullmatch(r"[1-9][0-9]*[KMGT]?B?", str(value), re.IGNORECASE):
+            raise ValueError(f"memory is a count with an optional unit K, M, G or T (e.g. 16G, 4000M); got {value!r}")
+        return value
+
+    @field_validator("partition", "qos", "account")
+    @classmethod
+    def _word(cls, value):
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9_.,:+-]+", value):
+            raise ValueError(f"must be a SLURM name (letters, digits, _ . , : + -); got {value!r}")
+        return value
+
+
 class SweepSpec(Section):
     """Which runs: a Cartesian ``grid`` and lists advanced together (``zip``), times ``seeds``."""
 
     grid: dict[str, list[Any]] = Field(default_factory=dict)
     zip: dict[str, list[Any]] = Field(default_factory=dict)
     seeds: int | list[int] = 1  # a count (seeds 0..n-1) or the seeds themselves
+    slurm: SlurmSpec = Field(default_factory=SlurmSpec)  # for --executor slurm; not part of the runs
 
     def run_count(self) -> int:
         """Runs the sweep expands to, excluded points counted (an upper bound, known without expanding)."""

@@ -44,7 +44,7 @@ def sweep(
         overrides: ``key=value`` strings (a spec only).
         out: output folder; ``out/results.db`` is created or resumed (a plan made with
             ``out`` runs there).
-        executor: ``auto`` (default), ``serial``, ``processes``, ``ensemble`` or ``ray``.
+        executor: ``auto`` (default), ``serial``, ``processes``, ``ensemble``, ``ray`` or ``slurm``.
         workers: processes (or Ray CPUs) for the pool executors (default: cores).
         max_members: largest stacked group (default 64 for ``ensemble``, 1 otherwise).
         memory_budget: bytes a stacked group may use.
@@ -55,7 +55,8 @@ def sweep(
         progress: a progress bar of runs (``tqdm.auto``: a widget in a notebook); default: on
             when stderr is a terminal or in a notebook.
         **executor_options: ``devices`` (a list such as ``["cuda:0", "cuda:1"]``; groups
-            are spread over them), ``address`` for ``ray``.
+            are spread over them), ``address`` for ``ray``, ``slurm`` (a dict of
+            ``sweep.slurm`` keys) and ``detach`` for ``slurm`` (see :func:`learnlab.plan`).
 
     The folder has one writer at a time: ``sweep`` holds an OS lock on it while it writes
     (released by the OS however the process ends); readers are never blocked. A finished or
@@ -138,6 +139,12 @@ def _execute(p: Plan, store: Store, out: Path, ex, groups: list[list], on_result
         store.set_status(sorted(outstanding), "interrupted", "the sweep was interrupted before this run finished")
         if isinstance(exc, KeyboardInterrupt):
             print(interrupted_message(len(committed), total, out), file=sys.stderr)
+            if p.executor == "slurm":
+                print(
+                    f"Its SLURM jobs keep running (learnlab status {out} lists them): the same command collects "
+                    "their results; scancel stops them.",
+                    file=sys.stderr,
+                )
         raise
     finally:
         if bar is not None:
