@@ -180,6 +180,18 @@ def test_a_slurm_sweep_stores_what_a_serial_one_does(tmp_path, serial_reference)
 
 
 @pytest.mark.slurm
+def test_more_tasks_than_an_array_job_may_have_go_out_as_several_array_jobs(tmp_path, serial_reference, monkeypatch):
+    import learnlab.experiments._slurm as slurm
+
+    monkeypatch.setattr(slurm, "max_array_tasks", lambda: 1)  # as on a cluster with MaxArraySize=2
+    out = tmp_path / "out"
+    sweep(SPEC, out=out, executor="slurm", progress=False).close()  # 2 stacked groups: 2 tasks
+    jobs = Ledger(out).jobs
+    assert len(jobs) == 2 and len({j.id.split("_")[0] for j in jobs}) == 2  # two array jobs of one task
+    _same_results(out, serial_reference)
+
+
+@pytest.mark.slurm
 def test_detach_then_a_later_run_collects(tmp_path, serial_reference):
     spec = tmp_path / "spec.yaml"
     spec.write_text(yaml.safe_dump(SPEC))
@@ -205,7 +217,7 @@ def test_detach_then_a_later_run_collects(tmp_path, serial_reference):
 
 @pytest.mark.slurm
 def test_a_job_cancelled_mid_run_is_submitted_again_and_resumes_to_the_same_values(tmp_path):
-    spec = _spec(steps=20000, eval_every=1000, checkpoint_every=250)
+    spec = _spec(steps=8000, eval_every=500, checkpoint_every=100)
     spec["sweep"]["grid"] = {"train.lr": [0.01, 0.05]}
     reference = tmp_path / "reference"
     sweep(spec, out=reference, executor="ensemble", progress=False).close()
@@ -226,7 +238,7 @@ def test_a_job_cancelled_mid_run_is_submitted_again_and_resumes_to_the_same_valu
 
 @pytest.mark.slurm
 def test_a_job_cancelled_while_the_driver_watches_leaves_interrupted_runs_a_rerun_completes(tmp_path):
-    spec = _spec(steps=20000, eval_every=1000, checkpoint_every=250)
+    spec = _spec(steps=8000, eval_every=500, checkpoint_every=100)
     spec["sweep"]["grid"] = {"train.lr": [0.01, 0.05]}
     path = tmp_path / "spec.yaml"
     path.write_text(yaml.safe_dump(spec))
@@ -276,13 +288,33 @@ def test_a_job_that_fails_leaves_its_runs_failed_with_slurms_reason(tmp_path):
     store.close()
 
 
+PACE = """
+import os
+import time
+
+
+def pace(model, ctx, seconds=0.0):
+    \"\"\"A probe that measures nothing and, inside a SLURM job only, takes ``seconds``.\"\"\"
+    if os.environ.get("SLURM_JOB_ID"):
+        time.sleep(seconds)
+    return {}
+"""
+
+
 @pytest.mark.slurm
 @pytest.mark.slow
-def test_a_job_hitting_its_time_limit_is_requeued_and_completes(tmp_path):
-    """A 1-minute limit: SLURM signals the job (~10-30 s in, as its timer ticks), submitit requeues it,
-    and the runs resume from their checkpoints (every 500 steps) to the values of one uninterrupted run."""
-    spec = _spec(steps=60000, eval_every=5000, checkpoint_every=500)
-    spec["sweep"] = {"grid": {"train.lr": [0.01, 0.05]}, "slurm": {"time": 1, "max_requeues": 8}}
+def test_a_job_hitting_its_time_limit_is_requeued_and_completes(tmp_path, monkeypatch):
+    """A 1-minute limit and runs that take at least 30 s in the job (a probe sleeps there): SLURM signals
+    the job by 30 s in (its timer ticks every 30 s), submitit requeues it, and the runs resume from their
+    checkpoints (every 100 steps) to the values of one uninterrupted run in this process (no sleeping)."""
+    (tmp_path / "learnlab_pace.py").write_text(PACE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    spec = _spec(steps=6000, eval_every=500, checkpoint_every=100)
+    spec["train"]["probes"] = [{"name": "learnlab_pace:pace", "every": 10, "options": {"seconds": 0.05}}]
+    spec["sweep"] = {
+        "grid": {"train.lr": [0.01, 0.05]},
+        "slurm": {"time": 1, "max_requeues": 8, "setup": [f"export PYTHONPATH={tmp_path}"]},
+    }
     out = tmp_path / "out"
     store = sweep(spec, out=out, executor="slurm", progress=False)
     assert set(store.statuses().values()) == {"finished"}

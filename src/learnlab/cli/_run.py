@@ -160,6 +160,7 @@ def run(
         _print_plan(p)
         return
     from learnlab.experiments._folder import FolderLock, check_folder
+    from learnlab.experiments._slurm import SlurmError
 
     check_folder(out, write=True)  # before the progress bar: a folder that cannot be made, or is busy,
     FolderLock.check_free(out)  # is said alone
@@ -199,7 +200,7 @@ def run(
             store = sweep(p, on_result=on_result, progress=False)
     except KeyboardInterrupt:
         raise typer.Exit(code=130) from None  # sweep() said how many runs are stored and how to resume
-    except StoreError as exc:
+    except (StoreError, SlurmError) as exc:
         bad_input(str(exc))
     ours = store.subset(r.run_id for r in p.runs)  # an --append folder holds other runs too
     _print_summary(ours, _metric_list(metrics))
@@ -224,11 +225,11 @@ def _say_slurm(p) -> None:
 def _run_detached(p, out: Path) -> None:
     """Submit (and collect what finished meanwhile), say what is queued, and return."""
     from learnlab.experiments import StoreError, sweep
-    from learnlab.experiments._slurm import Ledger
+    from learnlab.experiments._slurm import Ledger, SlurmError
 
     try:
         store = sweep(p, progress=False)
-    except StoreError as exc:
+    except (StoreError, SlurmError) as exc:
         bad_input(str(exc))
     statuses = store.subset(r.run_id for r in p.runs).statuses()
     store.close()
@@ -329,10 +330,10 @@ def status(
 
 def _print_slurm_jobs(out: Path) -> None:
     """The folder's SLURM jobs not yet collected, as SLURM sees them now."""
-    from learnlab.experiments._slurm import SlurmError, job_table
+    from learnlab.experiments._slurm import SlurmError, slurm_jobs
 
     try:
-        rows = job_table(out)
+        rows = slurm_jobs(out)
     except SlurmError as exc:
         console.print(f"SLURM jobs of this folder could not be asked about: {exc}", markup=False)
         return

@@ -21,7 +21,8 @@ if TYPE_CHECKING:
     from learnlab.experiments._groups import group_key, member_paths
     from learnlab.experiments._plan import EXECUTOR_NAMES, Plan, plan
     from learnlab.experiments._runner import run_group
-    from learnlab.experiments._spec import RunConfig, Spec, SweepSpec, load_spec, validate_config
+    from learnlab.experiments._slurm import SlurmError, slurm_jobs
+    from learnlab.experiments._spec import RunConfig, SlurmSpec, Spec, SweepSpec, load_spec, validate_config
     from learnlab.experiments._store import RunResult, Store, open_store
     from learnlab.experiments._sweep import sweep
 
@@ -34,6 +35,8 @@ __all__ = [
     "Run",
     "RunConfig",
     "RunResult",
+    "SlurmError",
+    "SlurmSpec",
     "Spec",
     "SpecError",
     "Store",
@@ -53,6 +56,7 @@ __all__ = [
     "resolve_device",
     "run_group",
     "run_id",
+    "slurm_jobs",
     "sweep",
     "validate_config",
 ]
@@ -68,6 +72,8 @@ __getattr__, __dir__ = lazy_exports(
         "Run": "learnlab.experiments._expand",
         "RunConfig": "learnlab.experiments._spec",
         "RunResult": "learnlab.experiments._store",
+        "SlurmError": "learnlab.experiments._slurm",
+        "SlurmSpec": "learnlab.experiments._spec",
         "Spec": "learnlab.experiments._spec",
         "SpecError": "learnlab._errors",
         "Store": "learnlab.experiments._store",
@@ -87,6 +93,7 @@ __getattr__, __dir__ = lazy_exports(
         "resolve_device": "learnlab._devices",
         "run_group": "learnlab.experiments._runner",
         "run_id": "learnlab.experiments._expand",
+        "slurm_jobs": "learnlab.experiments._slurm",
         "sweep": "learnlab.experiments._sweep",
         "validate_config": "learnlab.experiments._spec",
     },

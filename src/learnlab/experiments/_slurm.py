@@ -39,6 +39,7 @@ from learnlab._callables import install, payload, refs_in
 from learnlab._worker import Warned, forwarded_warnings
 from learnlab.experiments._expand import Run
 from learnlab.experiments._groups import batch_groups
+from learnlab.experiments._spec import parse_time
 from learnlab.experiments._store import RunResult
 
 __all__ = [
@@ -48,7 +49,7 @@ __all__ = [
     "check_submittable",
     "parse_time",
     "Ledger",
-    "job_table",
+    "slurm_jobs",
     "SLURM_DIR",
 ]
 
@@ -100,42 +101,6 @@ def check_reachable() -> None:
         raise SlurmError(f"the SLURM controller does not answer (`scontrol ping`: {first}); nothing was submitted")
 
 
-def parse_time(value: int | str) -> int:
-    """A SLURM time limit (minutes, ``MM:SS``, ``HH:MM:SS``, ``D-HH``, ``D-HH:MM``, ``D-HH:MM:SS``)
-    in whole minutes (rounded up, at least 1).
-
-    Raises:
-        ValueError: for anything else, naming the forms that are allowed.
-    """
-    forms = "minutes (e.g. 90), MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS"
-    if isinstance(value, bool):
-        raise ValueError(f"a time limit is {forms}; got {value!r}")
-    if isinstance(value, int):
-        if value < 1:
-            raise ValueError(f"a time limit must be at least 1 minute; got {value}")
-        return value
-    text = str(value).strip()
-    days, dash, rest = text.partition("-")
-    if not dash:
-        days, rest = "0", text
-    parts = rest.split(":")
-    if not days.isdigit() or not all(p.isdigit() for p in parts) or not 1 <= len(parts) <= 3:
-        raise ValueError(f"a time limit is {forms}; got {value!r}")
-    numbers = [int(p) for p in parts]
-    if dash:  # D-HH, D-HH:MM, D-HH:MM:SS
-        h, m, s = (numbers + [0, 0])[:3]
-    elif len(numbers) == 1:
-        h, m, s = 0, numbers[0], 0
-    elif len(numbers) == 2:
-        h, m, s = 0, *numbers
-    else:
-        h, m, s = numbers
-    seconds = ((int(days) * 24 + h) * 60 + m) * 60 + s
-    if seconds < 1:
-        raise ValueError(f"a time limit must be positive; got {value!r}")
-    return math.ceil(seconds / 60)
-
-
 def partition_time(partition: str | None) -> int | None:
     """The time limit (minutes) a job gets in ``partition`` (None: the default partition) when it
     asks for none: the partition's DefaultTime, else its MaxTime; None if both are unlimited."""
@@ -150,6 +115,13 @@ def partition_time(partition: str | None) -> int | None:
                 return parse_time(value)
         return None
     return None
+
+
+def max_array_tasks() -> int:
+    """Tasks one array job may have here: the cluster's MaxArraySize - 1 (indices start at 0)."""
+    done = _run(["scontrol", "show", "config"])
+    found = re.search(r"^MaxArraySize\s*=\s*(\d+)", done.stdout, re.M)
+    return max(1, int(found[1]) - 1) if found else MAX_ARRAY_TASKS
 
 
 @dataclass
@@ -301,9 +273,8 @@ def ended_state(job_id: str) -> tuple[str, str]:
     done = _run(["scontrol", "-o", "show", "job", job_id])
     if done.returncode == 0 and "JobState=" in done.stdout:
         fields = dict(re.findall(r"(\w+)=(\S*)", done.stdout))
-        return fields.get(
-            "JobState", "UNKNOWN"
-        ), f"reason {fields.get('Reason', '?')}, exit code {fields.get('ExitCode', '?')}"
+        detail = f"reason {fields.get('Reason', '?')}, exit code {fields.get('ExitCode', '?')}"
+        return fields.get("JobState", "UNKNOWN"), detail
     if shutil.which("sacct"):
         acct = _run(["sacct", "-n", "-X", "-P", "-o", "State,ExitCode", "-j", job_id])
         line = acct.stdout.strip().splitlines()[:1]
@@ -347,6 +318,7 @@ class SlurmExecutor:
         check_reachable()
         if self.options.time is None:  # submitit needs the limit to tell a time-out from a preemption
             self.options.time = partition_time(self.options.partition)
+        self.max_array = max_array_tasks()
         self.submitted: list[Job] = []  # this call's submissions (what --detach reports)
 
     def run(self, groups: list[list[Run]], on_result=None) -> Iterator[list[RunResult]]:
@@ -375,7 +347,7 @@ class SlurmExecutor:
             return
         last_queue = time.monotonic()
         while watching:
-            time.sleep(POLL_S)
+            time.sleep(POLL_S * max(1, len(watching) / 100))  # a shared file system: ~100 looks a second at most
             ask = time.monotonic() - last_queue >= QUEUE_POLL_S
             if ask:
                 last_queue = time.monotonic()
@@ -384,16 +356,17 @@ class SlurmExecutor:
             if resubmit:
                 again = [[todo[rid] for rid in resubmit]]
                 self._submit(again, ledger, watching)
-            ledger.save()
 
     def _sweep_queue(self, watching, ledger, *, earlier: bool, resubmit: list[str], ask: bool = True):
-        """Results of watched jobs that ended; jobs that ended without one are classified."""
+        """Results of watched jobs that ended (yielded, and so stored, before the ledger closes
+        their jobs); jobs that ended without one are classified."""
         states = None
+        closed = False
         for job in list(watching.values()):
             result = self.out / SLURM_DIR / job.id / f"{job.id}_0_result.pkl"
             if result.is_file():
                 del watching[job.id]
-                job.open, job.state = False, "COLLECTED"
+                job.open, job.state, closed = False, "COLLECTED", True
                 yield from self._collect(job, result)
                 continue
             if not ask:
@@ -403,13 +376,14 @@ class SlurmExecutor:
             if job.id in states and states[job.id][0] in ACTIVE:
                 job.state = states[job.id][0]
                 continue
-            if result.is_file():  # it ended between the two looks
+            if result.is_file():  # it ended between the two looks: collected at the next
                 continue
             state, detail = ended_state(job.id)
             del watching[job.id]
-            job.open, job.state = False, state
+            job.open, job.state, closed = False, state, True
             yield from self._ended(job, state, detail, earlier, ledger, resubmit)
-        ledger.save()
+        if closed:
+            ledger.save()
 
     def _ended(self, job: Job, state: str, detail: str, earlier: bool, ledger: Ledger, resubmit: list[str]):
         """A job SLURM finished without a result file."""
@@ -461,21 +435,25 @@ class SlurmExecutor:
         tasks = array_tasks(groups, options.runs_per_job)
         shipped = payload(set().union(*(refs_in(r.config) for r in runs)))
         ex = _executor(self.out / SLURM_DIR, options, self.name)
-        try:
-            with ex.batch():
-                jobs = [ex.submit(_Task(), task, str(self.out), shipped, device) for task in tasks]
-        except Exception as exc:  # noqa: BLE001 - submitit's errors carry sbatch's message
-            raise SlurmError(f"SLURM refused the jobs: {' '.join(str(exc).split())}") from None
-        now = time.time()
-        for job, task in zip(jobs, tasks):
-            ids = [r.run_id for g in task for r in g]
-            record = Job(str(job.job_id), ids, now)
-            ledger.jobs.append(record)
-            watching[record.id] = record
-            self.submitted.append(record)
-            for rid in ids:
-                ledger.attempts[rid] = ledger.attempts.get(rid, 0) + 1
-        ledger.save()
+        for start in range(0, len(tasks), self.max_array):  # the cluster's MaxArraySize caps one array job
+            chunk = tasks[start : start + self.max_array]
+            try:
+                with ex.batch():
+                    jobs = [ex.submit(_Task(), task, str(self.out), shipped, device) for task in chunk]
+            except Exception as exc:  # noqa: BLE001 - submitit's errors carry sbatch's message
+                error = SlurmError(f"SLURM refused the jobs: {' '.join(str(exc).split())}")
+                error.nothing_started = not self.submitted  # type: ignore[attr-defined]
+                raise error from None
+            now = time.time()
+            for job, task in zip(jobs, chunk):
+                ids = [r.run_id for g in task for r in g]
+                record = Job(str(job.job_id), ids, now)
+                ledger.jobs.append(record)
+                watching[record.id] = record
+                self.submitted.append(record)
+                for rid in ids:
+                    ledger.attempts[rid] = ledger.attempts.get(rid, 0) + 1
+            ledger.save()
 
 
 def array_tasks(groups: list[list[Run]], runs_per_job: int | None) -> list[list[list[Run]]]:
@@ -508,7 +486,7 @@ def options_from(given: dict) -> SlurmOptions:
     return SlurmOptions(**values)
 
 
-def job_table(out: Path) -> list[dict]:
+def slurm_jobs(out: Path) -> list[dict]:
     """The folder's jobs still in SLURM's hands (for ``learnlab status``): id, state, reason, runs.
 
     Raises SlurmError if there are some and SLURM cannot be asked."""

@@ -39,6 +39,42 @@ __all__ = [
 MAX_RUNS = 100_000  # runs in one spec (one output folder): more is a spec error, said before expanding
 
 
+def parse_time(value: int | str) -> int:
+    """A SLURM time limit (minutes, ``MM:SS``, ``HH:MM:SS``, ``D-HH``, ``D-HH:MM``, ``D-HH:MM:SS``)
+    in whole minutes (rounded up, at least 1).
+
+    Raises:
+        ValueError: for anything else, naming the forms that are allowed.
+    """
+    forms = "minutes (e.g. 90), MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS"
+    if isinstance(value, bool):
+        raise ValueError(f"a time limit is {forms}; got {value!r}")
+    if isinstance(value, int):
+        if value < 1:
+            raise ValueError(f"a time limit must be at least 1 minute; got {value}")
+        return value
+    text = str(value).strip()
+    days, dash, rest = text.partition("-")
+    if not dash:
+        days, rest = "0", text
+    parts = rest.split(":")
+    if not days.isdigit() or not all(p.isdigit() for p in parts) or not 1 <= len(parts) <= 3:
+        raise ValueError(f"a time limit is {forms}; got {value!r}")
+    numbers = [int(p) for p in parts]
+    if dash:  # D-HH, D-HH:MM, D-HH:MM:SS
+        h, m, s = (numbers + [0, 0])[:3]
+    elif len(numbers) == 1:
+        h, m, s = 0, numbers[0], 0
+    elif len(numbers) == 2:
+        h, m, s = 0, *numbers
+    else:
+        h, m, s = numbers
+    seconds = ((int(days) * 24 + h) * 60 + m) * 60 + s
+    if seconds < 1:
+        raise ValueError(f"a time limit must be positive; got {value!r}")
+    return math.ceil(seconds / 60)
+
+
 class SlurmSpec(Section):
     """What each job of ``--executor slurm`` asks SLURM for (``--slurm-*`` flags override these).
 
@@ -62,8 +98,6 @@ class SlurmSpec(Section):
     @field_validator("time")
     @classmethod
     def _time(cls, value):
-        from learnlab.experiments._slurm import parse_time
-
         if value is not None:
             parse_time(value)
         return value

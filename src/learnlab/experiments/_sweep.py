@@ -136,6 +136,8 @@ def _execute(p: Plan, store: Store, out: Path, ex, groups: list[list], on_result
             for result in results:
                 commit(result)
     except BaseException as exc:
+        if getattr(exc, "nothing_started", False):  # e.g. SLURM refused the first submission: no run was touched
+            raise
         store.set_status(sorted(outstanding), "interrupted", "the sweep was interrupted before this run finished")
         if isinstance(exc, KeyboardInterrupt):
             print(interrupted_message(len(committed), total, out), file=sys.stderr)

@@ -165,7 +165,9 @@ class StackedModel(nn.Module):
         if uniform:
             z = torch.special.erf(z * 0.5**0.5)
         scale = std.to(torch.float64).view(-1, *([1] * len(shape)))
-        out = torch.where(scale == 0, torch.zeros_like(z), z * scale)
+        out = z.mul_(scale)  # z is this function's own float64 copy
+        if bool((scale == 0).any()):
+            out = torch.where(scale == 0, 0.0, out)  # +0.0, whatever the sign of z
         return out.to(dtype=dtype, device=device)
 
     def member_buffer(self, values: torch.Tensor, ndim: int, dtype, device) -> torch.Tensor:
