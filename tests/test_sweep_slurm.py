@@ -377,3 +377,18 @@ def test_how_a_job_that_ended_without_a_result_is_handled(tmp_path, state, earli
         assert all("SLURM job 7_1" in r.error for r in results)
         if expect == "failed":
             assert "MemoryError: out of it" in results[0].error and "reason R" in results[0].error
+
+
+def test_status_counts_many_jobs_by_state(serial_reference, monkeypatch):
+    """Past 20 jobs, `learnlab status` counts them by state and reason instead of listing each."""
+    import learnlab.experiments._slurm as slurm
+
+    rows = [{"job": f"9_{k}", "state": "PENDING", "reason": "Priority", "runs": 64} for k in range(23)]
+    rows += [{"job": "9_23", "state": "RUNNING", "reason": "None", "runs": 8}]
+    monkeypatch.setattr(slurm, "slurm_jobs", lambda out: rows)
+    result = CliRunner().invoke(app, ["status", str(serial_reference)])
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert "SLURM jobs not yet collected (24)" in said
+    assert "PENDING │ Priority │ 23 │ 1472 │ 9_0" in said and "RUNNING │ None │ 1 │ 8 │ 9_23" in said
+    assert "9_5 " not in said  # not listed one by one

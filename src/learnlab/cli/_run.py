@@ -266,6 +266,7 @@ def _print_plan(p) -> None:
 
 MAX_ROWS = 60  # summary rows printed; the report and export have them all
 MAX_FAILURES = 20
+MAX_JOB_ROWS = 20  # SLURM jobs listed one by one; more are counted by state
 
 
 def _print_summary(store, metrics: list[str] | None = None) -> None:
@@ -329,7 +330,8 @@ def status(
 
 
 def _print_slurm_jobs(out: Path) -> None:
-    """The folder's SLURM jobs not yet collected, as SLURM sees them now."""
+    """The folder's SLURM jobs not yet collected, as SLURM sees them now: each job when they are few,
+    else counts by state and reason."""
     from learnlab.experiments._slurm import SlurmError, slurm_jobs
 
     try:
@@ -339,19 +341,27 @@ def _print_slurm_jobs(out: Path) -> None:
         return
     if not rows:
         return
-    table = Table(
-        title=f"SLURM jobs not yet collected (logs: {out}/slurm/<job>/; collect: learnlab run SPEC --out {out})"
-    )
-    for column in ("job", "state", "reason", "runs"):
-        table.add_column(column, justify="right" if column == "runs" else "left")
-    for row in rows[:MAX_ROWS]:
-        table.add_row(row["job"], row["state"], row["reason"], str(row["runs"]))
-    console.print(table)
-    if len(rows) > MAX_ROWS:
-        counts: dict[str, int] = {}
+    table = Table(title=f"SLURM jobs not yet collected ({len(rows)})")
+    if len(rows) <= MAX_JOB_ROWS:
+        for column in ("job", "state", "reason", "runs"):
+            table.add_column(column, justify="right" if column == "runs" else "left")
         for row in rows:
-            counts[row["state"]] = counts.get(row["state"], 0) + 1
-        console.print(f"... {len(rows) - MAX_ROWS} more jobs; by state: {counts}", markup=False)
+            table.add_row(row["job"], row["state"], row["reason"], str(row["runs"]))
+    else:
+        counts: dict[tuple[str, str], list] = {}
+        for row in rows:
+            entry = counts.setdefault((row["state"], row["reason"]), [0, 0, row["job"]])
+            entry[0] += 1
+            entry[1] += row["runs"]
+        for column in ("state", "reason", "jobs", "runs", "e.g."):
+            table.add_column(column, justify="right" if column in ("jobs", "runs") else "left")
+        for (state, reason), (jobs, runs, example) in sorted(counts.items()):
+            table.add_row(state, reason, str(jobs), str(runs), example)
+    console.print(table)
+    console.print(
+        f"logs: {out}/slurm/<job>/; collect: learnlab run SPEC --out {out}; stop: scancel <array job id>",
+        markup=False,
+    )
 
 
 def _metric_list(metrics: str | None) -> list[str] | None:
