@@ -392,3 +392,29 @@ def test_status_counts_many_jobs_by_state(serial_reference, monkeypatch):
     assert "SLURM jobs not yet collected (24)" in said
     assert "PENDING │ Priority │ 23 │ 1472 │ 9_0" in said and "RUNNING │ None │ 1 │ 8 │ 9_23" in said
     assert "9_5 " not in said  # not listed one by one
+
+
+@pytest.mark.slurm
+def test_runs_on_cuda_ask_for_a_gpu_and_a_cluster_without_one_says_so_at_plan_time(tmp_path):
+    """train.device: cuda makes each job ask for one GPU (unless --slurm-gpus says otherwise); the test
+    cluster has none, so sbatch --test-only refuses it while planning, before anything is written."""
+    spec = _spec(device="cuda")
+    with pytest.raises(ValueError, match="SLURM refuses the jobs"):
+        plan(spec, out=tmp_path / "out", executor="slurm")
+    assert not (tmp_path / "out").exists()
+
+
+def test_status_leaves_out_jobs_whose_runs_are_all_done(serial_reference, tmp_path):
+    """A folder whose runs were trained by another executor while its SLURM jobs were queued: the
+    ledger still has them open, but there is nothing of them to show (and SLURM is not asked)."""
+    import shutil as sh
+
+    from learnlab.experiments import slurm_jobs
+    from learnlab.experiments._slurm import Job
+
+    out = tmp_path / "out"
+    sh.copytree(serial_reference, out)
+    ledger = Ledger(out)
+    ledger.jobs = [Job("77_0", list(open_store(out).statuses()), 0.0)]
+    ledger.save()
+    assert Ledger(out).open_jobs() and slurm_jobs(out) == []

@@ -235,10 +235,10 @@ def plan(
     )
     options = {k: v for k, v in (("devices", devices), ("address", address)) if v} | executor_options
     if chosen == "slurm":
-        options |= _slurm_options(validated, slurm, Path(out) if out is not None else None, source, collecting) | {
-            "detach": detach,
-            "job_name": f"learnlab-{validated.name}",
-        }
+        cuda = not devices and any(str(r.config["train"].get("device", "cpu")).startswith("cuda") for r in todo)
+        folder = Path(out) if out is not None else None
+        options |= _slurm_options(validated, slurm, folder, source, collecting, cuda)
+        options |= {"detach": detach, "job_name": f"learnlab-{validated.name}"}
     return Plan(
         validated,
         runs,
@@ -267,10 +267,13 @@ def _slurm_jobs_open(out: Path, runs: list[Run], done: set[str]) -> bool:
     return any(rid in ours for job in Ledger(out).open_jobs() for rid in job.runs)
 
 
-def _slurm_options(spec: Spec, given: dict | None, out: Path | None, source: str | None, collecting: bool) -> dict:
+def _slurm_options(
+    spec: Spec, given: dict | None, out: Path | None, source: str | None, collecting: bool, cuda: bool
+) -> dict:
     """The jobs' SLURM options: an earlier submission's when ``auto`` collects its jobs (what is
-    submitted again asks for the same), else the spec's ``sweep.slurm``; then ``given``. Checked
-    with SLURM itself (``sbatch --test-only``) within seconds."""
+    submitted again asks for the same), else the spec's ``sweep.slurm``; then ``given``; one GPU
+    per job when runs are on cuda and no count is given. Checked with SLURM itself
+    (``sbatch --test-only``) within seconds."""
     from pydantic import ValidationError
 
     from learnlab._errors import problems_from_validation
@@ -286,6 +289,8 @@ def _slurm_options(spec: Spec, given: dict | None, out: Path | None, source: str
         except ValidationError as err:
             raise SpecError(problems_from_validation(err, SlurmSpec, prefix="slurm"), source=source) from None
         options |= given
+    if cuda and not options.get("gpus"):
+        options["gpus"] = 1
     try:
         check_reachable()
     except ValueError as exc:

@@ -185,11 +185,15 @@ def check_submittable(options: SlurmOptions, name: str = "learnlab") -> None:
         params = dict(ex.parameters)
         params.pop("array_parallelism", None)
         script = Path(tmp) / "test.sh"
-        script.write_text(_make_sbatch_string(command="true", folder=Path(tmp) / "%j", **params))
+        text = _make_sbatch_string(command="true", folder=Path(tmp) / "%j", **params)
+        script.write_text(text)
         done = _run(["sbatch", "--test-only", str(script)])
     if done.returncode != 0:
         said = " ".join(line.strip() for line in done.stderr.strip().splitlines()) or f"exit code {done.returncode}"
-        raise SlurmError(f"SLURM refuses the jobs: {said}")
+        skip = ("--output", "--error", "--open-mode", "--signal", "--wckey")
+        flags = [line.removeprefix("#SBATCH ") for line in text.splitlines() if line.startswith("#SBATCH")]
+        asked = " ".join(f for f in flags if not f.startswith(skip))
+        raise SlurmError(f"SLURM refuses the jobs: {said}; each job asks for: {asked}")
 
 
 class _Task:
@@ -486,12 +490,19 @@ def options_from(given: dict) -> SlurmOptions:
     return SlurmOptions(**values)
 
 
-def slurm_jobs(out: Path) -> list[dict]:
+def slurm_jobs(out: str | Path) -> list[dict]:
     """The folder's jobs still in SLURM's hands (for ``learnlab status``): id, state, reason, runs.
 
-    Raises SlurmError if there are some and SLURM cannot be asked."""
-    ledger = Ledger(out)
-    jobs = ledger.open_jobs()
+    Jobs whose runs are all done in the store (collected, or trained again by another executor)
+    are left out. Raises SlurmError if some remain and SLURM cannot be asked."""
+    from learnlab.experiments._store import DONE_STATUSES, Store, db_path
+
+    out = Path(out)
+    jobs = Ledger(out).open_jobs()
+    if jobs and db_path(out).is_file():
+        with Store(out) as store:
+            status = store.statuses()
+        jobs = [j for j in jobs if any(status.get(rid) not in DONE_STATUSES for rid in j.runs)]
     if not jobs:
         return []
     check_reachable()
