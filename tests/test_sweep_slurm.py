@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from typer.testing import CliRunner
 
@@ -305,11 +306,12 @@ def pace(model, ctx, seconds=0.0):
 @pytest.mark.slow
 def test_a_job_hitting_its_time_limit_is_requeued_and_completes(tmp_path, monkeypatch):
     """A 1-minute limit and runs that take at least 30 s in the job (a probe sleeps there): SLURM signals
-    the job by 30 s in (its timer ticks every 30 s), submitit requeues it, and the runs resume from their
-    checkpoints (every 100 steps) to the values of one uninterrupted run in this process (no sleeping)."""
+    the job by 30 s in (its timer ticks every 30 s); the group saves its state at the next step, submitit
+    requeues the job, and the runs resume from there (without that save no attempt could finish: the
+    runs have no periodic checkpoints) to the values of one uninterrupted run in this process."""
     (tmp_path / "learnlab_pace.py").write_text(PACE)
     monkeypatch.syspath_prepend(str(tmp_path))
-    spec = _spec(steps=6000, eval_every=500, checkpoint_every=100)
+    spec = _spec(steps=6000, eval_every=500)  # no periodic checkpoints: the job saves on the signal
     spec["train"]["probes"] = [{"name": "learnlab_pace:pace", "every": 10, "options": {"seconds": 0.05}}]
     spec["sweep"] = {
         "grid": {"train.lr": [0.01, 0.05]},
@@ -418,3 +420,68 @@ def test_status_leaves_out_jobs_whose_runs_are_all_done(serial_reference, tmp_pa
     ledger.jobs = [Job("77_0", list(open_store(out).statuses()), 0.0)]
     ledger.save()
     assert Ledger(out).open_jobs() and slurm_jobs(out) == []
+
+
+REQUEUE_PROBE = """
+from learnlab.train._checkpoint import RUNNING
+
+AT = {"step": None}
+
+
+class Requeued(BaseException):
+    pass
+
+
+def requeue_at(model, ctx):
+    # at step AT: ask the running loop's checkpointer to save, then 'requeue' (raise), as a SLURM signal does
+    if ctx.step == AT["step"]:
+        AT["step"] = None
+
+        def then():
+            raise Requeued(ctx.step)
+
+        RUNNING[-1].request(then)
+    return {}
+"""
+
+
+def test_a_signal_saves_the_group_at_the_next_step_and_the_requeued_job_resumes_there(tmp_path, monkeypatch):
+    """What a SLURM job does on its time-limit signal, without SLURM: the running loop's checkpointer is
+    asked to save (no run has checkpoint_every), saves at the next step boundary, then the requeue runs;
+    the group run again resumes from that step and ends bit for bit as one uninterrupted run."""
+    from learnlab.experiments import run_group
+
+    (tmp_path / "requeue_probe.py").write_text(REQUEUE_PROBE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import requeue_probe
+
+    spec = _spec(steps=60, eval_every=10)
+    spec["train"]["probes"] = [{"name": "requeue_probe:requeue_at", "every": 1}]
+    spec["sweep"] = {"grid": {"train.lr": [0.01, 0.05]}}
+    configs = [r.config for r in plan(spec).runs]
+    whole = run_group(configs, out=tmp_path / "whole", checkpoint_on_request=True)
+    assert not list((tmp_path / "whole" / "checkpoints").glob("*"))  # nothing asked: nothing saved
+
+    requeue_probe.AT["step"] = 23
+    with pytest.raises(requeue_probe.Requeued):
+        run_group(configs, out=tmp_path / "job", checkpoint_on_request=True)
+    (path,) = (tmp_path / "job" / "checkpoints").glob("group-*.pt")
+    assert torch.load(path, weights_only=True)["step"] == 24  # the step boundary after the signal
+
+    resumed = run_group(configs, out=tmp_path / "job", checkpoint_on_request=True)
+    assert not path.exists()
+    for a, b in zip(whole, resumed):
+        assert (a.run_id, a.status, a.step) == (b.run_id, b.status, b.step)
+        assert a.metrics == b.metrics and a.final == b.final
+
+
+def test_without_on_request_checkpoints_a_request_finds_no_loop_to_ask(tmp_path, monkeypatch):
+    """Outside a SLURM job (no checkpoint_on_request, no checkpoint_every) no checkpointer runs."""
+    from learnlab.experiments import run_group
+    from learnlab.train._checkpoint import RUNNING
+
+    seen = []
+    spec = _spec(steps=5, eval_every=5)
+    spec["train"]["probes"] = [{"name": lambda model, ctx: seen.append(list(RUNNING)) or {}, "every": 1}]
+    run_group([r.config for r in plan(spec).runs][:1], out=tmp_path)
+    assert seen and all(r == [] for r in seen) and RUNNING == []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -29,6 +30,7 @@ def run_group(
     callables: dict | None = None,
     device: str | None = None,
     on_result: Callable[[RunResult], object] | None = None,
+    checkpoint_on_request: bool = False,
 ) -> list[RunResult]:
     """Train runs sharing all shapes as one stacked model; never raises for a run's own failure.
 
@@ -40,6 +42,8 @@ def run_group(
         on_result: called with each run's result as soon as the run is over: when it leaves the
             stack (diverged, or stopped at its thresholds) or at the group's last step (an
             exception it raises is not a run's failure: it propagates).
+        checkpoint_on_request: keep a checkpointer even if no run asks for periodic checkpoints,
+            so that a request (a SLURM job's time-limit signal) saves the group's state.
 
     Returns:
         Every run's result, in order. A run that cannot be built or crashes is ``failed`` with
@@ -66,7 +70,7 @@ def run_group(
                 except BaseException as exc:  # the caller's, not the run's
                     raise _CallerError() from exc
 
-        checkpoint = _checkpointer(built, out)
+        checkpoint = _checkpointer(built, out, checkpoint_on_request)
         resume = _resume_states(group, out)
         with step_threads(built.model, built.configs[0].train.batch_size) as on_step:
             histories = fit(
@@ -156,13 +160,14 @@ def _theory(built: Built, i: int) -> tuple[list[tuple[int, str, float]], dict[st
         return [], {}
 
 
-def _checkpointer(built: Built, out: Path | None) -> Checkpointer | None:
-    """One checkpoint file per group, every min(checkpoint_every) steps of the members that ask."""
+def _checkpointer(built: Built, out: Path | None, on_request: bool = False) -> Checkpointer | None:
+    """One checkpoint file per group, every min(checkpoint_every) steps of the members that ask;
+    with ``on_request`` (a SLURM job) also for groups that ask for none, saving only when requested."""
     every = [c.train.checkpoint_every for c in built.configs if c.train.checkpoint_every]
-    if out is None or not every:
+    if out is None or not (every or on_request):
         return None
     name = hashlib.sha256(",".join(sorted(built.ids)).encode()).hexdigest()[:16]
-    return Checkpointer(out / "checkpoints" / f"group-{name}.pt", min(every))
+    return Checkpointer(out / "checkpoints" / f"group-{name}.pt", min(every) if every else sys.maxsize)
 
 
 def state_path(out: Path, run_id: str) -> Path:

@@ -7,10 +7,11 @@ is needed) and alone writes the store: nothing writes SQLite over a shared file 
 
 What SLURM does to jobs, and what the driver makes of it:
 
-* a job that reaches its time limit, or is preempted, gets submitit's signal and is requeued
-  (the same job id); it starts its groups again and they resume from their checkpoints
-  (``train.checkpoint_every``); a job that ends TIMEOUT, PREEMPTED, NODE_FAIL or BOOT_FAIL
-  without being requeued is submitted again by the driver (up to ``max_requeues`` times);
+* a job that reaches its time limit, or is preempted, gets submitit's signal: the group it trains
+  saves its state at the next step, then submitit requeues the job (the same job id), which
+  resumes there; a job that ends TIMEOUT, PREEMPTED, NODE_FAIL or BOOT_FAIL without being
+  requeued is submitted again by the driver (up to ``max_requeues`` times) and resumes from the
+  last periodic checkpoint (``train.checkpoint_every``), if any;
 * a job that fails (FAILED, OUT_OF_MEMORY, ...) leaves its runs ``failed`` with SLURM's state,
   reason and exit code, and the last line of the job's log;
 * a job cancelled (``scancel``) while the driver watches leaves its runs ``interrupted``; a job
@@ -209,15 +210,40 @@ class _Task:
         tune_cpu()
         torch.set_num_threads(max(1, int(os.environ.get("SLURM_CPUS_PER_TASK", "1"))))
         install(callables)
+        _save_before_requeue()
         warned: list[Warned] = []
         with forwarded_warnings(warned.append):
-            return [run_group(group, out, None, device) for group in groups], warned
+            return [run_group(group, out, None, device, checkpoint_on_request=True) for group in groups], warned
 
     def checkpoint(self, *args, **kwargs):
         """Called by submitit on the time-limit (or preemption) signal: run the same task again."""
         from submitit.helpers import DelayedSubmission
 
         return DelayedSubmission(self, *args, **kwargs)
+
+
+def _save_before_requeue() -> None:
+    """In a job: on submitit's signal (time limit or preemption), the group training now saves its
+    state at the next step boundary and only then does submitit requeue the job (and exit), so the
+    requeued job resumes exactly there; outside a training loop the signal is submitit's at once."""
+    import signal
+
+    from submitit.core.job_environment import JobEnvironment
+
+    from learnlab.train._checkpoint import RUNNING
+
+    sig = JobEnvironment._usr_sig()
+    requeue = signal.getsignal(sig)  # submitit's handler, installed before the task runs
+    if not callable(requeue):
+        return
+
+    def on_signal(signum, frame):
+        if RUNNING:
+            RUNNING[-1].request(lambda: requeue(signum, None))
+        else:
+            requeue(signum, frame)
+
+    signal.signal(sig, on_signal)
 
 
 @dataclass

@@ -12,11 +12,14 @@ from __future__ import annotations
 import os
 import pickle
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
-__all__ = ["Checkpointer", "CheckpointWarning", "read_state"]
+__all__ = ["Checkpointer", "CheckpointWarning", "read_state", "RUNNING"]
+
+RUNNING: list[Checkpointer] = []  # checkpointers of the loops running now in this process (fit adds them)
 
 
 class CheckpointWarning(UserWarning):
@@ -34,6 +37,18 @@ class Checkpointer:
 
     def __init__(self, path: str | Path, every: int):
         self.path, self.every = Path(path), every
+        self.requested: Callable[[], object] | None = None  # see request()
+
+    def request(self, then: Callable[[], object]) -> None:
+        """Save at the next step boundary, then call ``then`` (e.g. a SLURM job's requeue-and-exit,
+        asked for by the time-limit signal: the requeued job resumes exactly there)."""
+        self.requested = then
+
+    def saved(self) -> None:
+        """After a save: run what a request asked for once it is done."""
+        then, self.requested = self.requested, None
+        if then is not None:
+            then()
 
     def save(self, state: dict) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)

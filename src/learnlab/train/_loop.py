@@ -114,7 +114,9 @@ def fit(
         settings: the shared recipe.
         on_step: called with the number of updates done (progress bars).
         checkpoint: an object with ``every``, ``save(state)`` and ``load() -> state | None``
-            (see ``learnlab.train._checkpoint``); resuming is bit-identical.
+            (see ``learnlab.train._checkpoint``); resuming is bit-identical. A
+            :class:`~learnlab.train._checkpoint.Checkpointer` also saves at the next step when
+            ``request``-ed (a SLURM job's time-limit signal), whatever ``every`` is.
         resume: member index -> the ``resume_state`` of a shorter run of its config: every
             member continues from its own, all at the same step (a longer run, extended, ends
             bit-identical to one run from scratch). A checkpoint, if there is one, wins.
@@ -125,15 +127,26 @@ def fit(
     start = loop.restore(checkpoint.load()) if checkpoint is not None else 0
     if start == 0 and resume:
         start = loop.resume(resume)
-    for t in range(start, settings.steps + 1):
-        if checkpoint is not None and t > start and t % checkpoint.every == 0:
-            if not loop.settle():
+    from learnlab.train._checkpoint import RUNNING
+
+    if checkpoint is not None:
+        RUNNING.append(checkpoint)
+    try:
+        for t in range(start, settings.steps + 1):
+            requested = getattr(checkpoint, "requested", None) is not None  # a save asked for now (see request)
+            if checkpoint is not None and t > start and (t % checkpoint.every == 0 or requested):
+                if not loop.settle():
+                    break
+                checkpoint.save(loop.state(t))
+                if requested:
+                    checkpoint.saved()  # what asked for the save goes on (a SLURM requeue exits here)
+            if not loop.iteration(t):
                 break
-            checkpoint.save(loop.state(t))
-        if not loop.iteration(t):
-            break
-        if on_step is not None and t < settings.steps:
-            on_step(t + 1)
+            if on_step is not None and t < settings.steps:
+                on_step(t + 1)
+    finally:
+        if checkpoint is not None:
+            RUNNING.remove(checkpoint)
     return loop.finish()
 
 
