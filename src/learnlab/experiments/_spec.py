@@ -99,7 +99,10 @@ class SlurmSpec(Section):
     @classmethod
     def _time(cls, value):
         if value is not None:
-            parse_time(value)
+            try:
+                parse_time(value)
+            except ValueError as exc:  # the value itself is named by the spec error
+                raise ValueError(str(exc).split("; got ")[0]) from None
         return value
 
     @field_validator("mem")
