@@ -85,6 +85,21 @@ def _queued(array_id: str) -> list[str]:
     return done.stdout.split()
 
 
+def _paced(tmp_path: Path, monkeypatch, seconds: float, **train) -> dict:
+    """A spec of two stacked runs that take at least ``seconds`` inside a SLURM job (the ``pace`` probe
+    sleeps there, and only there: the same spec trains at full speed in this process). The probe's
+    module is in ``tmp_path``, importable here and, through ``sweep.slurm.setup``, in the jobs."""
+    (tmp_path / "learnlab_pace.py").write_text(PACE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))  # for a driver started as a subprocess
+    spec = _spec(**train)
+    every = 10
+    calls = train["steps"] // every
+    spec["train"]["probes"] = [{"name": "learnlab_pace:pace", "every": every, "options": {"seconds": seconds / calls}}]
+    spec["sweep"] = {"grid": {"train.lr": [0.01, 0.05]}, "slurm": {"setup": [f"export PYTHONPATH={tmp_path}"]}}
+    return spec
+
+
 @pytest.fixture(scope="module")
 def serial_reference(tmp_path_factory):
     """The default spec run in this process (the reference every SLURM path must equal)."""
@@ -217,9 +232,9 @@ def test_detach_then_a_later_run_collects(tmp_path, serial_reference):
 
 
 @pytest.mark.slurm
-def test_a_job_cancelled_mid_run_is_submitted_again_and_resumes_to_the_same_values(tmp_path):
-    spec = _spec(steps=8000, eval_every=500, checkpoint_every=100)
-    spec["sweep"]["grid"] = {"train.lr": [0.01, 0.05]}
+def test_a_job_cancelled_mid_run_is_submitted_again_and_resumes_to_the_same_values(tmp_path, monkeypatch):
+    """The job takes >= 20 s (paced), so it is surely mid-run when cancelled (SLURM's KillWait is 5 s)."""
+    spec = _paced(tmp_path, monkeypatch, 20.0, steps=4000, eval_every=500, checkpoint_every=100)
     reference = tmp_path / "reference"
     sweep(spec, out=reference, executor="ensemble", progress=False).close()
     out = tmp_path / "out"
@@ -238,9 +253,8 @@ def test_a_job_cancelled_mid_run_is_submitted_again_and_resumes_to_the_same_valu
 
 
 @pytest.mark.slurm
-def test_a_job_cancelled_while_the_driver_watches_leaves_interrupted_runs_a_rerun_completes(tmp_path):
-    spec = _spec(steps=8000, eval_every=500, checkpoint_every=100)
-    spec["sweep"]["grid"] = {"train.lr": [0.01, 0.05]}
+def test_a_job_cancelled_while_the_driver_watches_leaves_interrupted_runs_a_rerun_completes(tmp_path, monkeypatch):
+    spec = _paced(tmp_path, monkeypatch, 20.0, steps=4000, eval_every=500, checkpoint_every=100)
     path = tmp_path / "spec.yaml"
     path.write_text(yaml.safe_dump(spec))
     out = tmp_path / "out"
@@ -309,14 +323,8 @@ def test_a_job_hitting_its_time_limit_is_requeued_and_completes(tmp_path, monkey
     the job by 30 s in (its timer ticks every 30 s); the group saves its state at the next step, submitit
     requeues the job, and the runs resume from there (without that save no attempt could finish: the
     runs have no periodic checkpoints) to the values of one uninterrupted run in this process."""
-    (tmp_path / "learnlab_pace.py").write_text(PACE)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    spec = _spec(steps=6000, eval_every=500)  # no periodic checkpoints: the job saves on the signal
-    spec["train"]["probes"] = [{"name": "learnlab_pace:pace", "every": 10, "options": {"seconds": 0.05}}]
-    spec["sweep"] = {
-        "grid": {"train.lr": [0.01, 0.05]},
-        "slurm": {"time": 1, "max_requeues": 8, "setup": [f"export PYTHONPATH={tmp_path}"]},
-    }
+    spec = _paced(tmp_path, monkeypatch, 30.0, steps=6000, eval_every=500)  # no periodic checkpoints
+    spec["sweep"]["slurm"] |= {"time": 1, "max_requeues": 8}
     out = tmp_path / "out"
     store = sweep(spec, out=out, executor="slurm", progress=False)
     assert set(store.statuses().values()) == {"finished"}
