@@ -27,9 +27,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
-import shutil
-import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
@@ -40,6 +37,19 @@ from learnlab._callables import install, payload, refs_in
 from learnlab._worker import Warned, forwarded_warnings
 from learnlab.experiments._expand import Run
 from learnlab.experiments._groups import batch_groups
+from learnlab.experiments._slurm_queue import (
+    ACTIVE,
+    CANCELLED,
+    MAX_ARRAY_TASKS,
+    RETRY,
+    SlurmError,
+    check_reachable,
+    ended_state,
+    max_array_tasks,
+    partition_time,
+    queue_states,
+    run_command,
+)
 from learnlab.experiments._spec import parse_time
 from learnlab.experiments._store import RunResult
 
@@ -56,73 +66,8 @@ __all__ = [
 
 SLURM_DIR = "slurm"  # OUT/slurm: the ledger, and a folder per job with its logs and submitit's files
 LEDGER = "jobs.json"
-COMMAND_TIMEOUT_S = 10.0  # a SLURM command that takes longer is treated as SLURM not answering
 POLL_S = 1.0  # result files are looked for this often
 QUEUE_POLL_S = 5.0  # squeue is asked this often (a cluster's controller is shared)
-MAX_ARRAY_TASKS = 512  # default: groups are packed into at most this many array tasks
-
-# squeue states of a job that is not over (it may still write its result)
-ACTIVE = {
-    "PENDING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "CONFIGURING", "COMPLETING",
-    "SUSPENDED", "RESIZING", "SIGNALING", "STAGE_OUT", "STOPPED", "RESV_DEL_HOLD", "SPECIAL_EXIT",
-}  # fmt: skip
-RETRY = {"TIMEOUT", "PREEMPTED", "NODE_FAIL", "BOOT_FAIL"}  # the job's fault is SLURM's: submit again
-CANCELLED = "CANCELLED"
-
-
-class SlurmError(ValueError):
-    """SLURM cannot be reached, or refused a submission (its own message is in the text)."""
-
-
-def _run(args: list[str], timeout: float = COMMAND_TIMEOUT_S) -> subprocess.CompletedProcess:
-    try:
-        return subprocess.run(args, capture_output=True, text=True, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired:
-        raise SlurmError(
-            f"`{' '.join(args[:2])}` did not answer within {timeout:g} s: is the SLURM controller up?"
-        ) from None
-    except OSError as exc:
-        raise SlurmError(f"cannot run {args[0]}: {exc}") from None
-
-
-def check_reachable() -> None:
-    """Fail fast (SlurmError, within seconds) unless ``sbatch`` exists and the controller answers.
-
-    ``scontrol ping`` says at once whether slurmctld is up (``sinfo`` retries for ~10 s)."""
-    missing = [c for c in ("sbatch", "squeue", "scontrol") if shutil.which(c) is None]
-    if missing:
-        raise SlurmError(
-            f"the slurm executor needs SLURM's commands, and {', '.join(missing)} is not on PATH: run learnlab "
-            "on a machine of the cluster (a login node), or use another --executor"
-        )
-    done = _run(["scontrol", "ping"])
-    text = (done.stdout + done.stderr).strip()
-    if done.returncode != 0 or " is UP" not in text:
-        first = text.splitlines()[0] if text else f"exit code {done.returncode}"
-        raise SlurmError(f"the SLURM controller does not answer (`scontrol ping`: {first}); nothing was submitted")
-
-
-def partition_time(partition: str | None) -> int | None:
-    """The time limit (minutes) a job gets in ``partition`` (None: the default partition) when it
-    asks for none: the partition's DefaultTime, else its MaxTime; None if both are unlimited."""
-    done = _run(["scontrol", "-o", "show", "partition", *([partition] if partition else [])])
-    for line in done.stdout.splitlines():
-        fields = dict(re.findall(r"(\w+)=(\S*)", line))
-        if partition is None and fields.get("Default") != "YES":
-            continue
-        for key in ("DefaultTime", "MaxTime"):
-            value = fields.get(key, "")
-            if value and value.upper() not in ("NONE", "UNLIMITED", "INFINITE"):
-                return parse_time(value)
-        return None
-    return None
-
-
-def max_array_tasks() -> int:
-    """Tasks one array job may have here: the cluster's MaxArraySize - 1 (indices start at 0)."""
-    done = _run(["scontrol", "show", "config"])
-    found = re.search(r"^MaxArraySize\s*=\s*(\d+)", done.stdout, re.M)
-    return max(1, int(found[1]) - 1) if found else MAX_ARRAY_TASKS
 
 
 @dataclass
@@ -188,7 +133,7 @@ def check_submittable(options: SlurmOptions, name: str = "learnlab") -> None:
         script = Path(tmp) / "test.sh"
         text = _make_sbatch_string(command="true", folder=Path(tmp) / "%j", **params)
         script.write_text(text)
-        done = _run(["sbatch", "--test-only", str(script)])
+        done = run_command(["sbatch", "--test-only", str(script)])
     if done.returncode != 0:
         said = " ".join(line.strip() for line in done.stderr.strip().splitlines()) or f"exit code {done.returncode}"
         skip = ("--output", "--error", "--open-mode", "--signal", "--wckey")
@@ -280,38 +225,6 @@ class Ledger:
         tmp = self.path.with_name(self.path.name + ".tmp")
         tmp.write_text(json.dumps(data))
         os.replace(tmp, self.path)
-
-
-def queue_states(ids: list[str]) -> dict[str, tuple[str, str]]:
-    """job id -> (state, reason) of the jobs SLURM still lists (array tasks one per line)."""
-    if not ids:
-        return {}
-    done = _run(["squeue", "-h", "-r", "-o", "%i|%T|%r", "-j", ",".join(sorted({i.split("_")[0] for i in ids}))])
-    states = {}
-    for line in done.stdout.splitlines():
-        parts = line.strip().split("|")
-        if len(parts) == 3:
-            states[parts[0]] = (parts[1], parts[2])
-    if done.returncode != 0 and not states and "Invalid job id" not in done.stderr:
-        raise SlurmError(f"squeue failed: {done.stderr.strip() or done.returncode}")
-    return states
-
-
-def ended_state(job_id: str) -> tuple[str, str]:
-    """(state, detail) of a job SLURM no longer queues: from ``scontrol show job`` (kept for
-    MinJobAge after the end), else ``sacct`` (where accounting is on), else UNKNOWN."""
-    done = _run(["scontrol", "-o", "show", "job", job_id])
-    if done.returncode == 0 and "JobState=" in done.stdout:
-        fields = dict(re.findall(r"(\w+)=(\S*)", done.stdout))
-        detail = f"reason {fields.get('Reason', '?')}, exit code {fields.get('ExitCode', '?')}"
-        return fields.get("JobState", "UNKNOWN"), detail
-    if shutil.which("sacct"):
-        acct = _run(["sacct", "-n", "-X", "-P", "-o", "State,ExitCode", "-j", job_id])
-        line = acct.stdout.strip().splitlines()[:1]
-        if acct.returncode == 0 and line and "|" in line[0]:
-            state, code = line[0].split("|", 1)
-            return state.split()[0], f"exit code {code}"
-    return "UNKNOWN", "SLURM no longer knows the job"
 
 
 class SlurmExecutor:
