@@ -261,8 +261,6 @@ def _slurm_jobs_open(out: Path, runs: list[Run], done: set[str]) -> bool:
     """Whether ``out`` holds SLURM jobs not collected yet for some of these runs that are not done."""
     from learnlab.experiments._slurm import Ledger
 
-    if not (out / "slurm" / "jobs.json").is_file():
-        return False
     ours = {r.run_id for r in runs} - done
     return any(rid in ours for job in Ledger(out).open_jobs() for rid in job.runs)
 

@@ -30,7 +30,7 @@ import os
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from learnlab._callables import install, payload, refs_in
@@ -269,7 +269,7 @@ class SlurmExecutor:
         yield results as the jobs finish. Jobs keep running if the driver stops: a later run collects them."""
         todo = {r.run_id: r for g in groups for r in g}
         ledger = Ledger(self.out)
-        ledger.options = _as_dict(self.options)
+        ledger.options = asdict(self.options)
         watching: dict[str, Job] = {}
         for job in ledger.open_jobs():  # earlier jobs (a --detach, or a driver that stopped)
             if any(rid in todo for rid in job.runs):
@@ -412,10 +412,6 @@ def _last_line(path: Path) -> str:
     except OSError:
         return ""
     return lines[-1].strip()[:300] if lines else ""
-
-
-def _as_dict(options: SlurmOptions) -> dict:
-    return {k: v for k, v in options.__dict__.items()}
 
 
 def options_from(given: dict) -> SlurmOptions:
