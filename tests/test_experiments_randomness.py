@@ -15,6 +15,7 @@ import learnlab
 from learnlab.cli import app
 from learnlab.experiments import build_group, build_run, open_store, plan, run_group
 from learnlab.models import MLP
+from learnlab.tasks import next_stacked
 
 SPEC = {
     "name": "paired",
@@ -65,15 +66,19 @@ def test_a_learning_rate_grid_starts_every_member_from_one_draw_on_one_data_stre
     assert built.model.members == 4
     for name, p in built.model.member_parameters():
         assert all(torch.equal(p[0], p[e]) for e in range(1, 4)), name
-    batches = [m.stream.next() for m in built.members]
+    # one stream for the four (drawn once per step), and it is each run's own stream when built alone
+    assert all(m.stream is built.members[0].stream for m in built.members)
+    x, y = next_stacked([m.stream for m in built.members])
+    for row, run in enumerate(r for r in runs if r.config["seed"] == 0):
+        alone = build_run(run).members[0].stream.next()
+        assert torch.equal(x[row], alone[0]) and torch.equal(y[row], alone[1])
     tests = [next(m.evals["test"].chunks(10**6)) for m in built.members]
-    for (x, y), (tx, ty) in zip(batches[1:], tests[1:]):
-        assert torch.equal(x, batches[0][0]) and torch.equal(y, batches[0][1])
+    for tx, ty in tests[1:]:
         assert torch.equal(tx, tests[0][0]) and torch.equal(ty, tests[0][1])
     # another seed: another draw and other data
     other = build_group([r for r in runs if r.config["seed"] == 1])
     assert not torch.equal(other.model.weights[0][0], built.model.weights[0][0])
-    assert not torch.equal(other.members[0].stream.next()[0], batches[0][0])
+    assert not torch.equal(other.members[0].stream.next()[0], x[0])
 
 
 @pytest.mark.parametrize(

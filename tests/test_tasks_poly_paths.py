@@ -134,3 +134,22 @@ def test_gradients_with_respect_to_z_equal_the_derivative_of_the_slow_sum(monkey
             lowered = {**m, i: m[i] - 1}
             expected[:, i] += c * math.sqrt(m[i]) * _slow([lowered], np.ones((1, 1)), zn)[:, 0]
     np.testing.assert_allclose(z.grad.numpy(), expected, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_a_few_terms_give_every_sample_the_same_bits_in_any_batch(dtype):
+    """Up to SMALL_TERMS terms the sum is elementwise (``rowwise``): a sample's value does not depend
+    on what else is in the batch; equal to the slow sum; more terms take the matrix-product plan."""
+    rng = np.random.default_rng(8)
+    monomials = _random_polynomial(rng, d=6, terms=poly.SMALL_TERMS)  # with the constant
+    coefs = rng.standard_normal((len(monomials), 2))
+    p = HermitePolynomial(monomials, coefs)
+    assert p.rowwise and not p.levels
+    z = torch.from_numpy(rng.standard_normal((1000, 6))).to(dtype)
+    whole = p(z)
+    for start, size in [(0, 1), (3, 37), (100, 256), (999, 1), (500, 500)]:
+        assert torch.equal(p(z[start : start + size]), whole[start : start + size])
+    tol = 1e-11 if dtype == torch.float64 else 1e-4
+    np.testing.assert_allclose(whole.double().numpy(), _slow(monomials, coefs, z.double().numpy()), rtol=tol, atol=tol)
+    more = _random_polynomial(rng, d=6, terms=poly.SMALL_TERMS + 2)
+    assert not HermitePolynomial(more, np.ones(len(more))).rowwise

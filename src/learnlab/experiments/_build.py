@@ -58,6 +58,7 @@ def build_group(runs: Sequence[Run | dict], device: str | None = None) -> Built:
     tasks: list[Task] = []
     cache: dict[tuple[str, int | None], Task] = {}
     probes = ProbeCache()
+    streams: dict = {}  # members with the same task, batch size and data seed share their stream
     for config in configs:
         key = (canonical_json(config.task.model_dump(mode="json")), target_seed(config.task, config.seed))
         if key not in cache:  # runs with the same task and target share it (and its target's evaluations)
@@ -75,6 +76,7 @@ def build_group(runs: Sequence[Run | dict], device: str | None = None) -> Built:
                 dtype=dtype,
                 device=dev,
                 probes=probes(config.train.probes),
+                streams=streams,
             )
         )
     model = build_model(

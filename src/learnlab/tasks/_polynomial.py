@@ -31,6 +31,7 @@ __all__ = ["HermitePolynomial"]
 
 CHUNK_ELEMENTS = 1 << 22  # rows x samples per working tensor (16 MiB in float32)
 SPARE_BYTES = 32 << 20  # working tensors kept between calls up to this size
+SMALL_TERMS = 8  # up to this many terms, each term is a product of factor rows (elementwise only)
 
 
 class HermitePolynomial:
@@ -55,10 +56,14 @@ class HermitePolynomial:
         self.max_index = max((f[-1][0] for f in factors if f), default=-1)
         self._features_for(factors)
         kept = [f for f in factors if f]
-        plan = planner.plan(kept, coefs[~constant], self._row) if kept else None
+        # few terms: y = sum_t c_t prod F[rows_t] by elementwise products alone, so a sample's value
+        # has the same bits whatever else is in the batch (``rowwise``); else the matrix-product plan
+        self.rowwise = len(kept) <= SMALL_TERMS
+        self._small = [([self._row(i, k) for i, k in f], c) for f, c in zip(kept, coefs[~constant])]
+        plan = planner.plan(kept, coefs[~constant], self._row) if kept and not self.rowwise else None
         self.columns = plan.columns if plan else np.zeros(0, dtype=np.int64)
         self.levels = plan.levels if plan else []
-        self.nodes = sum(len(level.parent) for level in self.levels)
+        self.nodes = sum(len(level.parent) for level in self.levels) if plan else len(kept)
         self._cache: dict = {}
         self._spare: dict = {}
 
@@ -95,8 +100,8 @@ class HermitePolynomial:
         n = z.shape[0]
         constant = torch.from_numpy(self.constant).to(device=z.device, dtype=z.dtype)
         out = constant.unsqueeze(1).expand(self.outputs, n).clone()  # (outputs, n)
-        if not self.levels:
-            return out.T
+        if self.rowwise:
+            return self._products(z, out).T
         if z.requires_grad and torch.is_grad_enabled():
             return (out + self._differentiable(z)).T
         chunk = max(1, CHUNK_ELEMENTS // self._widest())
@@ -117,17 +122,37 @@ class HermitePolynomial:
                 self._spare[key] = work
         return out.T
 
-    def _differentiable(self, z: torch.Tensor) -> torch.Tensor:
-        """The same sum with out-of-place ops, for autograd (gradients with respect to z): (outputs, n)."""
-        t = self._tensors(z.dtype, z.device)
-        zt = z.index_select(1, t["order"]).T  # (rows, n)
+    def _factors(self, z: torch.Tensor) -> torch.Tensor:
+        """F (out of place, differentiable): h_k(z_i) for every needed (k, i), rows [h_1; h_2; ...]."""
+        zt = z.index_select(1, torch.from_numpy(self.order).to(z.device)).T  # (rows, n)
         blocks, prev, cur = [zt], torch.ones_like(zt), zt
         for k in range(1, len(self.rows_per_degree)):
             m = self.rows_per_degree[k]
             nxt = (zt[:m] * cur[:m] - math.sqrt(k) * prev[:m]) / math.sqrt(k + 1)
             blocks.append(nxt)
             prev, cur = cur[:m], nxt
-        columns = torch.cat(blocks).index_select(0, t["columns"])
+        return torch.cat(blocks)
+
+    def _products(self, z: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """out + sum_t c_t prod F[rows_t], elementwise (no reduction across samples): (outputs, n)."""
+        if not self._small:
+            return out
+        key = ("small", str(z.device), z.dtype)
+        if key not in self._cache:
+            as_float = lambda c: torch.from_numpy(c).to(device=z.device, dtype=z.dtype).unsqueeze(1)  # noqa: E731
+            self._cache[key] = [(rows, as_float(c)) for rows, c in self._small]
+        feats = self._factors(z)
+        for rows, c in self._cache[key]:
+            term = feats[rows[0]]
+            for r in rows[1:]:
+                term = term * feats[r]
+            out = out + c * term
+        return out
+
+    def _differentiable(self, z: torch.Tensor) -> torch.Tensor:
+        """The same sum with out-of-place ops, for autograd (gradients with respect to z): (outputs, n)."""
+        t = self._tensors(z.dtype, z.device)
+        columns = self._factors(z).index_select(0, t["columns"])
         acc = torch.zeros(self.outputs, z.shape[0], dtype=z.dtype, device=z.device)
         prefix = torch.ones(1, z.shape[0], dtype=z.dtype, device=z.device)
         for lv in t["levels"]:

@@ -153,6 +153,10 @@ class PowerLaw:
             self._cache["p"] = HermitePolynomial([dict(m) for m in self.monomials], self.coefs)
         return self._cache["p"]
 
+    @property
+    def rowwise(self) -> bool:  # see learnlab.tasks.Target
+        return self.polynomial().rowwise
+
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if self.scale is not None:
             x = x / on_device(self._cache, "scale", lambda: torch.tensor(self.scale, dtype=torch.float64), x)

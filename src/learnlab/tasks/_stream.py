@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import torch
 
 from learnlab.tasks._targets import add_label_noise
@@ -51,15 +53,39 @@ class BatchStream:
         self._pos += self.batch_size
         return x[idx], y[idx]
 
+    def detached(self) -> BatchStream:
+        """This stream in its present state, with a generator (and permutation) of its own."""
+        other = copy.copy(self)
+        other.generator = torch.Generator(device=self.generator.device)
+        other.generator.set_state(self.generator.get_state())
+        if self.sample is not None:
+            other._order = self._order.clone()
+        return other
+
 
 def next_stacked(streams: list[BatchStream]) -> tuple[torch.Tensor, torch.Tensor]:
     """The next batch of every stream, stacked: x (E, batch, d), y (E, batch, outputs).
 
     Equal, draw for draw, to stacking ``stream.next()`` of each stream: each member's x
-    and then its label noise come from its own generator. For online streams of plain
-    tasks, each distinct target object is evaluated once on all its members' inputs
-    (the per-member Python overhead is what limits a stack of small models).
+    and then its label noise come from its own generator. A stream listed several times
+    (members that share one: the same task, batch size and data seed, e.g. the learning
+    rates of a sweep at one seed) is drawn once and its batch repeated. For online streams
+    of plain tasks, a ``rowwise`` target (see ``Target``) is evaluated once on all its
+    streams' inputs (the per-member Python overhead is what limits a stack of small models);
+    any other target on each stream's batch, as a run alone evaluates it.
     """
+    position: dict[int, int] = {}
+    rows = [position.setdefault(id(s), len(position)) for s in streams]
+    if len(position) == len(streams):
+        return _draw(streams)
+    distinct = list({id(s): s for s in streams}.values())  # first appearance order, as ``position``
+    x, y = _draw(distinct)
+    index = torch.tensor(rows, device=x.device)
+    return x.index_select(0, index), y.index_select(0, index)
+
+
+def _draw(streams: list[BatchStream]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The next batch of each of distinct streams, stacked."""
     first = streams[0]
     fast = all(s.sample is None and type(s.task) is Task for s in streams)
     if not fast or len(streams) == 1:
@@ -73,8 +99,10 @@ def next_stacked(streams: list[BatchStream]) -> tuple[torch.Tensor, torch.Tensor
     parts = {}
     for rows in rows_of.values():
         target = streams[rows[0]].task.target
-        xs = x[rows].reshape(len(rows) * n, d)
-        ys = target(xs).reshape(len(rows), n, -1)
+        if getattr(target, "rowwise", False):  # once on all its streams' rows: the same bits
+            ys = target(x[rows].reshape(len(rows) * n, d)).reshape(len(rows), n, -1)
+        else:  # each stream's batch alone, as its run alone evaluates it
+            ys = torch.stack([target(x[row]) for row in rows])
         parts.update({row: ys[j] for j, row in enumerate(rows)})
     y = torch.stack([parts[row] for row in range(len(streams))])
     for row, s in enumerate(streams):

@@ -33,7 +33,14 @@ __all__ = [
 
 
 class Target(Protocol):
-    """A function of the inputs."""
+    """A function of the inputs.
+
+    A target may declare ``rowwise = True``: each row of y is computed from its row of x by
+    elementwise operations alone, so evaluating many streams' batches at once gives every row
+    the bits it gets in its own batch. Stacks evaluate such a target once on all their
+    streams' batches, and any other target on each stream's batch (matrix products may round
+    a row differently in a larger product).
+    """
 
     @property
     def outputs(self) -> int: ...
@@ -125,11 +132,18 @@ class Hermite:
             return [(dict(m), float(c)) for m, c in self.terms]
         return [(dict(self.monomial or ()), 1.0)]
 
-    def __call__(self, x):
+    def polynomial(self) -> HermitePolynomial:
         if "poly" not in self._cache:
             terms = self.term_list()
             self._cache["poly"] = HermitePolynomial([m for m, _ in terms], [c for _, c in terms])
-        return self._cache["poly"](_standardize(x, self.scale, self._cache))
+        return self._cache["poly"]
+
+    @property
+    def rowwise(self) -> bool:  # see Target
+        return self.polynomial().rowwise
+
+    def __call__(self, x):
+        return self.polynomial()(_standardize(x, self.scale, self._cache))
 
     def components(self):
         return [monomial_component(m, self.scale) for m, _ in self.term_list()]
@@ -146,6 +160,7 @@ class Sine:
     f: float = 1.0
     outputs: int = 1
     labels: str = "value"
+    rowwise = True  # see Target
 
     def __call__(self, x):
         t = x[:, :1]

@@ -441,6 +441,7 @@ class _Loop:
             for name, value in state["init_params"].items():
                 self.init_params[name][row] = value
             _load_member_state(self.members[row], state["member"])
+        _unshare_streams(self.members, [states[row]["member"] for row in range(len(self.members))])
         return steps.pop()
 
     def restore(self, state) -> int:
@@ -455,6 +456,7 @@ class _Loop:
         self.init_params, self.base_lrs = state["init_params"], state["base_lrs"]
         for m, ms in zip(self.members, state["members"]):
             _load_member_state(m, ms)
+        _unshare_streams(self.members, state["members"])
         return state["step"]
 
 
@@ -480,10 +482,36 @@ def _member_state(m: Member) -> dict:
     }
 
 
-def _load_member_state(m: Member, s: dict) -> None:
-    m.stream.generator.set_state(s["generator"])
+def _unshare_streams(members: list[Member], states: list[dict]) -> None:
+    """Members that share a data stream but were saved in different stream states (saved while
+    each had a stream of its own, at different points) go on with streams of their own."""
+    groups: dict[int, list[tuple[Member, dict]]] = {}
+    for m, s in zip(members, states):
+        groups.setdefault(id(m.stream), []).append((m, s))
+    for group in groups.values():
+        first = group[0][1]
+        if all(_same_stream_state(first, s) for _, s in group[1:]):
+            continue
+        for m, s in group:
+            m.stream = m.stream.detached()
+            _load_stream_state(m.stream, s)
+
+
+def _same_stream_state(a: dict, b: dict) -> bool:
+    same_order = (a["order"] is None) == (b["order"] is None) and (
+        a["order"] is None or torch.equal(a["order"], b["order"])
+    )
+    return torch.equal(a["generator"], b["generator"]) and same_order and a["pos"] == b["pos"]
+
+
+def _load_stream_state(stream: BatchStream, s: dict) -> None:
+    stream.generator.set_state(s["generator"])
     if s["order"] is not None:
-        m.stream._order, m.stream._pos = s["order"], s["pos"]
+        stream._order, stream._pos = s["order"], s["pos"]
+
+
+def _load_member_state(m: Member, s: dict) -> None:
+    _load_stream_state(m.stream, s)
     m.tracker.load_state_dict(s["tracker"])
     m.loss0 = s["loss0"]
     h = s["history"]

@@ -51,6 +51,7 @@ def make_member(
     dtype: torch.dtype = torch.float32,
     device="cpu",
     probes: Sequence | None = None,
+    streams: dict | None = None,
 ) -> Member:
     """A run's data stream, eval sets, trackers and per-member settings.
 
@@ -60,10 +61,17 @@ def make_member(
         seed_for: ``seed_for(role)`` seeds each random stream (``data``, ``test``, ``large``).
         dtype, device: of its data.
         probes: its probe objects (default: built from ``recipe.probes``).
+        streams: the data streams of the stack built so far: a member with the same task object,
+            batch size and data seed shares its stream (drawn once per step for all of them).
     """
-    data_gen = torch.Generator(device=device).manual_seed(seed_for("data"))
     test_gen = torch.Generator(device=device).manual_seed(seed_for("test"))
-    stream = BatchStream(task, recipe.batch_size, data_gen, dtype=dtype, device=device)
+    key = (id(task), recipe.batch_size, seed_for("data"), dtype, str(device))
+    stream = None if streams is None else streams.get(key)
+    if stream is None:
+        data_gen = torch.Generator(device=device).manual_seed(seed_for("data"))
+        stream = BatchStream(task, recipe.batch_size, data_gen, dtype=dtype, device=device)
+        if streams is not None:
+            streams[key] = stream
     evals = {"test": fixed_source(*task.test_sample(test_gen, dtype=dtype, device=device))}
     for name in recipe.eval_sets:
         if name == "train":
