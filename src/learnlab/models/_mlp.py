@@ -174,8 +174,8 @@ class MLP(StackedModel):
         """Layer l's output before its activation: (h W) * m + b * m_b (affine in w and b jointly)."""
         unit = getattr(self, "_unit", None) or (False,) * len(self.weights)  # models pickled before it
         if unit[l]:  # every multiplier is 1: hW + b, the same bits as the general form
-            out = stacked_matmul(h, w)
-            return out if b is None else out + b
+            out = stacked_matmul(h, w)  # a fresh tensor (or a view of one) that backward does not need
+            return out if b is None else out.add_(b)
         if b is not None:  # b * m_b + (h W) * m in one pass
             return torch.addcmul(b * getattr(self, f"bias_mult_{l}"), stacked_matmul(h, w), getattr(self, f"mult_{l}"))
         return stacked_matmul(h, w) * getattr(self, f"mult_{l}")

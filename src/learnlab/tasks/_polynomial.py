@@ -237,20 +237,18 @@ class HermitePolynomial:
         }
 
     def _feature_ops(self, feats: torch.Tensor) -> list:
-        """Ops filling rows [h_2 block; h_3 block; ...] of ``feats`` from its h_1 block (z):
-        h_{k+1} = (z h_k - sqrt(k) h_{k-1}) / sqrt(k + 1)."""
+        """Ops filling rows [h_2 block; h_3 block; ...] of ``feats`` from its h_1 block (z), two per degree:
+        h_{k+1} = z h_k / sqrt(k + 1) - sqrt(k / (k + 1)) h_{k-1}."""
         ops: list = []
         z = feats[: self.rows_per_degree[0]]
         prev, cur, offset = None, z, self.rows_per_degree[0]
         for k in range(1, len(self.rows_per_degree)):
             m = self.rows_per_degree[k]
             nxt = feats[offset : offset + m]
-            if prev is None:  # h_0 = 1: h_2 = (z^2 - 1) / sqrt(2)
-                ops.append(functools.partial(torch.mul, z[:m], z[:m], out=nxt))
-                ops.append(functools.partial(nxt.sub_, 1.0))
+            if prev is None:  # h_0 = 1
+                ops.append(functools.partial(torch.full, (m, z.shape[1]), -math.sqrt(k / (k + 1)), out=nxt))
             else:
-                ops.append(functools.partial(torch.mul, prev[:m], -math.sqrt(k), out=nxt))
-                ops.append(functools.partial(nxt.addcmul_, z[:m], cur[:m]))
-            ops.append(functools.partial(nxt.div_, math.sqrt(k + 1)))
+                ops.append(functools.partial(torch.mul, prev[:m], -math.sqrt(k / (k + 1)), out=nxt))
+            ops.append(functools.partial(nxt.addcmul_, z[:m], cur[:m], value=1 / math.sqrt(k + 1)))
             prev, cur, offset = cur[:m], nxt, offset + m
         return ops
