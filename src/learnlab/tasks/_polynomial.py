@@ -25,7 +25,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from learnlab.tasks import _polynomial_plan as planner
+from learnlab.tasks._polynomial_plan import plan as plan_polynomial
 
 __all__ = ["HermitePolynomial"]
 
@@ -60,7 +60,7 @@ class HermitePolynomial:
         # has the same bits whatever else is in the batch (``rowwise``); else the matrix-product plan
         self.rowwise = len(kept) <= SMALL_TERMS
         self._small = [([self._row(i, k) for i, k in f], c) for f, c in zip(kept, coefs[~constant])]
-        plan = planner.plan(kept, coefs[~constant], self._row) if kept and not self.rowwise else None
+        plan = plan_polynomial(kept, coefs[~constant], self._row) if kept and not self.rowwise else None
         self.columns = plan.columns if plan else np.zeros(0, dtype=np.int64)
         self.levels = plan.levels if plan else []
         self.nodes = sum(len(level.parent) for level in self.levels) if plan else len(kept)
