@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from learnlab.tasks import BatchStream, make_task, next_stacked
-from learnlab.train._loop import _member_state, _unshare_streams
+from learnlab.train._member_state import save_member as _member_state
+from learnlab.train._member_state import unshare_streams as _unshare_streams
 
 ONLINE = {"inputs": {"name": "gaussian", "d": 5}, "target": {"name": "hermite", "monomial": {0: 1, 2: 2}}, "noise": 0.1}
 OFFLINE = {**ONLINE, "n_train": 40}

@@ -34,6 +34,7 @@ from learnlab.tasks._stream import BatchStream, next_stacked
 from learnlab.train._evaluation import EvalSource, evaluate
 from learnlab.train._history import History
 from learnlab.train._losses import mse
+from learnlab.train._member_state import load_member, save_member, unshare_streams
 from learnlab.train._probes_api import ProbeContext, split_probe_output
 from learnlab.train._schedule import lr_factor
 from learnlab.train._thresholds import ThresholdTracker
@@ -395,7 +396,7 @@ class _Loop:
             "optimizer": self.optimizer.state_dict(),
             "init_params": self.init_params,
             "base_lrs": self.base_lrs,
-            "members": [_member_state(m) for m in self.members],
+            "members": [save_member(m) for m in self.members],
         }
 
     def member_state(self, row: int, t: int) -> dict:
@@ -413,7 +414,7 @@ class _Loop:
             "model": {n: model.per_member(v)[row].detach().clone() for n, v in named},
             "optimizer": optimizer,
             "init_params": {n: v[row].clone() for n, v in self.init_params.items()},
-            "member": copy.deepcopy(_member_state(member)),  # a snapshot: the run goes on recording
+            "member": copy.deepcopy(save_member(member)),  # a snapshot: the run goes on recording
         }
 
     @torch.no_grad()
@@ -440,8 +441,8 @@ class _Loop:
                         slot[key] = value
             for name, value in state["init_params"].items():
                 self.init_params[name][row] = value
-            _load_member_state(self.members[row], state["member"])
-        _unshare_streams(self.members, [states[row]["member"] for row in range(len(self.members))])
+            load_member(self.members[row], state["member"])
+        unshare_streams(self.members, [states[row]["member"] for row in range(len(self.members))])
         return steps.pop()
 
     def restore(self, state) -> int:
@@ -455,8 +456,8 @@ class _Loop:
         self.optimizer.load_state_dict(state["optimizer"])
         self.init_params, self.base_lrs = state["init_params"], state["base_lrs"]
         for m, ms in zip(self.members, state["members"]):
-            _load_member_state(m, ms)
-        _unshare_streams(self.members, state["members"])
+            load_member(m, ms)
+        unshare_streams(self.members, state["members"])
         return state["step"]
 
 
@@ -466,56 +467,3 @@ def _divergence(value: float, loss0: float, factor: float | None) -> str | None:
     if factor is not None and value > factor * loss0:
         return f"train loss {value:.4g} > diverge_factor {factor:g} x step-0 loss {loss0:.4g}"
     return None
-
-
-def _member_state(m: Member) -> dict:
-    h = m.history
-    stream = m.stream
-    return {
-        "generator": stream.generator.get_state(),
-        "order": getattr(stream, "_order", None),
-        "pos": getattr(stream, "_pos", None),
-        "tracker": m.tracker.state_dict(),
-        "loss0": m.loss0,
-        "history": {"metrics": h.metrics, "status": h.status, "step": h.step, "reason": h.reason},
-        "artifacts": m.artifacts,
-    }
-
-
-def _unshare_streams(members: list[Member], states: list[dict]) -> None:
-    """Members that share a data stream but were saved in different stream states (saved while
-    each had a stream of its own, at different points) go on with streams of their own."""
-    groups: dict[int, list[tuple[Member, dict]]] = {}
-    for m, s in zip(members, states):
-        groups.setdefault(id(m.stream), []).append((m, s))
-    for group in groups.values():
-        first = group[0][1]
-        if all(_same_stream_state(first, s) for _, s in group[1:]):
-            continue
-        for m, s in group:
-            m.stream = m.stream.detached()
-            _load_stream_state(m.stream, s)
-
-
-def _same_stream_state(a: dict, b: dict) -> bool:
-    same_order = (a["order"] is None) == (b["order"] is None) and (
-        a["order"] is None or torch.equal(a["order"], b["order"])
-    )
-    return torch.equal(a["generator"], b["generator"]) and same_order and a["pos"] == b["pos"]
-
-
-def _load_stream_state(stream: BatchStream, s: dict) -> None:
-    stream.generator.set_state(s["generator"])
-    if s["order"] is not None:
-        stream._order, stream._pos = s["order"], s["pos"]
-
-
-def _load_member_state(m: Member, s: dict) -> None:
-    _load_stream_state(m.stream, s)
-    m.tracker.load_state_dict(s["tracker"])
-    m.loss0 = s["loss0"]
-    h = s["history"]
-    m.history.metrics = {k: [tuple(r) for r in v] for k, v in h["metrics"].items()}
-    m.history.status, m.history.step, m.history.reason = h["status"], h["step"], h["reason"]
-    m.history.replay()  # into loggers that start afresh
-    m.artifacts = s["artifacts"]
