@@ -23,8 +23,12 @@ GPU (``--device cuda``) serial and ensemble run there and the process pool stays
 ``compiled`` is the ensemble executor with ``train.compile: true`` (torch.compile of the stack's
 forward pass and loss; its compile time, ~5 s, is inside its wall time).
 
+``autograd`` is the ensemble executor with the MLP's gradients taken by autograd instead of
+``learnlab.models._mlp_grad`` (the same bits, checked: ``fused_equals_autograd``), to show
+what computing them without autograd's graph gains (``fused_over_autograd``).
+
 Usage: python benchmarks/sweep.py [--steps 500] [--seeds 4] [--device cpu]
-       [--executors serial,processes,ensemble,compiled,ray]
+       [--executors serial,processes,ensemble,autograd,compiled,ray]
 The last line printed is one JSON object with the figures.
 """
 
@@ -39,6 +43,7 @@ import time
 import numpy as np
 import torch
 
+import learnlab.train._loop as loop_module
 from learnlab.experiments import sweep
 
 D, WIDTH, DEPTH, BATCH = 30, 128, 2, 64
@@ -130,12 +135,19 @@ def handwritten(steps: int, seeds: int = 4, device: str = "cpu") -> float:
 
 def run(executor: str, steps: int, workers: int | None, seeds: int, device: str) -> tuple[float, dict]:
     compiled = executor == "compiled"  # the ensemble with train.compile: true
-    executor = "ensemble" if compiled else executor
+    plain = executor == "autograd"  # the ensemble with autograd's gradients
+    executor = "ensemble" if compiled or plain else executor
     options = {"devices": [device]} if executor in ("serial", "ensemble") and device != "cpu" else {}
     with tempfile.TemporaryDirectory() as out:
-        t0 = time.perf_counter()
-        store = sweep(spec(steps, seeds, compiled), out=out, executor=executor, workers=workers, **options)
-        wall = time.perf_counter() - t0
+        fused = loop_module.supports
+        if plain:
+            loop_module.supports = lambda model: False
+        try:
+            t0 = time.perf_counter()
+            store = sweep(spec(steps, seeds, compiled), out=out, executor=executor, workers=workers, **options)
+            wall = time.perf_counter() - t0
+        finally:
+            loop_module.supports = fused
         runs = store.runs().set_index("run_id")
         store.close()
         assert (runs["status"] != "failed").all(), runs.loc[runs["status"] == "failed", "error"].iloc[0]
@@ -145,7 +157,7 @@ def run(executor: str, steps: int, workers: int | None, seeds: int, device: str)
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=500)
-    parser.add_argument("--executors", default="serial,processes,ensemble,compiled,ray")
+    parser.add_argument("--executors", default="serial,processes,ensemble,autograd,compiled,ray")
     parser.add_argument("--seeds", type=int, default=4, help="runs = 16 learning rates x seeds")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
@@ -194,6 +206,12 @@ def main() -> None:
             )
             figures["max_rel_diff_final_test_mse"] = float(f"{diff:.3g}")
         figures["ensemble_over_handwritten"] = round(hand / ens, 3)
+        if "autograd" in walls:  # the same sweep with autograd's gradients
+            figures["fused_over_autograd"] = round(walls["autograd"] / ens, 3)
+            figures["fused_equals_autograd"] = all(
+                a == b or (np.isnan(a) and np.isnan(b))
+                for a, b in ((finals["autograd"][r], finals["ensemble"][r]) for r in finals["ensemble"])
+            )
         if "compiled" in walls:  # the ensemble with train.compile: true (compile time included)
             comp = walls["compiled"]
             figures["compiled_over_handwritten"] = round(hand / comp, 3)

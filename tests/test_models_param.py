@@ -207,7 +207,7 @@ def test_unit_multipliers_skip_the_multiply_with_the_same_bits():
     for l, (w, b) in enumerate(zip(model.weights, model.biases)):
         h = torch.addcmul(
             b * getattr(model, f"bias_mult_{l}"),
-            torch.bmm(h, w) if w.shape[-1] > 1 else torch.bmm(h, torch.cat([w, torch.zeros_like(w)], -1))[..., :1],
+            torch.bmm(h, w) if w.shape[-1] > 1 else (h * w.transpose(1, 2)).sum(-1, keepdim=True),
             getattr(model, f"mult_{l}"),
         )
         h = torch.relu(h) if l < DEPTH else h

@@ -79,6 +79,19 @@ def test_forward_against_a_slow_loop(block_depth, layer_norm, row, alpha):
     beta = beta0 * (depth / base_depth) ** -alpha
     expected = _slow_forward(model, x, beta, layer_norm)
     np.testing.assert_allclose(model(x).detach().numpy(), expected, rtol=1e-12, atol=1e-12)
+    # evaluation goes through ``inference``: the residual pass too, not the MLP's chain of layers
+    np.testing.assert_allclose(model.inference(x).numpy(), expected, rtol=1e-12, atol=1e-12)
+
+
+def test_evaluation_measures_the_residual_network():
+    """The loop's evaluation of a ResMLP stack is the mse of its own forward pass."""
+    from learnlab.train._evaluation import evaluate, fixed_source
+
+    model = ResMLP(D, WIDTH, 3, layer_norm=True, generators=[_gen(1), _gen(2)], dtype=torch.float64)
+    x, y = _data(40)
+    (mse,) = evaluate(model, [fixed_source(x, y), fixed_source(x, y)], ["mse"]).values()
+    expected = ((model(x.expand(2, *x.shape)) - y).pow(2).mean(dim=(1, 2))).detach()
+    np.testing.assert_allclose(mse, expected.numpy(), rtol=1e-12)
 
 
 def _train(model, optimizer: str, steps: int = 5, lr: float = 0.02):

@@ -55,6 +55,27 @@ def test_metrics_do_not_depend_on_the_chunk_size_bit_for_bit():
         assert other == results[0]
 
 
+@pytest.mark.parametrize("shared", [True, False])
+def test_metrics_gathered_over_many_passes_equal_those_of_each_pass(shared, monkeypatch):
+    """The metrics of several forward passes are computed at once (``_METRIC_ELEMENTS`` outputs):
+    the same bits as one update per pass, for shared and distinct sets, coef included."""
+    import learnlab.train._evaluation as evaluation
+
+    model = _stack(3, outputs=1)
+    g = torch.Generator().manual_seed(8)
+    sets = [(torch.randn(3001, 6, generator=g), torch.randn(3001, 1, generator=g)) for _ in range(3)]
+    sources = [fixed_source(*sets[0])] * 3 if shared else [fixed_source(x, y) for x, y in sets]
+    components = [[("h0", lambda x: x[:, 0]), ("h1", lambda x: x[:, 1] ** 2 - 1)]] * 3
+    metrics = METRICS + ["coef"]
+    results = []
+    for elements in (1, 700, 1 << 16):  # one update per pass, a few passes, the whole set
+        monkeypatch.setattr(evaluation, "_METRIC_ELEMENTS", elements)
+        results.append(evaluate(model, sources, metrics, components=components, chunk=BLOCK))
+    assert "coef/h1" in results[0]
+    for other in results[1:]:
+        assert other == results[0]
+
+
 def test_members_sharing_a_set_get_what_each_gets_with_its_own_copy():
     model = _stack(3)
     x = torch.randn(3000, 6, generator=torch.Generator().manual_seed(6))
@@ -90,7 +111,7 @@ def test_a_streamed_set_drawn_once_equals_the_set_streamed_chunk_by_chunk(monkey
 
 
 def test_the_chunk_keeps_the_working_set_cache_sized():
-    assert chunk_rows(_stack(1), 1, "cpu") == 8192  # capped
+    assert chunk_rows(_stack(1), 1, "cpu") == 2048  # capped
     wide = MLP(6, 1024, 1, 1, generators=[torch.Generator().manual_seed(0)] * 4)
     assert chunk_rows(wide, 4, "cpu") == (1 << 23) // (4 * 1024)  # members x rows x widest = 2^23
     wider = MLP(6, 4096, 1, 1, generators=[torch.Generator().manual_seed(0)] * 16)

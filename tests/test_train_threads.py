@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import textwrap
+
 import pytest
 import torch
 
 import learnlab.train._threads as threads_mod
+from learnlab._cpu import reproducible_blas
 from learnlab.experiments import plan
 from learnlab.experiments._runner import build_group
 from learnlab.models import MLP
@@ -71,27 +77,58 @@ def test_step_threads_only_for_small_cpu_steps(restore_threads):
         assert hook is None  # nothing to choose from
 
 
-def _spec(steps):
+HERMITE = {"name": "hermite", "monomial": {0: 1, 1: 1}}
+
+
+def _spec(steps, target=HERMITE, batch=32, width=96):
     return {
         "name": "threads",
         "seed": 3,
-        "task": {
-            "inputs": {"name": "gaussian", "d": 12},
-            "target": {"name": "hermite", "monomial": {0: 1, 1: 1}},
-            "n_test": 256,
-        },
-        "model": {"width": 96, "depth": 2},
-        "train": {"optimizer": "sgd", "batch_size": 32, "steps": steps, "eval_every": 10, "metrics": ["mse"]},
+        "task": {"inputs": {"name": "gaussian", "d": 12}, "target": target, "n_test": 256},
+        "model": {"width": width, "depth": 2},
+        "train": {"optimizer": "sgd", "batch_size": batch, "steps": steps, "eval_every": 10, "metrics": ["mse"]},
         "sweep": {"grid": {"train.lr": [0.01, 0.05, 0.2]}, "seeds": 2},
     }
 
 
-def test_histories_do_not_depend_on_the_thread_count(restore_threads):
+@pytest.mark.parametrize(
+    "target, batch, width",
+    # a batch of 7 and the power-law target's small blocks are shapes where MKL, out of its strict
+    # reproducibility mode, rounds differently on one thread and on two (measured)
+    [(HERMITE, 32, 96), (HERMITE, 7, 128), ({"name": "power_law", "cutoff_mode": 300}, 37, 32)],
+    ids=["hermite-32", "hermite-7", "power_law-37"],
+)
+def test_histories_do_not_depend_on_the_thread_count(target, batch, width, restore_threads):
     """The premise of the tuner: a stacked group's whole history is the same bits on 1 and 2 threads."""
-    configs = [r.config for r in plan(_spec(40)).runs]
+    configs = [r.config for r in plan(_spec(40, target, batch, width)).runs]
     histories = {}
     for n in (1, 2):
         torch.set_num_threads(n)
         built = build_group(configs)
         histories[n] = [h.metrics for h in fit(built.model, built.optimizer, built.members, built.settings)]
     assert histories[1] == histories[2]
+
+
+@pytest.mark.skipif(not torch.backends.mkl.is_available(), reason="MKL's reproducibility mode only")
+def test_importing_learnlab_first_makes_blas_reproducible():
+    assert reproducible_blas()  # conftest imports learnlab before anything runs MKL
+
+
+@pytest.mark.skipif(not torch.backends.mkl.is_available(), reason="MKL's reproducibility mode only")
+def test_the_thread_count_is_left_alone_where_blas_is_not_reproducible():
+    """MKL used before learnlab could ask for strict mode: the loop does not tune threads."""
+    code = textwrap.dedent(
+        """
+        import torch
+        torch.mm(torch.randn(8, 8), torch.randn(8, 8))  # MKL runs before learnlab is imported
+        from learnlab._cpu import reproducible_blas
+        from learnlab.models import MLP
+        from learnlab.train._threads import step_threads
+        torch.set_num_threads(2)
+        with step_threads(MLP(4, 8, 2), batch_size=16) as hook:
+            print(reproducible_blas(), hook is None)
+        """
+    )
+    env = {k: v for k, v in os.environ.items() if k != "MKL_CBWR"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.split() == ["False", "True"]

@@ -174,7 +174,7 @@ class MLP(StackedModel):
         """Layer l's output before its activation: (h W) * m + b * m_b (affine in w and b jointly)."""
         unit = getattr(self, "_unit", None) or (False,) * len(self.weights)  # models pickled before it
         if unit[l]:  # every multiplier is 1: hW + b, the same bits as the general form
-            out = stacked_matmul(h, w)  # a fresh tensor (or a view of one) that backward does not need
+            out = stacked_matmul(h, w)  # a fresh tensor that backward does not need
             return out if b is None else out.add_(b)
         if b is not None:  # b * m_b + (h W) * m in one pass
             return torch.addcmul(b * getattr(self, f"bias_mult_{l}"), stacked_matmul(h, w), getattr(self, f"mult_{l}"))
@@ -186,7 +186,7 @@ class MLP(StackedModel):
         multipliers folded into the weights and biases (the bias add inside the GEMM) and the
         activation in place. Equal to ``forward`` up to float rounding (the product is scaled
         before the sum instead of after: ~1e-7 relative in float32); a member's values do not
-        depend on the stack's size (a single output column goes through gemm, as in ``forward``).
+        depend on the stack's size (a single output column is a row sum, as in ``forward``).
         """
         if self.center:
             return self(x)
@@ -196,16 +196,15 @@ class MLP(StackedModel):
             w = self.weights[l]
             if not self._unit[l]:
                 w = w * getattr(self, f"mult_{l}")
-            pad = w.shape[-1] == 1  # gemm, not gemv, for every stack size (see stacked_matmul)
-            if pad:
-                w = torch.cat([w, torch.zeros_like(w)], dim=-1)
-            if self.biases is None:
-                h = torch.bmm(h, w)
-            else:
+            b = None
+            if self.biases is not None:
                 b = self.biases[l] if self._unit[l] else self.biases[l] * getattr(self, f"bias_mult_{l}")
-                h = torch.baddbmm(torch.cat([b, torch.zeros_like(b)], dim=-1) if pad else b, h, w)
-            if pad:
-                h = h[..., :1]
+            if w.shape[-1] == 1:  # one column: stacked_matmul's row sum of h * w^T (the same bits for every
+                # stack size), the product in place in h, this pass's own (a large temporary is page-faulted)
+                h = (h.mul_(w.transpose(1, 2)) if l > 0 else h * w.transpose(1, 2)).sum(-1, keepdim=True)
+                h = h if b is None else h.add_(b)
+            else:
+                h = torch.bmm(h, w) if b is None else torch.baddbmm(b, h, w)
             if l < last:
                 h = torch.relu_(h) if self._phi is torch.relu else self._phi(h)
         return h.squeeze(0) if squeeze else h

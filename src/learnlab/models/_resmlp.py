@@ -152,6 +152,12 @@ class ResMLP(MLP):
             record["output"] = out
         return out
 
+    @torch.no_grad()
+    def inference(self, x: torch.Tensor) -> torch.Tensor:
+        """The forward pass without autograd, for evaluation (the residual pass itself: the MLP's
+        fused evaluation pass knows only a chain of layers)."""
+        return self(x)
+
     def extra_repr(self) -> str:
         rows = sorted({p.name for p in self.params})
         depth_rows = sorted({p.name for p in self.depth_params})

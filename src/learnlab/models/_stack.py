@@ -89,13 +89,15 @@ assert tuple(ACTIVATIONS) == ACTIVATION_NAMES  # the names specs are validated a
 def stacked_matmul(h: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     """h (E, n, k) @ w (E, k, m), bit for bit the same for every stack size E.
 
-    torch.bmm with a single output column (m = 1) takes another BLAS path for E = 1 (gemv)
-    than for E > 1 (batched gemm), so a member's outputs, gradients and whole history would
-    depend on how many runs it is stacked with. A zero second column sends every E through
-    gemm; the extra column is exact zeros and is dropped.
+    A single output column (m = 1) is the sum over k of h * w^T: torch.bmm takes another BLAS
+    path for it with E = 1 (gemv) than with E > 1 (gemm), so a member's outputs, gradients and
+    whole history would depend on how many runs it is stacked with, and a padded gemm with two
+    columns runs at a few GFLOP/s. The elementwise product and the row sum give each row the
+    same bits for every E and every batch (tested), and cost two passes over h, forward and
+    backward.
     """
     if w.shape[-1] == 1:
-        return torch.bmm(h, torch.cat([w, torch.zeros_like(w)], dim=-1))[..., :1]
+        return (h * w.transpose(1, 2)).sum(-1, keepdim=True)
     return torch.bmm(h, w)
 
 

@@ -25,10 +25,12 @@ CACHE_BYTES = 256 << 20  # a streamed set up to this size is drawn once per run 
 _PROBE = 1024
 # elements (members x rows x widest layer) per forward pass, at most _MAX_ROWS rows. Measured on 2
 # cores (benchmarks/eval.py), 10^6 points through width-512 MLPs: one network is as fast from 512 to
-# 8,192 rows per pass and 3.7x slower at 16,384; a stack of 16 is as fast from 512 to 2,048 rows and
+# 8,192 rows per pass and 3.7x slower at 16,384 on one machine, fastest at 2,048 and 2.6x slower at
+# 8,192 on another (2 MB of L2 per core both); a stack of 16 is as fast from 512 to 2,048 rows and
 # 3x slower at 4,096, and pays ~0.5 ms of Python per pass below 512. A GPU wants large passes.
 _CPU_ELEMENTS = 1 << 23
-_MAX_ROWS = 8192
+_MAX_ROWS = 2048
+_METRIC_ELEMENTS = 1 << 16  # output values (members x points x outputs) per metrics update
 _CUDA_ELEMENTS = 1 << 26
 
 
@@ -169,10 +171,9 @@ def evaluate(
     if all(sources[0].same_as(s) for s in sources[1:]):  # one set for every member
         data = sources[0].materialized()
         for x_block, y_block in iter([data]) if data is not None else sources[0].chunks(CHUNK):
-            for start, stop in _spans(x_block.shape[0], rows):
-                x, y = x_block[start:stop], y_block[start:stop]
-                x, y = x.expand(members, *x.shape), y.expand(members, *y.shape)
-                acc.update(forward(x), y, x)
+            x_all, y_all = x_block.expand(members, *x_block.shape), y_block.expand(members, *y_block.shape)
+            views = lambda a, b, _, x=x_all, y=y_all: (x[:, a:b], y[:, a:b])  # noqa: E731 - no copy
+            _forward_spans(forward, acc, x_block.shape[0], rows, views)
         return acc.result()
     # distinct sets are kept only while all of them together fit CACHE_BYTES (a seed sweep's 64
     # members would otherwise hold 64 of them); else every member's is streamed, as drawn
@@ -183,8 +184,31 @@ def evaluate(
     else:  # the same blocks for every member: all streamed
         blocks = [s.chunks(CHUNK) for s in sources]
     for parts in zip(*blocks):  # drawn blocks (one per member), each cut into forward chunks
-        for start, stop in _spans(parts[0][0].shape[0], rows):
-            x = torch.stack([p[0][start:stop] for p in parts])  # (E, rows, d)
-            y = torch.stack([p[1][start:stop] for p in parts])  # (E, rows, k)
-            acc.update(forward(x), y, x)
+
+        def take(a: int, b: int, with_x: bool, parts=parts):  # (E, b - a, d) or None, (E, b - a, k)
+            x = torch.stack([p[0][a:b] for p in parts]) if with_x else None
+            return x, torch.stack([p[1][a:b] for p in parts])
+
+        _forward_spans(forward, acc, parts[0][0].shape[0], rows, take)
     return acc.result()
+
+
+def _forward_spans(forward, acc: MetricAccumulator, n: int, rows: int, take) -> None:
+    """Forward passes of ``rows`` of the block's n points (``take(a, b, x)``: points [a, b) as x, y;
+    x None unless asked); the metrics of the outputs gathered over up to _METRIC_ELEMENTS output
+    values at a time, in one buffer (the metrics' ~15 small ops per update cost as much as a
+    cache-sized pass; their values do not depend on the grouping: partial sums over fixed blocks
+    of points)."""
+    with_x = "coef" in acc.metrics
+    buffer: torch.Tensor | None = None
+    first = 0  # the first point of the outputs gathered in the buffer
+    for start, stop in _spans(n, rows):
+        out = forward(take(start, stop, True)[0])
+        if buffer is None:  # (E, group, k), at least one pass's worth
+            group = max(stop - start, _METRIC_ELEMENTS // max(out.shape[0] * out.shape[-1], 1))
+            buffer = out.new_empty(out.shape[0], group + _MIN_ROWS + rows, out.shape[-1])
+        buffer[:, start - first : stop - first] = out
+        if stop - first >= buffer.shape[1] - (_MIN_ROWS + rows) or stop == n:
+            x, y = take(first, stop, with_x)
+            acc.update(buffer[:, : stop - first], y, x)
+            first = stop

@@ -29,6 +29,7 @@ from typing import Any
 
 import torch
 
+from learnlab.models._mlp_grad import mse_grads, supports
 from learnlab.models._optim import select_members
 from learnlab.tasks._stream import BatchStream, next_stacked
 from learnlab.train._evaluation import EvalSource, evaluate
@@ -91,6 +92,7 @@ class LoopSettings:
     metrics: Sequence[str] = ("mse",)
     loss_fn: Callable = mse
     compile: bool = False  # torch.compile the forward pass and loss of each training step
+    fused: bool = True  # an MLP's mse gradients without autograd where they apply (same bits; models._mlp_grad)
     defer_losses: bool | None = None  # read losses in batches (module docstring); None: off the CPU
 
 
@@ -165,6 +167,8 @@ class _Loop:
         device = next((p.device for p in model.parameters()), torch.device("cpu"))
         self._defer = settings.defer_losses if settings.defer_losses is not None else device.type != "cpu"
         self._defer = self._defer and not self._stops_at_loss()  # those need each step's value at once
+        # the same losses and .grad bits as autograd's, without its graph (learnlab.models._mlp_grad)
+        self._fused = settings.fused and not settings.compile and settings.loss_fn is mse and supports(model)
         if settings.compile:
             # dynamic=None: a second stack size (members that ended) compiles one dynamic graph
             self._train_loss = torch.compile(self._plain_loss)
@@ -188,7 +192,7 @@ class _Loop:
         self._set_lr(t)
         x, y = next_stacked([self.members[i].stream for i in self.active])  # (E, batch, d), (E, batch, k)
         self.optimizer.zero_grad(set_to_none=True)  # before the pass: a compiled pass sees no stale .grad
-        losses = self._train_loss(x, y)
+        losses = mse_grads(self.model, x, y) if self._fused else self._train_loss(x, y)  # fused: .grad set
         if self._defer:
             self._pending.append((t, losses.detach(), set(ended)))
         else:
@@ -197,7 +201,8 @@ class _Loop:
         if stopped and t % s.eval_every != 0:
             self._evaluate(t, rows=stopped)
         self._keep_final(sorted(set(ended)))  # theta_t, before the update they will not take
-        losses.sum().backward()
+        if not self._fused:
+            losses.sum().backward()
         self._clip()
         self._probe(t, (x, y), skip=set(ended))
         self.optimizer.step()

@@ -8,9 +8,12 @@ pool) two threads can be many times slower than one, as OpenMP waits for a desch
 thread. So for small steps the loop times blocks of steps on one thread and on all of
 them, keeps the faster, and checks again now and then, as the load changes.
 
-Results do not depend on the choice: the step's kernels give the same bits on any number
-of threads (tests/test_threads.py checks a whole history), so a run is as reproducible
-as before; only its wall time changes.
+Results do not depend on the choice: with MKL in strict reproducibility mode (which learnlab
+asks for, :mod:`learnlab._cpu`) the step's kernels give the same bits on any number of threads
+(tests/test_train_threads.py checks whole histories, at batch sizes where MKL would otherwise
+round differently), so a run is as reproducible as before; only its wall time changes. Where
+that mode is not in force (MKL ran before learnlab could ask for it), the thread count is left
+as it is.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ import time
 
 import torch
 from torch import nn
+
+from learnlab._cpu import reproducible_blas
 
 __all__ = ["SMALL_STEP_FLOPS", "ThreadTuner", "step_threads"]
 
@@ -91,7 +96,8 @@ def step_threads(model: nn.Module, batch_size: int):
     first = next(model.parameters(), None)
     flops = 6 * sum(p.numel() for p in model.parameters()) * batch_size
     before = torch.get_num_threads()
-    if first is None or first.device.type != "cpu" or flops >= SMALL_STEP_FLOPS or before == 1:
+    small = first is not None and first.device.type == "cpu" and flops < SMALL_STEP_FLOPS
+    if not small or before == 1 or not reproducible_blas():
         yield None
         return
     try:
