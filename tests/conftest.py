@@ -8,8 +8,6 @@ import textwrap
 import pytest
 import torch
 
-import learnlab  # noqa: F401 - first: it asks MKL for thread-independent results before MKL runs
-
 
 def slurm_problem() -> str | None:
     """Why the tests marked ``slurm`` cannot run here (None: a SLURM controller answers)."""

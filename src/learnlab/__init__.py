@@ -1,19 +1,13 @@
 """learnlab: rigorous, fast, reproducible experiments on how neural networks learn.
 
 Public names are loaded lazily, so ``import learnlab`` is cheap (torch is imported
-only when a name that needs it is used). Importing changes one thing only: it asks MKL for
-matrix products whose bits do not depend on the number of threads (``MKL_CBWR``, unless set;
-see :mod:`learnlab._cpu`), which must happen before MKL first runs. CPU tuning happens where
-work starts.
+only when a name that needs it is used). Importing changes nothing else: CPU tuning
+(see :mod:`learnlab._cpu`) happens where work starts.
 """
 
 from __future__ import annotations
 
 import importlib
-
-from learnlab._cpu import ask_reproducible_blas
-
-ask_reproducible_blas()
 
 __version__ = "0.1.0"
 

@@ -13,16 +13,6 @@ each measured on small stacked MLPs on a shared 2-core machine:
 
 ``LEARNLAB_TUNE_CPU=0`` turns both off (``LEARNLAB_TUNE_MALLOC=0`` only the allocator).
 
-Not a tuning, and always on: ``MKL_CBWR=AUTO,STRICT``, MKL's conditional numerical
-reproducibility in strict mode, set here and when ``learnlab`` is imported (a value you set
-is kept). Without it MKL's matrix products round differently on one thread and on several
-for some shapes (measured here: a batch of 7, the power-law target's small blocks), so a
-run's bits would follow the thread count that the loop picks by timing
-(:mod:`learnlab.train._threads`) and the number of workers. In strict mode every GEMM gives
-the bits of one thread on any number of threads, at no measurable cost. MKL reads the
-variable on its first call in the process: if something used MKL before learnlab set it,
-:func:`reproducible_blas` is False and the loop keeps the thread count it finds.
-
 Keep freed tensor memory in the process on Linux/glibc, so a training step's tensors
 are not page-faulted in afresh every step.
 
@@ -47,12 +37,12 @@ this does nothing.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
-import functools
 import os
 import sys
 
-__all__ = ["tune_cpu", "tune_allocator", "reproducible_blas", "ask_reproducible_blas"]
+__all__ = ["tune_cpu", "tune_allocator", "one_thread"]
 
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
 _SETTINGS = {_M_MMAP_THRESHOLD: 32 << 20, _M_TRIM_THRESHOLD: 256 << 20, _M_TOP_PAD: 16 << 20}
@@ -62,34 +52,8 @@ _GLIBC_VARIABLES = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_
 _OFF = ("0", "false", "no", "off")
 
 
-_MKL_CBWR_ALL, _MKL_CBWR_STRICT = ~0, 0x10000
-
-
-def ask_reproducible_blas() -> None:
-    """Ask MKL for thread-count-independent results (``MKL_CBWR=AUTO,STRICT``, see above)."""
-    os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
-
-
-@functools.cache
-def reproducible_blas() -> bool:
-    """Whether this process's matrix products give the same bits on any number of threads: MKL
-    in strict reproducibility mode (fixed for the process once MKL first runs, so asked once)."""
-    try:
-        import torch
-
-        if not torch.backends.mkl.is_available() or not sys.platform.startswith("linux"):
-            return False
-        lib = ctypes.CDLL(os.path.join(os.path.dirname(torch.__file__), "lib", "libtorch_cpu.so"))
-        get = lib.mkl_serv_cbwr_get
-    except (OSError, AttributeError, ImportError):
-        return False
-    get.argtypes, get.restype = (ctypes.c_int,), ctypes.c_int
-    return bool(get(_MKL_CBWR_ALL) & _MKL_CBWR_STRICT)
-
-
 def tune_cpu() -> None:
     """Apply the OpenMP wait policy and the allocator settings (see above; calling it again is harmless)."""
-    ask_reproducible_blas()
     if os.environ.get("LEARNLAB_TUNE_CPU", "1").strip().lower() in _OFF:
         return
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -117,3 +81,26 @@ def tune_allocator() -> bool:
         return False
     mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
     return all(mallopt(param, value) == 1 for param, value in _SETTINGS.items())
+
+
+@contextlib.contextmanager
+def one_thread():
+    """Run the block on one intra-op thread (the count in force is restored after).
+
+    MKL rounds some matrix products differently on one thread and on several (measured on an
+    AMD EPYC with MKL 2024: 232 of 2,932 shapes, ``MKL_CBWR`` modes included), so whatever must
+    have the same bits in every process, whatever its thread count (a target's values, a probe's),
+    is computed here on one thread: the bits a one-thread worker, a SLURM job with one CPU and a
+    run alone all get.
+    """
+    import torch
+
+    threads = torch.get_num_threads()
+    if threads == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 
 import torch
 
+from learnlab._cpu import one_thread
 from learnlab.tasks._targets import add_label_noise
 from learnlab.tasks._task import Task
 
@@ -84,6 +86,19 @@ def next_stacked(streams: list[BatchStream]) -> tuple[torch.Tensor, torch.Tensor
     return x.index_select(0, index), y.index_select(0, index)
 
 
+def _targets(streams, rows_of: dict[int, list[int]], x: torch.Tensor, n: int, d: int) -> dict[int, torch.Tensor]:
+    """y of each row of x (E, n, d), each target once on its rows when rowwise, else per stream."""
+    parts = {}
+    for rows in rows_of.values():
+        target = streams[rows[0]].task.target
+        if getattr(target, "rowwise", False):  # once on all its streams' rows: the same bits
+            ys = target(x[rows].reshape(len(rows) * n, d)).reshape(len(rows), n, -1)
+        else:  # each stream's batch alone, as its run alone evaluates it
+            ys = torch.stack([target(x[row]) for row in rows])
+        parts.update({row: ys[j] for j, row in enumerate(rows)})
+    return parts
+
+
 def _draw(streams: list[BatchStream]) -> tuple[torch.Tensor, torch.Tensor]:
     """The next batch of each of distinct streams, stacked."""
     first = streams[0]
@@ -96,14 +111,9 @@ def _draw(streams: list[BatchStream]) -> tuple[torch.Tensor, torch.Tensor]:
     rows_of: dict[int, list[int]] = {}
     for row, s in enumerate(streams):
         rows_of.setdefault(id(s.task.target), []).append(row)
-    parts = {}
-    for rows in rows_of.values():
-        target = streams[rows[0]].task.target
-        if getattr(target, "rowwise", False):  # once on all its streams' rows: the same bits
-            ys = target(x[rows].reshape(len(rows) * n, d)).reshape(len(rows), n, -1)
-        else:  # each stream's batch alone, as its run alone evaluates it
-            ys = torch.stack([target(x[row]) for row in rows])
-        parts.update({row: ys[j] for j, row in enumerate(rows)})
+    elementwise = all(getattr(s.task.target, "rowwise", False) for s in streams)
+    with contextlib.nullcontext() if elementwise else one_thread():  # as Task.sample
+        parts = _targets(streams, rows_of, x, n, d)
     y = torch.stack([parts[row] for row in range(len(streams))])
     for row, s in enumerate(streams):
         if s.task.noise > 0:

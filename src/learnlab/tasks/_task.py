@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, cast
 
 import torch
 
+from learnlab._cpu import one_thread
 from learnlab.tasks._inputs import Inputs
 from learnlab.tasks._targets import Target, add_label_noise
 
@@ -66,7 +68,9 @@ class Task:
         generator right after x, so a stream is reproducible from its seed alone.
         """
         x = self.inputs.sample(n, generator, dtype=dtype, device=device)
-        y = self.target(x)
+        # a target's matrix products: one thread's bits in every process (elementwise ones have them)
+        with contextlib.nullcontext() if getattr(self.target, "rowwise", False) else one_thread():
+            y = self.target(x)
         if noise and self.noise > 0:
             y = add_label_noise(y, getattr(self.target, "labels", "value"), self.noise, generator)
         return x, y

@@ -29,6 +29,7 @@ from typing import Any
 
 import torch
 
+from learnlab._cpu import one_thread
 from learnlab.models._mlp_grad import mse_grads, supports
 from learnlab.models._optim import select_members
 from learnlab.tasks._stream import BatchStream, next_stacked
@@ -291,6 +292,10 @@ class _Loop:
                     due.setdefault(id(probe), (probe, []))[1].append(row)
         if not due:
             return
+        with one_thread():  # a probe's values have one thread's bits in every process (learnlab._cpu)
+            self._run_probes(t, batch, skip, due)
+
+    def _run_probes(self, t, batch, skip, due) -> None:
         ctx = ProbeContext(
             step=t,
             batch=batch,

@@ -8,12 +8,17 @@ pool) two threads can be many times slower than one, as OpenMP waits for a desch
 thread. So for small steps the loop times blocks of steps on one thread and on all of
 them, keeps the faster, and checks again now and then, as the load changes.
 
-Results do not depend on the choice: with MKL in strict reproducibility mode (which learnlab
-asks for, :mod:`learnlab._cpu`) the step's kernels give the same bits on any number of threads
-(tests/test_train_threads.py checks whole histories, at batch sizes where MKL would otherwise
-round differently), so a run is as reproducible as before; only its wall time changes. Where
-that mode is not in force (MKL ran before learnlab could ask for it), the thread count is left
-as it is.
+Results do not depend on the choice, which is why only a stack of two or more learnlab MLPs or
+ResMLPs is tuned: its matrix products go through MKL's batched GEMM, which computes each member's
+product on one thread whatever the thread count, its other kernels are elementwise or reduce
+over fixed orders, and a target's values and a probe's are computed on one thread
+(:func:`learnlab._cpu.one_thread`). A single model's product is one GEMM that MKL splits over
+the threads, and for some shapes its rounding follows the split (measured on an AMD EPYC: a
+batch of 32 through an 8 -> 16 layer), so a small run alone (or any other small stack) trains
+on one thread, always: the bits of the same run in a stack, in a one-thread worker and in a
+SLURM job with one CPU (tests/test_train_threads.py checks whole histories). A step above
+``SMALL_STEP_FLOPS`` trains on all threads, with bits that may differ in the last place from
+the same run on another number of threads.
 """
 
 from __future__ import annotations
@@ -25,7 +30,8 @@ import time
 import torch
 from torch import nn
 
-from learnlab._cpu import reproducible_blas
+from learnlab.models._mlp import MLP
+from learnlab.models._resmlp import ResMLP
 
 __all__ = ["SMALL_STEP_FLOPS", "ThreadTuner", "step_threads"]
 
@@ -89,18 +95,23 @@ class ThreadTuner:
 
 @contextlib.contextmanager
 def step_threads(model: nn.Module, batch_size: int):
-    """Yield an ``on_step`` hook that tunes the thread count of a small CPU step, or None.
+    """Yield an ``on_step`` hook that tunes the thread count of a small CPU step of a stack of
+    MLPs, or None (a small step of any other model runs on one thread; a large one on all).
 
     The thread count in force before is restored on exit.
     """
     first = next(model.parameters(), None)
     flops = 6 * sum(p.numel() for p in model.parameters()) * batch_size
     before = torch.get_num_threads()
-    small = first is not None and first.device.type == "cpu" and flops < SMALL_STEP_FLOPS
-    if not small or before == 1 or not reproducible_blas():
+    if first is None or first.device.type != "cpu" or flops >= SMALL_STEP_FLOPS or before == 1:
         yield None
         return
+    batched = type(model) in (MLP, ResMLP) and getattr(model, "members", 1) > 1  # MKL's batched GEMM
     try:
-        yield ThreadTuner(before)
+        if batched:
+            yield ThreadTuner(before)
+        else:
+            torch.set_num_threads(1)
+            yield None
     finally:
         torch.set_num_threads(before)
