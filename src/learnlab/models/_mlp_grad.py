@@ -23,7 +23,7 @@ import torch
 
 from learnlab.models._mlp import MLP
 from learnlab.models._resmlp import ResMLP
-from learnlab.models._stack import ACTIVATIONS, stacked_matmul
+from learnlab.models._stack import ACTIVATIONS
 
 __all__ = ["mse_grads", "supports", "FUSED_ACTIVATIONS"]
 
@@ -104,15 +104,8 @@ class _Pass:
         self.grads: list[tuple[torch.Tensor, torch.Tensor]] = []  # (parameter, its gradient)
 
     def affine(self, l: int, h: torch.Tensor) -> torch.Tensor:
-        """Layer l before its activation, as ``MLP._layer``: (h W) * m + b * m_b."""
-        m, w = self.model, self.weights[l]
-        b = None if self.biases is None else self.biases[l]
-        out = stacked_matmul(h, w)
-        if m._unit[l]:
-            return out if b is None else out.add_(b)
-        if b is not None:
-            return torch.addcmul(b * getattr(m, f"bias_mult_{l}"), out, getattr(m, f"mult_{l}"))
-        return out * getattr(m, f"mult_{l}")
+        """Layer l before its activation: the model's own ``_layer``, (h W) * m + b * m_b."""
+        return self.model._layer(h, l, self.weights[l], None if self.biases is None else self.biases[l])
 
     def through(self, l: int, g: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         """Record layer l's gradients from g (grad of its output); the grad of its input h."""
@@ -177,9 +170,8 @@ def _norm_back(g: torch.Tensor, saved) -> torch.Tensor:
     if saved is None:
         return g
     h, mean, rstd = saved
-    return torch.ops.aten.native_layer_norm_backward(g, h, h.shape[-1:], mean, rstd, None, None, [True, False, False])[
-        0
-    ]
+    grads = torch.ops.aten.native_layer_norm_backward(g, h, h.shape[-1:], mean, rstd, None, None, [True, False, False])
+    return grads[0]
 
 
 def _res_forward(p: _Pass, x: torch.Tensor):
