@@ -121,6 +121,30 @@ def test_a_sweep_stores_the_same_bits_on_one_and_two_threads(executor, tmp_path,
     assert len(stores[0]) > 0 and stores[0].equals(stores[1])
 
 
+def test_a_stack_left_with_one_member_trains_it_as_its_run_alone(tmp_path, monkeypatch, restore_threads):
+    """When the other members have diverged, the last one's products are a single GEMM again (no
+    longer MKL's batched path): it goes on on one thread, with the bits of its run alone."""
+    spec = _spec(60, batch=32, width=32)
+    spec["task"]["inputs"]["d"] = 5  # a run of 5 -> 32 -> 32 -> 1 at batch 32 rounds per thread count here
+    spec["sweep"] = {"grid": {"train.lr": [0.05, 500.0]}}  # the second diverges within a few steps
+    torch.set_num_threads(2)
+
+    class TwoThreads(ThreadTuner):  # a tuner that would keep both threads (as on a quiet machine)
+        def __init__(self, threads, **kwargs):
+            super().__init__(threads, **kwargs)
+            self.choices, self._plan = (threads,), []
+            self._set(threads)
+
+    monkeypatch.setattr(threads_mod, "ThreadTuner", TwoThreads)
+    stores = []
+    for executor in ("ensemble", "serial"):
+        store = sweep(spec, out=tmp_path / executor, executor=executor, progress=False)
+        assert sorted(store.statuses().values()) == ["diverged", "finished"]
+        stores.append(store.metrics().sort_values(["run_id", "step", "name"]).reset_index(drop=True))
+        store.close()
+    assert len(stores[0]) > 0 and stores[0].equals(stores[1])
+
+
 def test_a_target_and_a_probe_are_computed_on_one_thread(restore_threads):
     torch.set_num_threads(2)
     seen = []

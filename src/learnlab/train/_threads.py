@@ -45,13 +45,18 @@ class ThreadTuner:
     it wakes the thread pool), keeps the one with the smaller median step time for
     ``every`` steps, and then tries both again.
 
+    With ``model`` given, once fewer than two members are left in it (the others ended) its
+    products are single GEMMs again, not MKL's batched ones, and it trains on one thread to the end.
+
     Args:
         threads: the most threads to use (>= 2).
         trial: steps timed per choice.
         every: steps between two trials.
+        model: the stack trained.
     """
 
-    def __init__(self, threads: int, trial: int = 12, every: int = 1000):
+    def __init__(self, threads: int, trial: int = 12, every: int = 1000, model: nn.Module | None = None):
+        self.model = model
         self.choices = (threads, 1)
         self.trial, self.every = trial, every
         self.times: dict[int, list[float]] = {}
@@ -74,6 +79,10 @@ class ThreadTuner:
 
     def __call__(self, step: int) -> None:
         """Called after each update with the number of updates done."""
+        if self.model is not None and getattr(self.model, "members", 2) < 2:  # alone now: one thread
+            self.choices, self._plan, self.chosen = (1,), [], 1
+            self._set(1)
+            return
         now = time.perf_counter()
         elapsed = None if self._last is None else now - self._last
         self._last = now
@@ -109,7 +118,7 @@ def step_threads(model: nn.Module, batch_size: int):
     batched = type(model) in (MLP, ResMLP) and getattr(model, "members", 1) > 1  # MKL's batched GEMM
     try:
         if batched:
-            yield ThreadTuner(before)
+            yield ThreadTuner(before, model=model)
         else:
             torch.set_num_threads(1)
             yield None
