@@ -57,7 +57,7 @@ class ThreadTuner:
 
     def __init__(self, threads: int, trial: int = 12, every: int = 1000, model: nn.Module | None = None):
         self.model = model
-        self.choices = (threads, 1)
+        self.choices: tuple[int, ...] = (threads, 1)
         self.trial, self.every = trial, every
         self.times: dict[int, list[float]] = {}
         self.chosen: int | None = None
