@@ -13,12 +13,13 @@ ResMLPs is tuned: its matrix products go through MKL's batched GEMM, which compu
 product on one thread whatever the thread count, its other kernels are elementwise or reduce
 over fixed orders, and a target's values and a probe's are computed on one thread
 (:func:`learnlab._cpu.one_thread`). A single model's product is one GEMM that MKL splits over
-the threads, and for some shapes its rounding follows the split (measured on an AMD EPYC: a
-batch of 32 through an 8 -> 16 layer), so a small run alone (or any other small stack) trains
-on one thread, always: the bits of the same run in a stack, in a one-thread worker and in a
-SLURM job with one CPU (tests/test_train_threads.py checks whole histories). A step above
-``SMALL_STEP_FLOPS`` trains on all threads, with bits that may differ in the last place from
-the same run on another number of threads.
+the threads, and for some shapes its rounding follows the split (measured on an AMD EPYC: 55 of
+180 small MLPs, e.g. 5 -> 32 -> 32 -> 1 at batch 32, trained differently on 1 and 2 threads),
+so a small run alone (or any other small stack) trains on one thread, always: the bits of the
+same run in a stack, in a one-thread worker and in a SLURM job with one CPU
+(tests/test_train_threads.py checks whole histories). A step above ``SMALL_STEP_FLOPS`` trains
+on all threads, with bits that may differ in the last place from the same run on another number
+of threads.
 """
 
 from __future__ import annotations
