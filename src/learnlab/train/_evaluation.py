@@ -172,7 +172,7 @@ def evaluate(
         data = sources[0].materialized()
         for x_block, y_block in iter([data]) if data is not None else sources[0].chunks(CHUNK):
             x_all, y_all = x_block.expand(members, *x_block.shape), y_block.expand(members, *y_block.shape)
-            views = lambda a, b, _, x=x_all, y=y_all: (x[:, a:b], y[:, a:b])  # noqa: E731 - no copy
+            views = lambda a, b, _, __=True, x=x_all, y=y_all: (x[:, a:b], y[:, a:b])  # noqa: E731 - no copy
             _forward_spans(forward, acc, x_block.shape[0], rows, views)
         return acc.result()
     # distinct sets are kept only while all of them together fit CACHE_BYTES (a seed sweep's 64
@@ -185,17 +185,17 @@ def evaluate(
         blocks = [s.chunks(CHUNK) for s in sources]
     for parts in zip(*blocks):  # drawn blocks (one per member), each cut into forward chunks
 
-        def take(a: int, b: int, with_x: bool, parts=parts):  # (E, b - a, d) or None, (E, b - a, k)
+        def take(a: int, b: int, with_x: bool, with_y: bool = True, parts=parts):  # (E, b - a, d), (E, b - a, k)
             x = torch.stack([p[0][a:b] for p in parts]) if with_x else None
-            return x, torch.stack([p[1][a:b] for p in parts])
+            return x, torch.stack([p[1][a:b] for p in parts]) if with_y else None
 
         _forward_spans(forward, acc, parts[0][0].shape[0], rows, take)
     return acc.result()
 
 
 def _forward_spans(forward, acc: MetricAccumulator, n: int, rows: int, take) -> None:
-    """Forward passes of ``rows`` of the block's n points (``take(a, b, x)``: points [a, b) as x, y;
-    x None unless asked); the metrics of the outputs gathered over up to _METRIC_ELEMENTS output
+    """Forward passes of ``rows`` of the block's n points (``take(a, b, with_x, with_y)``: points
+    [a, b) as x, y, each None unless asked); the metrics of the outputs gathered over up to _METRIC_ELEMENTS output
     values at a time, in one buffer (the metrics' ~15 small ops per update cost as much as a
     cache-sized pass; their values do not depend on the grouping: partial sums over fixed blocks
     of points)."""
@@ -203,7 +203,7 @@ def _forward_spans(forward, acc: MetricAccumulator, n: int, rows: int, take) -> 
     buffer: torch.Tensor | None = None
     first = 0  # the first point of the outputs gathered in the buffer
     for start, stop in _spans(n, rows):
-        out = forward(take(start, stop, True)[0])
+        out = forward(take(start, stop, True, False)[0])  # x only: y is taken once per group
         if buffer is None:  # (E, group, k), at least one pass's worth
             group = max(stop - start, _METRIC_ELEMENTS // max(out.shape[0] * out.shape[-1], 1))
             buffer = out.new_empty(out.shape[0], group + _MIN_ROWS + rows, out.shape[-1])
