@@ -18,12 +18,13 @@ import pytest
 import torch
 from torch import nn
 
+import learnlab
 import learnlab.train._loop as loop_module
 from learnlab.experiments import plan, run_group
 from learnlab.models import MLP, ResMLP
-from learnlab.models._mlp_grad import FUSED_ACTIVATIONS, mse_grads, supports
+from learnlab.models._mlp_grad import FUSED_ACTIVATIONS, loss_grads, mse_grads, supports
 from learnlab.models._stack import stacked_matmul
-from learnlab.train._losses import mse
+from learnlab.train._losses import LOSSES, mse
 
 CASES = list(
     itertools.product(
@@ -92,6 +93,53 @@ def test_fused_gradients_equal_autograd_bit_for_bit(activation, param, bias, cen
     for E, batch, d, width, depth in [(1, 7, 5, 16, 1), (3, 37, 11, 24, 2), (2, 1, 3, 1, 3)]:
         m = _model(E, d, width, depth, outputs, activation, param, bias, center, dtype)
         _assert_fused_equals_autograd(m, batch, d, outputs, dtype)
+
+
+def _labels(loss, E, batch, outputs, dtype, g):
+    """Targets as the loss expects them: +-1 signs, one-hot or soft class labels, or values."""
+    if loss in ("hinge", "logistic"):
+        return torch.randint(0, 2, (E, batch, outputs), generator=g).to(dtype).mul_(2).sub_(1)
+    if loss == "cross_entropy":
+        logits = torch.randn(E, batch, outputs, generator=g, dtype=dtype)
+        if outputs > 2:  # soft labels
+            return logits.softmax(-1)
+        return torch.nn.functional.one_hot(logits.argmax(-1), outputs).to(dtype)
+    return torch.randn(E, batch, outputs, generator=g, dtype=dtype)
+
+
+LOSS_CASES = list(
+    itertools.product(
+        ["cross_entropy", "hinge", "logistic"],
+        ["relu", "tanh", "gelu"],
+        ["sp", "mixed"],
+        [False, True],  # center
+    )
+)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("loss, activation, param, center", LOSS_CASES)
+def test_fused_gradients_of_every_builtin_loss_equal_autograd_bit_for_bit(loss, activation, param, center, dtype):
+    loss_fn = LOSSES[loss]
+    cases = [(1, 7, 5, 16, 1), (3, 37, 11, 24, 2), (2, 1, 3, 1, 3)]
+    outputs_cases = [1, 2, 4] if loss == "cross_entropy" else [1, 3]
+    for (E, batch, d, width, depth), outputs in itertools.product(cases, outputs_cases):
+        g = torch.Generator().manual_seed(E * 10 + outputs)
+        x = torch.randn(E, batch, d, generator=g, dtype=dtype)
+        y = _labels(loss, E, batch, outputs, dtype, g)
+        for m in (
+            _model(E, d, width, depth, outputs, activation, param, True, center, dtype),
+            _residual(E, d, width, depth, outputs, activation, "sp", True, center, dtype, True, 2),
+        ):
+            m.zero_grad(set_to_none=True)
+            ref = loss_fn(m(x), y)
+            ref.sum().backward()
+            ref_grads = [p.grad.clone() for p in m.parameters()]
+            m.zero_grad(set_to_none=True)
+            losses = loss_grads(m, x, y, loss_fn)
+            assert not losses.requires_grad and torch.equal(losses, ref.detach()), (loss, m)
+            for (name, p), a in zip(m.named_parameters(), ref_grads):
+                assert torch.equal(a, p.grad), (loss, name, m, (a - p.grad).abs().max().item())
 
 
 def test_fused_gradients_are_the_gradient_of_the_loss():
@@ -206,11 +254,15 @@ SPEC = {
 }  # fmt: skip
 
 
+PARITY = {"inputs": {"name": "hypercube", "d": 8}, "target": {"name": "parity", "indices": [[0, 1, 2]]}}
+
+
 def _runs(spec, fused: bool, monkeypatch):
     calls = []
     monkeypatch.setattr(loop_module, "supports", lambda m: fused and supports(m))
-    real = loop_module.mse_grads
-    monkeypatch.setattr(loop_module, "mse_grads", lambda *a: calls.append(1) or real(*a))
+    for name in ("mse_grads", "loss_grads"):
+        real = getattr(loop_module, name)
+        monkeypatch.setattr(loop_module, name, lambda *a, real=real: calls.append(1) or real(*a))
     runs = run_group([r.config for r in plan(spec).runs])
     monkeypatch.undo()
     return runs, len(calls)
@@ -223,13 +275,27 @@ def _runs(spec, fused: bool, monkeypatch):
         {"model": {"width": 24, "depth": 1, "param": "sp", "center": True}},
         {"train": {"optimizer": "momentum", "weight_decay": 1e-3}},
         {"model": {"name": "resmlp", "depth": 3, "block_depth": 2, "layer_norm": True, "depth_param": "completep"}},
+        {"task": PARITY, "train": {"loss": "hinge"}},
+        {"task": PARITY, "train": {"loss": "logistic"}, "model": {"activation": "relu", "param": "sp"}},
+        {"task": {"dataset": "digits", "n_train": 600}, "train": {"loss": "cross_entropy"}},
     ],
-    ids=["adam-mup-tanh", "centered-sp", "momentum-decay", "resmlp-completep"],
+    ids=[
+        "adam-mup-tanh",
+        "centered-sp",
+        "momentum-decay",
+        "resmlp-completep",
+        "parity-hinge",
+        "parity-logistic",
+        "digits-cross-entropy",
+    ],
 )
 def test_the_loop_trains_with_fused_gradients_what_it_trains_with_autograd(change, monkeypatch):
     spec = copy.deepcopy(SPEC)
     for section, values in change.items():
-        spec[section].update(values)
+        if section == "task":
+            spec[section] = values
+        else:
+            spec[section].update({k: v for k, v in values.items() if v is not None})
     fused, n_fused = _runs(spec, True, monkeypatch)
     plain, n_plain = _runs(spec, False, monkeypatch)
     assert n_fused > 0 and n_plain == 0  # each path was taken
@@ -242,3 +308,24 @@ def test_the_loop_trains_with_fused_gradients_what_it_trains_with_autograd(chang
         assert len(a.metrics) == len(b.metrics)
         for ra, rb in zip(a.metrics, b.metrics):
             assert ra[:2] == rb[:2] and (ra[2] == rb[2] or (np.isnan(ra[2]) and np.isnan(rb[2]))), (ra, rb)
+
+
+def test_a_loss_of_your_own_that_reads_the_parameters_trains_through_autograd():
+    """A user's loss may add a penalty on the parameters: its gradient must reach them (the fused
+    path, which differentiates the loss with respect to the outputs only, would drop it)."""
+    task = {"inputs": {"name": "gaussian", "d": 4}, "target": {"name": "hermite", "monomial": {0: 1}}}
+    net = MLP(4, 8, 1, 1, generators=[torch.Generator().manual_seed(0)], dtype=torch.float64)
+    plain, penalised = copy.deepcopy(net), copy.deepcopy(net)
+    c, lr = 0.25, 0.1
+
+    def penalty(model):
+        return c * sum(p.pow(2).sum() for p in model.parameters())
+
+    def train(model, loss):
+        learnlab.train(model, task, loss=loss, steps=1, batch_size=8, lr=lr, eval_every=1, progress=False)
+
+    start = [p.detach().clone() for p in net.parameters()]
+    train(plain, lambda out, y: (out - y).pow(2).mean())
+    train(penalised, lambda out, y: (out - y).pow(2).mean() + penalty(penalised))
+    for p0, a, b in zip(start, plain.parameters(), penalised.parameters()):  # one SGD step: - lr * 2c p0
+        torch.testing.assert_close(b - a, -lr * 2 * c * p0, rtol=1e-9, atol=1e-12)

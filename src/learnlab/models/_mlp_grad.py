@@ -6,7 +6,8 @@ parameter's ``.grad`` to what ``losses.sum().backward()`` would leave after
 by the very operations autograd's derivative formulas run (``threshold_backward`` of the ReLU's
 result, ``grad.bmm(w.transpose(1, 2))`` and ``h.transpose(1, 2).bmm(grad)``, ``sum_to`` of a
 broadcast bias, ``native_layer_norm_backward``, ``1/N`` times ``2 (f - y)`` for the mean
-square), on the same operands; where autograd adds two gradients (the residual stream's skip
+square; ``loss_grads`` takes any other loss's gradient from autograd on the loss alone), on the
+same operands; where autograd adds two gradients (the residual stream's skip
 and branch) the sum of two floats does not depend on their order. What it saves is autograd's
 bookkeeping and allocations: no graph, no saved copies, activation masks applied in place to
 the fresh products of the backward pass. The training loop uses it when :func:`supports` says
@@ -25,7 +26,7 @@ from learnlab.models._mlp import MLP
 from learnlab.models._resmlp import ResMLP
 from learnlab.models._stack import ACTIVATIONS
 
-__all__ = ["mse_grads", "supports", "FUSED_ACTIVATIONS"]
+__all__ = ["mse_grads", "loss_grads", "supports", "FUSED_ACTIVATIONS"]
 
 _ERF_SCALE = 2.0 / math.sqrt(math.pi)  # autograd's d erf(x)/dx = 2/sqrt(pi) exp(-x^2)
 _LAYER_NORM_EPS = 1e-5  # nn.functional.layer_norm's default, which ResMLP uses
@@ -207,6 +208,30 @@ def _res_backward(p: _Pass, g: torch.Tensor, tape) -> None:
     p.affine_back(0, g, x, need_input=False)
 
 
+def _mse_output_grad(out: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(E,) losses mean (out - y)^2 and their sum's gradient with respect to out, as mean's and pow's backward."""
+    diff = out - y
+    losses = diff.pow(2).mean(dim=(1, 2))
+    # d/d out of sum_e mean (out - y)^2: (1/N) * (2 (out - y))
+    scale = torch.ones((), dtype=diff.dtype, device=diff.device).div_(diff.shape[1] * diff.shape[2])
+    return losses, diff.mul_(2.0).mul_(scale)
+
+
+def _grads(model: MLP, x: torch.Tensor, y: torch.Tensor, output_grad) -> torch.Tensor:
+    p = _Pass(model)
+    residual = type(model) is ResMLP
+    with torch.no_grad():
+        out, tape = (_res_forward if residual else _mlp_forward)(p, x)
+        if model.center:
+            out = out - model._net(x, *model._initial(), None)
+    losses, g = output_grad(out, y)
+    with torch.no_grad():
+        (_res_backward if residual else _mlp_backward)(p, g, tape)
+    for param, grad in p.grads:
+        param.grad = grad
+    return losses
+
+
 def mse_grads(model: MLP, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """The (E,) losses mean (f(x) - y)^2 and every parameter's ``.grad`` set (see the module docstring).
 
@@ -214,18 +239,26 @@ def mse_grads(model: MLP, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         model: an MLP or ResMLP stack for which :func:`supports` holds.
         x: (E, batch, d) inputs (not requiring grad); y: (E, batch, outputs) targets.
     """
-    p = _Pass(model)
-    residual = type(model) is ResMLP
-    with torch.no_grad():
-        out, tape = (_res_forward if residual else _mlp_forward)(p, x)
-        if model.center:
-            out = out - model._net(x, *model._initial(), None)
-        diff = out - y
-        losses = diff.pow(2).mean(dim=(1, 2))
-        # d/d out of sum_e mean (out - y)^2: (1/N) * (2 (out - y)), as mean's and pow's backward
-        scale = torch.ones((), dtype=diff.dtype, device=diff.device).div_(diff.shape[1] * diff.shape[2])
-        g = diff.mul_(2.0).mul_(scale)
-        (_res_backward if residual else _mlp_backward)(p, g, tape)
-    for param, grad in p.grads:
-        param.grad = grad
-    return losses
+    return _grads(model, x, y, _mse_output_grad)
+
+
+def loss_grads(model: MLP, x: torch.Tensor, y: torch.Tensor, loss_fn) -> torch.Tensor:
+    """The (E,) losses ``loss_fn(f(x), y)`` and every parameter's ``.grad`` set, for a loss of the
+    outputs alone (learnlab's own: cross-entropy, hinge, logistic; :func:`mse_grads` is the
+    mean square's closed form).
+
+    The loss and its gradient with respect to the outputs go through autograd on a graph of the
+    loss alone (a few small ops on the (E, batch, outputs) outputs), which runs exactly the
+    operations the whole graph's backward would run there; the network's part, where the time
+    goes, is the fused backward pass. A loss that reads anything but its two arguments (a penalty
+    on the parameters, say) must not come here: its other gradients would be lost.
+    """
+
+    def output_grad(out: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = out.detach().requires_grad_()
+        with torch.enable_grad():
+            losses = loss_fn(out, y)
+            (g,) = torch.autograd.grad(losses.sum(), out)
+        return losses.detach(), g
+
+    return _grads(model, x, y, output_grad)

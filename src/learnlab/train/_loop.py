@@ -30,12 +30,12 @@ from typing import Any
 import torch
 
 from learnlab._cpu import one_thread
-from learnlab.models._mlp_grad import mse_grads, supports
+from learnlab.models._mlp_grad import loss_grads, mse_grads, supports
 from learnlab.models._optim import select_members
 from learnlab.tasks._stream import BatchStream, next_stacked
 from learnlab.train._evaluation import EvalSource, evaluate
 from learnlab.train._history import History
-from learnlab.train._losses import mse
+from learnlab.train._losses import LOSSES, mse
 from learnlab.train._member_state import load_member, save_member, unshare_streams
 from learnlab.train._probes_api import ProbeContext, split_probe_output
 from learnlab.train._schedule import lr_factor
@@ -93,7 +93,7 @@ class LoopSettings:
     metrics: Sequence[str] = ("mse",)
     loss_fn: Callable = mse
     compile: bool = False  # torch.compile the forward pass and loss of each training step
-    fused: bool = True  # an MLP's mse gradients without autograd where they apply (same bits; models._mlp_grad)
+    fused: bool = True  # an MLP's gradients without autograd for a built-in loss (same bits; models._mlp_grad)
     defer_losses: bool | None = None  # read losses in batches (module docstring); None: off the CPU
 
 
@@ -169,13 +169,19 @@ class _Loop:
         self._defer = settings.defer_losses if settings.defer_losses is not None else device.type != "cpu"
         self._defer = self._defer and not self._stops_at_loss()  # those need each step's value at once
         # the same losses and .grad bits as autograd's, without its graph (learnlab.models._mlp_grad)
-        self._fused = settings.fused and not settings.compile and settings.loss_fn is mse and supports(model)
+        builtin = any(settings.loss_fn is f for f in LOSSES.values())  # a user's loss may read the parameters
+        self._fused = settings.fused and not settings.compile and builtin and supports(model)
         if settings.compile:
             # dynamic=None: a second stack size (members that ended) compiles one dynamic graph
             self._train_loss = torch.compile(self._plain_loss)
 
     def _plain_loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return self.s.loss_fn(self.model(x), y)
+
+    def _fused_grads(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if self.s.loss_fn is mse:
+            return mse_grads(self.model, x, y)
+        return loss_grads(self.model, x, y, self.s.loss_fn)
 
     # ---- one iteration -----------------------------------------------------------
     def iteration(self, t: int) -> bool:
@@ -193,7 +199,7 @@ class _Loop:
         self._set_lr(t)
         x, y = next_stacked([self.members[i].stream for i in self.active])  # (E, batch, d), (E, batch, k)
         self.optimizer.zero_grad(set_to_none=True)  # before the pass: a compiled pass sees no stale .grad
-        losses = mse_grads(self.model, x, y) if self._fused else self._train_loss(x, y)  # fused: .grad set
+        losses = self._fused_grads(x, y) if self._fused else self._train_loss(x, y)  # fused: .grad set
         if self._defer:
             self._pending.append((t, losses.detach(), set(ended)))
         else:
