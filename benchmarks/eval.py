@@ -34,7 +34,8 @@ from torch import nn
 import learnlab
 from learnlab.models import MLP
 from learnlab.models._user import as_stack
-from learnlab.train._evaluation import chunk_rows, evaluate, streamed_source
+from learnlab.train._eval_rows import chunk_rows, tuned_rows
+from learnlab.train._evaluation import evaluate, streamed_source
 
 D, WIDTH, MEMBERS = 30, 512, 16
 METRICS = ["mse", "linf"]
@@ -131,8 +132,9 @@ def main() -> None:
 
     print(
         f"evaluation of {args.points:,} points, d = {D}, width {WIDTH}, metrics {METRICS}, device {device}, "
-        f"threads {torch.get_num_threads()}, best of {args.rounds}; learnlab's chunk: "
-        f"tour {chunk_rows(tour, 1, device)} rows, stack16 {chunk_rows(stack, MEMBERS, device)} rows"
+        f"threads {torch.get_num_threads()}, best of {args.rounds}; learnlab's rows per pass (default -> "
+        f"tuned on the first evaluation): tour {chunk_rows(tour, 1, device)} -> {tuned_rows(tour, 1, device)}, "
+        f"stack16 {chunk_rows(stack, MEMBERS, device)} -> {tuned_rows(stack, MEMBERS, device)}"
     )
     print(f"{'case':<9}{'method':<14}{'best s':>9}{'median s':>10}")
     figures: dict[str, dict] = {}
@@ -150,6 +152,7 @@ def main() -> None:
             "eval_over_floor": round(ours / floor, 3),
             "median_eval_over_floor": round(median[(case, "learnlab")] / median[(case, floor_name)], 3),
             "first_eval_s": round(first[case], 4),
+            "rows_per_pass": tuned_rows(tour, 1, device) if case == "tour" else tuned_rows(stack, MEMBERS, device),
         }
         if (case, "unchunked") in best:
             figures[case]["unchunked_s"] = round(best[(case, "unchunked")], 4)

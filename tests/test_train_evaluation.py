@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import learnlab
+import learnlab.train._eval_rows as eval_rows
 from learnlab.models import MLP
 from learnlab.train._evaluation import CHUNK, chunk_rows, evaluate, fixed_source, streamed_source
 from learnlab.train._metrics import BLOCK
@@ -111,12 +112,52 @@ def test_a_streamed_set_drawn_once_equals_the_set_streamed_chunk_by_chunk(monkey
 
 
 def test_the_chunk_keeps_the_working_set_cache_sized():
-    assert chunk_rows(_stack(1), 1, "cpu") == 2048  # capped
-    wide = MLP(6, 1024, 1, 1, generators=[torch.Generator().manual_seed(0)] * 4)
-    assert chunk_rows(wide, 4, "cpu") == (1 << 23) // (4 * 1024)  # members x rows x widest = 2^23
+    assert chunk_rows(_stack(1), 1, "cpu") == 1024  # capped
+    wide = MLP(6, 1024, 1, 1, generators=[torch.Generator().manual_seed(0)] * 8)
+    assert chunk_rows(wide, 8, "cpu") == (16 << 20) // (8 * 1024 * 4)  # one layer's activations: 16 MiB
+    doubled = MLP(6, 1024, 1, 1, generators=[torch.Generator().manual_seed(0)] * 8, dtype=torch.float64)
+    assert chunk_rows(doubled, 8, "cpu") == (16 << 20) // (8 * 1024 * 8)
     wider = MLP(6, 4096, 1, 1, generators=[torch.Generator().manual_seed(0)] * 16)
     assert chunk_rows(wider, 16, "cpu") == BLOCK  # never below one block of the metrics' sums
     assert chunk_rows(wider, 16, "cuda") > BLOCK
+
+
+def test_pass_rows_keep_the_candidate_fastest_per_row(monkeypatch):
+    monkeypatch.setattr(eval_rows, "_TUNED", {})
+    model = _stack(2)
+    default = chunk_rows(model, 2, "cpu")
+    clock = iter(range(1000))
+    monkeypatch.setattr(eval_rows.time, "perf_counter", lambda: float(next(clock)))  # every pass: 1 s
+    rows = eval_rows.PassRows(model, 2, "cpu", n=64 * default)
+    assert rows.tuning and rows.largest == 2 * default
+    seen = []
+    while rows.tuning:
+        r = rows.next()
+        seen.append(r)
+        rows.timed(r, eval_rows.time.perf_counter())
+    block = eval_rows._WARMUP + eval_rows._TIMED
+    assert seen == [default] * block + [default // 2] * block + [2 * default] * block
+    assert rows.next() == 2 * default  # the same time per pass: the most rows per second
+    assert eval_rows.tuned_rows(model, 2, "cpu") == 2 * default  # kept for later evaluations
+    assert not eval_rows.PassRows(model, 2, "cpu", n=64 * default).tuning
+    assert eval_rows.PassRows(_stack(3), 3, "cpu", n=64 * default).tuning  # another stack: its own
+    assert not eval_rows.PassRows(_stack(3), 3, "cpu", n=default).tuning  # a small set is not tuned
+    assert not eval_rows.PassRows(_stack(3), 3, "cpu", n=64 * default, fixed=BLOCK).tuning
+
+
+def test_a_tuned_evaluation_has_the_bits_of_any_fixed_chunk(monkeypatch):
+    monkeypatch.setattr(eval_rows, "_TUNED", {})
+    monkeypatch.setattr(eval_rows, "_CPU_BYTES", 2 * BLOCK * 96 * 4 * 2)  # default: 2 blocks for 2 members
+    model = _stack(2, outputs=3)
+    g = torch.Generator().manual_seed(5)
+    n = 40 * 2 * BLOCK + 37
+    x, y = torch.randn(n, 6, generator=g), torch.randn(n, 3, generator=g)
+    sources = [fixed_source(x, y), fixed_source(x + 1, y)]
+    assert eval_rows.PassRows(model, 2, "cpu", n).tuning
+    tuned = evaluate(model, sources, METRICS)
+    assert eval_rows.tuned_rows(model, 2, "cpu") in (BLOCK, 2 * BLOCK, 4 * BLOCK)
+    for chunk in (BLOCK, 3 * BLOCK, 4096):
+        assert evaluate(model, sources, METRICS, chunk=chunk) == tuned
 
 
 def test_distinct_sets_are_kept_only_while_they_fit_together(monkeypatch):

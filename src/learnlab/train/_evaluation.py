@@ -8,30 +8,23 @@ from the same seed at every evaluation and streamed in chunks, never held whole)
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import torch
 
 from learnlab.tasks import hermite_monomial
-from learnlab.train._metrics import BLOCK, MetricAccumulator
+from learnlab.train._eval_rows import CHUNK, PassRows, chunk_rows
+from learnlab.train._metrics import MetricAccumulator
 
 __all__ = ["EvalSource", "fixed_source", "streamed_source", "evaluate", "target_components", "chunk_rows"]
 
-CHUNK = 65536  # points per draw of a streamed set: its data never depend on the forward's chunks
 CACHE_BYTES = 256 << 20  # a streamed set up to this size is drawn once per run and kept
 # streamed sets of the same seed and size whose first _PROBE points and targets are equal are one set
 # (the same generator through the same task): an lr sweep's members draw theirs once, not E times
 _PROBE = 1024
-# elements (members x rows x widest layer) per forward pass, at most _MAX_ROWS rows. Measured on 2
-# cores (benchmarks/eval.py), 10^6 points through width-512 MLPs: one network is as fast from 512 to
-# 8,192 rows per pass and 3.7x slower at 16,384 on one machine, fastest at 2,048 and 2.6x slower at
-# 8,192 on another (2 MB of L2 per core both); a stack of 16 is as fast from 512 to 2,048 rows and
-# 3x slower at 4,096, and pays ~0.5 ms of Python per pass below 512. A GPU wants large passes.
-_CPU_ELEMENTS = 1 << 23
-_MAX_ROWS = 2048
 _METRIC_ELEMENTS = 1 << 16  # output values (members x points x outputs) per metrics update
-_CUDA_ELEMENTS = 1 << 26
 
 
 @dataclass(eq=False)
@@ -108,32 +101,17 @@ def streamed_source(task, n: int, seed: int, *, dtype, device) -> EvalSource:
 _MIN_ROWS = 16  # a pass of 1 or 2 rows takes another BLAS path (gemv) with other rounding
 
 
-def _spans(n: int, rows: int) -> Iterator[tuple[int, int]]:
-    """[start, stop) of each forward pass over n points, ``rows`` at a time; a remainder under
-    _MIN_ROWS joins the pass before it, so every point goes through a GEMM of >= 3 rows (which
-    agree row by row, measured) whatever the chunk size, unless the whole set is that small."""
+def _spans(n: int, rows: PassRows) -> Iterator[tuple[int, int]]:
+    """[start, stop) of each forward pass over n points, ``rows.next()`` at a time; a remainder
+    under _MIN_ROWS joins the pass before it, so every point goes through a GEMM of >= 3 rows
+    (which agree row by row, measured) whatever the chunk size, unless the whole set is that small."""
     start = 0
     while start < n:
-        stop = min(start + rows, n)
+        stop = min(start + rows.next(), n)
         if n - stop < _MIN_ROWS:
             stop = n
         yield start, stop
         start = stop
-
-
-def chunk_rows(model, members: int, device) -> int:
-    """Rows per forward pass: members x rows x the widest layer ~ a cache-sized working set (a
-    multiple of ``BLOCK``, the metrics' partial sums, between BLOCK and CHUNK)."""
-    widest = 1
-    for p in model.parameters():
-        if p.dim() >= 2:
-            widest = max(widest, *p.shape[-2:])
-        elif p.dim() == 1:
-            widest = max(widest, p.shape[0])
-    budget = _CUDA_ELEMENTS if torch.device(device).type == "cuda" else _CPU_ELEMENTS
-    rows = budget // (max(members, 1) * widest)
-    cap = CHUNK if torch.device(device).type == "cuda" else _MAX_ROWS
-    return int(min(max(rows // BLOCK, 1) * BLOCK, cap))
 
 
 def target_components(target) -> list[tuple[str, Callable]]:
@@ -155,9 +133,10 @@ def evaluate(
 ) -> dict[str, list[float]]:
     """Metrics of the stacked ``model`` on each member's set (all sets have equal size).
 
-    The whole stack at once, without autograd, ``chunk`` rows per forward pass (default
-    :func:`chunk_rows`); members whose sets are equal (an lr sweep's) share one copy of it,
-    passed to the model as a stride-0 expand, and streamed sets small enough are drawn once.
+    The whole stack at once, without autograd, ``chunk`` rows per forward pass (default: a
+    cache-sized pass, tuned by timing on large sets, see ``learnlab.train._eval_rows``); members
+    whose sets are equal (an lr sweep's) share one copy of it, passed to the model as a stride-0
+    expand, and streamed sets small enough are drawn once.
     The values do not depend on ``chunk`` (partial sums over fixed blocks of ``BLOCK`` points).
 
     Returns:
@@ -166,7 +145,7 @@ def evaluate(
     members = len(sources)
     forward = getattr(model, "inference", model)  # learnlab's MLP: a fused evaluation pass
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    rows = chunk_rows(model, members, device) if chunk is None else chunk
+    rows = PassRows(model, members, device, sources[0].n, chunk)
     acc = MetricAccumulator(metrics, members, components, total=sources[0].n)
     if all(sources[0].same_as(s) for s in sources[1:]):  # one set for every member
         data = sources[0].materialized()
@@ -193,7 +172,7 @@ def evaluate(
     return acc.result()
 
 
-def _forward_spans(forward, acc: MetricAccumulator, n: int, rows: int, take) -> None:
+def _forward_spans(forward, acc: MetricAccumulator, n: int, rows: PassRows, take) -> None:
     """Forward passes of ``rows`` of the block's n points (``take(a, b, with_x, with_y)``: points
     [a, b) as x, y, each None unless asked); the metrics of the outputs gathered over up to _METRIC_ELEMENTS output
     values at a time, in one buffer (the metrics' ~15 small ops per update cost as much as a
@@ -203,12 +182,14 @@ def _forward_spans(forward, acc: MetricAccumulator, n: int, rows: int, take) -> 
     buffer: torch.Tensor | None = None
     first = 0  # the first point of the outputs gathered in the buffer
     for start, stop in _spans(n, rows):
+        began = time.perf_counter()
         out = forward(take(start, stop, True, False)[0])  # x only: y is taken once per group
+        rows.timed(stop - start, began)
         if buffer is None:  # (E, group, k), at least one pass's worth
             group = max(stop - start, _METRIC_ELEMENTS // max(out.shape[0] * out.shape[-1], 1))
-            buffer = out.new_empty(out.shape[0], group + _MIN_ROWS + rows, out.shape[-1])
+            buffer = out.new_empty(out.shape[0], group + _MIN_ROWS + rows.largest, out.shape[-1])
         buffer[:, start - first : stop - first] = out
-        if stop - first >= buffer.shape[1] - (_MIN_ROWS + rows) or stop == n:
+        if stop - first >= buffer.shape[1] - (_MIN_ROWS + rows.largest) or stop == n:
             x, y = take(first, stop, with_x)
             acc.update(buffer[:, : stop - first], y, x)
             first = stop
