@@ -119,3 +119,27 @@ def test_the_lr_probe_on_the_gpu_matches_stepping_by_hand():
             expected = float(torch.nn.functional.mse_loss(model(x), y))
         assert got == pytest.approx(expected, rel=1e-4), lr
     assert math.isfinite(losses[0])
+
+
+@pytest.mark.parametrize("loss", ["mse", "hinge", "cross_entropy"])
+def test_fused_gradients_on_the_gpu_equal_autograd_on_the_gpu(loss):
+    from learnlab.models._mlp_grad import loss_grads, mse_grads, supports
+    from learnlab.train._losses import LOSSES
+
+    outputs = 3 if loss == "cross_entropy" else 1
+    gens = [torch.Generator().manual_seed(s) for s in range(4)]
+    model = MLP(10, 128, 2, outputs, param="mup", base_width=32, generators=gens, device="cuda")
+    assert supports(model)
+    g = torch.Generator(device="cuda").manual_seed(0)
+    x = torch.randn(4, 64, 10, generator=g, device="cuda")
+    y = torch.randn(4, 64, outputs, generator=g, device="cuda")
+    y = y.sign() if loss == "hinge" else y.softmax(-1) if loss == "cross_entropy" else y
+    ref = LOSSES[loss](model(x), y)
+    ref.sum().backward()
+    expected = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad(set_to_none=True)
+    losses = mse_grads(model, x, y) if loss == "mse" else loss_grads(model, x, y, LOSSES[loss])
+    torch.testing.assert_close(losses, ref.detach(), rtol=0, atol=0)
+    for (name, p), e in zip(model.named_parameters(), expected):
+        assert p.grad.device.type == "cuda"
+        torch.testing.assert_close(p.grad, e, rtol=1e-6, atol=1e-7, msg=name)  # cuBLAS may pick other kernels
