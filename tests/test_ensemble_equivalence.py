@@ -118,6 +118,22 @@ def test_group_size_respects_max_members_and_the_memory_budget():
     assert len(form_groups(runs, workers=4)) >= 4
 
 
+def test_groups_gather_the_runs_that_share_their_data():
+    """An lr x seed grid planned lr by lr: cut in plan order, every group would hold many seeds (a
+    data stream each); ordered by data first, a group holds the lrs of one or two seeds."""
+    spec = _spec("sgd", "float32", steps=10)
+    spec["sweep"] = {"grid": {"train.lr": [0.001 * (i + 1) for i in range(8)]}, "seeds": 6}
+    runs = plan(spec).runs
+    assert len({r.config["seed"] for r in runs[:4]}) > 1  # the plan's order mixes seeds
+    groups = form_groups(runs, max_members=8)
+    assert [len({r.config["seed"] for r in g}) for g in groups] == [1] * 6
+    assert sorted(r.run_id for g in groups for r in g) == sorted(r.run_id for r in runs)
+    spec["task"]["data_seed"] = 11  # one data seed for all: the data no longer follow the run's seed
+    assert [len(g) for g in form_groups(plan(spec).runs, max_members=64)] == [48]
+    halves = form_groups(runs, max_members=12)  # a group of 12: two seeds whole, none split across groups
+    assert [len({r.config["seed"] for r in g}) for g in halves] == [2] * 4
+
+
 @pytest.mark.parametrize("optimizer", ["adam", "adamw"])
 def test_members_with_their_own_adam_betas_and_eps_equal_their_serial_runs(optimizer):
     """Adam's betas and eps are per-member hyperparameters: one group, and each member's

@@ -4,7 +4,8 @@ Runs whose configs differ only in fields declared ``per_member`` (learning rate,
 optimizer hyperparameters, seeds, parameterization, thresholds, probes, ...; see
 :func:`learnlab._spec_base.member_fields`) land in one group. A group is capped by
 ``max_members`` and by a memory budget estimated from the validated config, and large
-groups are split so that every worker of a pool gets work.
+groups are split so that every worker of a pool gets work. Runs of equal data (task and
+data seed) are put next to each other first, so that they share their data in a group.
 """
 
 from __future__ import annotations
@@ -228,10 +229,23 @@ def form_groups(
     for key in order:
         bucket = buckets[key]
         cap = max(1, min(max_members, memory_budget // max(1, member_bytes(bucket[0].validated(), facts))))
+        if cap > 1:  # stable: the plan's order among runs of equal data
+            bucket = sorted(bucket, key=_data_identity)
         n_groups = max(math.ceil(len(bucket) / cap), min(workers, len(bucket)))
         size = math.ceil(len(bucket) / n_groups)
         groups += [bucket[i : i + size] for i in range(0, len(bucket), size)]
     return groups
+
+
+def _data_identity(run: Run) -> str:
+    """What a run's training data depend on: its task section and data seed (``task.data_seed``, else
+    its seed). Runs with the same identity (an lr grid at one seed) put in one group share one data
+    stream and one copy of each evaluation set, drawn once per step for all of them, so a bucket is
+    ordered by it before it is cut into groups (a 100-lr x 100-seed sweep cut in plan order put 64
+    seeds, 64 streams, in every group)."""
+    task = run.config.get("task", {})
+    seed = task.get("data_seed") if isinstance(task, dict) else None
+    return json.dumps([task, run.config.get("seed") if seed is None else seed], sort_keys=True, default=str)
 
 
 def batch_groups(groups: list[list], runs_per_task: int) -> list[list[list]]:
