@@ -75,10 +75,15 @@ def test_a_learning_rate_grid_starts_every_member_from_one_draw_on_one_data_stre
     tests = [next(m.evals["test"].chunks(10**6)) for m in built.members]
     for tx, ty in tests[1:]:
         assert torch.equal(tx, tests[0][0]) and torch.equal(ty, tests[0][1])
+    assert all(m.evals["test"] is built.members[0].evals["test"] for m in built.members)  # drawn once
+    alone_test = next(build_run(runs[0]).members[0].evals["test"].chunks(10**6))
+    assert torch.equal(alone_test[0], tests[0][0]) and torch.equal(alone_test[1], tests[0][1])
     # another seed: another draw and other data
     other = build_group([r for r in runs if r.config["seed"] == 1])
     assert not torch.equal(other.model.weights[0][0], built.model.weights[0][0])
     assert not torch.equal(other.members[0].stream.next()[0], x[0])
+    both = build_group(runs)  # two seeds in one stack: two test sets
+    assert len({id(m.evals["test"]) for m in both.members}) == 2
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ stack and goes to :class:`LoopSettings`.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Sequence
 from typing import cast
@@ -62,9 +63,9 @@ def make_member(
         dtype, device: of its data.
         probes: its probe objects (default: built from ``recipe.probes``).
         streams: the data streams of the stack built so far: a member with the same task object,
-            batch size and data seed shares its stream (drawn once per step for all of them).
+            batch size and data seed shares its stream (drawn once per step for all of them), and
+            with the same task object and test seed its test set (drawn once).
     """
-    test_gen = torch.Generator(device=device).manual_seed(seed_for("test"))
     key = (id(task), recipe.batch_size, seed_for("data"), dtype, str(device))
     stream = None if streams is None else streams.get(key)
     if stream is None:
@@ -72,7 +73,14 @@ def make_member(
         stream = BatchStream(task, recipe.batch_size, data_gen, dtype=dtype, device=device)
         if streams is not None:
             streams[key] = stream
-    evals = {"test": fixed_source(*task.test_sample(test_gen, dtype=dtype, device=device))}
+    test_key = ("test", id(task), seed_for("test"), dtype, str(device))  # the same points: one copy
+    test = None if streams is None else streams.get(test_key)
+    if test is None:
+        test_gen = torch.Generator(device=device).manual_seed(seed_for("test"))
+        test = fixed_source(*task.test_sample(test_gen, dtype=dtype, device=device))
+        if streams is not None:
+            streams[test_key] = test
+    evals = {"test": test}
     for name in recipe.eval_sets:
         if name == "train":
             # an offline task's sample (the experiment spec requires n_train for eval set 'train')
@@ -126,8 +134,9 @@ def loop_settings(recipes: Sequence[TrainSpec], n_train: int | None, *, loss=Non
     )
 
 
-def _member_train_keys() -> list[str]:
-    return list(member_fields(TrainSpec))
+@functools.cache
+def _member_train_keys() -> tuple[str, ...]:
+    return tuple(member_fields(TrainSpec))
 
 
 def _shared(recipe: TrainSpec) -> dict:
