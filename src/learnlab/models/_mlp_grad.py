@@ -242,23 +242,25 @@ def mse_grads(model: MLP, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return _grads(model, x, y, _mse_output_grad)
 
 
-def loss_grads(model: MLP, x: torch.Tensor, y: torch.Tensor, loss_fn) -> torch.Tensor:
+def loss_grads(model: MLP, x: torch.Tensor, y: torch.Tensor, loss_fn, output_grad=None) -> torch.Tensor:
     """The (E,) losses ``loss_fn(f(x), y)`` and every parameter's ``.grad`` set, for a loss of the
     outputs alone (learnlab's own: cross-entropy, hinge, logistic; :func:`mse_grads` is the
     mean square's closed form).
 
-    The loss and its gradient with respect to the outputs go through autograd on a graph of the
-    loss alone (a few small ops on the (E, batch, outputs) outputs), which runs exactly the
-    operations the whole graph's backward would run there; the network's part, where the time
-    goes, is the fused backward pass. A loss that reads anything but its two arguments (a penalty
-    on the parameters, say) must not come here: its other gradients would be lost.
+    ``output_grad(out, y) -> (losses, d losses.sum() / d out)`` is the loss's closed form if it has
+    one (``learnlab.train._losses.OUTPUT_GRADS``: autograd's operations, in its order); without
+    it the loss and its gradient go through autograd on a graph of the loss alone (a few small
+    ops on the (E, batch, outputs) outputs), which runs exactly the operations the whole graph's
+    backward would run there. Either way the network's part, where the time goes, is the fused
+    backward pass. A loss that reads anything but its two arguments (a penalty on the parameters,
+    say) must not come here: its other gradients would be lost.
     """
 
-    def output_grad(out: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def by_autograd(out: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         out = out.detach().requires_grad_()
         with torch.enable_grad():
             losses = loss_fn(out, y)
             (g,) = torch.autograd.grad(losses.sum(), out)
         return losses.detach(), g
 
-    return _grads(model, x, y, output_grad)
+    return _grads(model, x, y, output_grad or by_autograd)

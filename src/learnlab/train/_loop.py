@@ -35,7 +35,7 @@ from learnlab.models._optim import select_members
 from learnlab.tasks._stream import BatchStream, next_stacked
 from learnlab.train._evaluation import EvalSource, evaluate
 from learnlab.train._history import History
-from learnlab.train._losses import LOSSES, mse
+from learnlab.train._losses import LOSSES, OUTPUT_GRADS, mse
 from learnlab.train._member_state import load_member, save_member, unshare_streams
 from learnlab.train._probes_api import ProbeContext, split_probe_output
 from learnlab.train._schedule import lr_factor
@@ -181,7 +181,7 @@ class _Loop:
     def _fused_grads(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         if self.s.loss_fn is mse:
             return mse_grads(self.model, x, y)
-        return loss_grads(self.model, x, y, self.s.loss_fn)
+        return loss_grads(self.model, x, y, self.s.loss_fn, OUTPUT_GRADS.get(self.s.loss_fn))
 
     # ---- one iteration -----------------------------------------------------------
     def iteration(self, t: int) -> bool:

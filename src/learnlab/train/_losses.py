@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from learnlab.train._names import LOSS_NAMES
 
-__all__ = ["LOSSES", "get_loss"]
+__all__ = ["LOSSES", "OUTPUT_GRADS", "get_loss"]
 
 
 def mse(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -36,6 +36,33 @@ def logistic(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 LOSSES = {"mse": mse, "cross_entropy": cross_entropy, "hinge": hinge, "logistic": logistic}
 assert tuple(LOSSES) == LOSS_NAMES  # the names specs are validated against (without torch)
+
+
+# Closed forms of (losses, d losses.sum() / d out) for the fused training step (models._mlp_grad),
+# each running the loss's own forward operations and then, in order, the operations autograd's
+# derivative formulas run for it (sum's and mean's backward: 1/N everywhere; relu's
+# threshold_backward; rsub's negation; softplus_backward; mul's grad * other), so the gradient
+# has autograd's bits without its graph (~0.15 ms a step: a tenth of a small stack's step).
+def _inverse_count(out: torch.Tensor) -> torch.Tensor:
+    """mean's backward over dims (1, 2): 1/N in out's dtype, expanded to out's shape."""
+    inv = torch.ones((), dtype=out.dtype, device=out.device).div_(out.shape[1] * out.shape[2])
+    return inv.expand(out.shape)
+
+
+def _hinge_output_grad(out: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    margin = torch.relu(1 - y * out)
+    g = torch.ops.aten.threshold_backward(_inverse_count(out), margin, 0)
+    return margin.mean(dim=(1, 2)), g.neg_().mul_(y)  # rsub's -grad * 1: the same bits as -grad
+
+
+def _logistic_output_grad(out: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    minus_y = -y
+    z = minus_y * out
+    g = torch.ops.aten.softplus_backward(_inverse_count(out), z, 1, 20)
+    return F.softplus(z).mean(dim=(1, 2)), g.mul_(minus_y)
+
+
+OUTPUT_GRADS = {hinge: _hinge_output_grad, logistic: _logistic_output_grad}
 
 
 def get_loss(name_or_fn):
