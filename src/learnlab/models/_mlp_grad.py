@@ -245,7 +245,7 @@ def mse_grads(model: MLP, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 def loss_grads(model: MLP, x: torch.Tensor, y: torch.Tensor, loss_fn, output_grad=None) -> torch.Tensor:
     """The (E,) losses ``loss_fn(f(x), y)`` and every parameter's ``.grad`` set, for a loss of the
     outputs alone (learnlab's own: cross-entropy, hinge, logistic; :func:`mse_grads` is the
-    mean square's closed form).
+    mean square's).
 
     ``output_grad(out, y) -> (losses, d losses.sum() / d out)`` is the loss's closed form if it has
     one (``learnlab.train._losses.OUTPUT_GRADS``: autograd's operations, in its order); without

@@ -62,7 +62,15 @@ def _logistic_output_grad(out: torch.Tensor, y: torch.Tensor) -> tuple[torch.Ten
     return F.softplus(z).mean(dim=(1, 2)), g.mul_(minus_y)
 
 
-OUTPUT_GRADS = {hinge: _hinge_output_grad, logistic: _logistic_output_grad}
+def _cross_entropy_output_grad(out: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    log_p = F.log_softmax(out, dim=-1)
+    losses = -(y * log_p).sum(dim=-1).mean(dim=1)  # neg's backward first: -1, then mean's: -1 / n
+    minus_inv = torch.full((), -1, dtype=out.dtype, device=out.device).div_(out.shape[1])
+    g = minus_inv.expand(out.shape) * y  # sum's backward (expand over classes), then mul's
+    return losses, torch.ops.aten._log_softmax_backward_data(g, log_p, -1, out.dtype)
+
+
+OUTPUT_GRADS = {hinge: _hinge_output_grad, logistic: _logistic_output_grad, cross_entropy: _cross_entropy_output_grad}
 
 
 def get_loss(name_or_fn):
