@@ -124,7 +124,7 @@ def test_the_lr_probe_on_the_gpu_matches_stepping_by_hand():
 @pytest.mark.parametrize("loss", ["mse", "hinge", "cross_entropy"])
 def test_fused_gradients_on_the_gpu_equal_autograd_on_the_gpu(loss):
     from learnlab.models._mlp_grad import loss_grads, mse_grads, supports
-    from learnlab.train._losses import LOSSES
+    from learnlab.train._losses import LOSSES, OUTPUT_GRADS
 
     outputs = 3 if loss == "cross_entropy" else 1
     gens = [torch.Generator().manual_seed(s) for s in range(4)]
@@ -138,7 +138,7 @@ def test_fused_gradients_on_the_gpu_equal_autograd_on_the_gpu(loss):
     ref.sum().backward()
     expected = [p.grad.clone() for p in model.parameters()]
     model.zero_grad(set_to_none=True)
-    losses = mse_grads(model, x, y) if loss == "mse" else loss_grads(model, x, y, LOSSES[loss])
+    losses = mse_grads(model, x, y) if loss == "mse" else loss_grads(model, x, y, OUTPUT_GRADS[LOSSES[loss]])
     torch.testing.assert_close(losses, ref.detach(), rtol=0, atol=0)
     for (name, p), e in zip(model.named_parameters(), expected):
         assert p.grad.device.type == "cuda"

@@ -6,12 +6,12 @@ parameter's ``.grad`` to what ``losses.sum().backward()`` would leave after
 by the very operations autograd's derivative formulas run (``threshold_backward`` of the ReLU's
 result, ``grad.bmm(w.transpose(1, 2))`` and ``h.transpose(1, 2).bmm(grad)``, ``sum_to`` of a
 broadcast bias, ``native_layer_norm_backward``, ``1/N`` times ``2 (f - y)`` for the mean
-square; ``loss_grads`` takes any other loss's gradient from autograd on the loss alone), on the
-same operands; where autograd adds two gradients (the residual stream's skip
-and branch) the sum of two floats does not depend on their order. What it saves is autograd's
-bookkeeping and allocations: no graph, no saved copies, activation masks applied in place to
-the fresh products of the backward pass. The training loop uses it when :func:`supports` says
-so and takes autograd otherwise (``tests/test_models_mlp_grad.py`` checks the equality for
+square; ``loss_grads`` takes another loss's closed form of the same kind), on the same
+operands; where autograd adds two gradients (the residual stream's skip and branch) the sum
+of two floats does not depend on their order. What it saves is autograd's bookkeeping and
+allocations: no graph, no saved copies, activation masks applied in place to the fresh products
+of the backward pass. The training loop uses it when :func:`supports` says so and takes autograd
+otherwise (``tests/test_models_mlp_grad.py`` checks the equality for
 every parameterization, activation, output count, bias, centering, layer norm and dtype).
 """
 
@@ -242,25 +242,13 @@ def mse_grads(model: MLP, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return _grads(model, x, y, _mse_output_grad)
 
 
-def loss_grads(model: MLP, x: torch.Tensor, y: torch.Tensor, loss_fn, output_grad=None) -> torch.Tensor:
-    """The (E,) losses ``loss_fn(f(x), y)`` and every parameter's ``.grad`` set, for a loss of the
-    outputs alone (learnlab's own: cross-entropy, hinge, logistic; :func:`mse_grads` is the
-    mean square's).
+def loss_grads(model: MLP, x: torch.Tensor, y: torch.Tensor, output_grad) -> torch.Tensor:
+    """The (E,) losses of the stack's outputs and every parameter's ``.grad`` set, for a loss of the
+    outputs alone whose closed form ``output_grad(out, y) -> (losses, d losses.sum() / d out)``
+    runs autograd's own operations in its order (``learnlab.train._losses.OUTPUT_GRADS``: the
+    cross-entropy, hinge and logistic losses; :func:`mse_grads` is the mean square's).
 
-    ``output_grad(out, y) -> (losses, d losses.sum() / d out)`` is the loss's closed form if it has
-    one (``learnlab.train._losses.OUTPUT_GRADS``: autograd's operations, in its order); without
-    it the loss and its gradient go through autograd on a graph of the loss alone (a few small
-    ops on the (E, batch, outputs) outputs), which runs exactly the operations the whole graph's
-    backward would run there. Either way the network's part, where the time goes, is the fused
-    backward pass. A loss that reads anything but its two arguments (a penalty on the parameters,
-    say) must not come here: its other gradients would be lost.
+    A loss that reads anything but its two arguments (a penalty on the parameters, say) must not
+    come here: its other gradients would be lost.
     """
-
-    def by_autograd(out: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        out = out.detach().requires_grad_()
-        with torch.enable_grad():
-            losses = loss_fn(out, y)
-            (g,) = torch.autograd.grad(losses.sum(), out)
-        return losses.detach(), g
-
-    return _grads(model, x, y, output_grad or by_autograd)
+    return _grads(model, x, y, output_grad)

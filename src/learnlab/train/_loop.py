@@ -35,7 +35,7 @@ from learnlab.models._optim import select_members
 from learnlab.tasks._stream import BatchStream, next_stacked
 from learnlab.train._evaluation import EvalSource, evaluate
 from learnlab.train._history import History
-from learnlab.train._losses import LOSSES, OUTPUT_GRADS, mse
+from learnlab.train._losses import OUTPUT_GRADS, mse
 from learnlab.train._member_state import load_member, save_member, unshare_streams
 from learnlab.train._probes_api import ProbeContext, split_probe_output
 from learnlab.train._schedule import lr_factor
@@ -169,7 +169,7 @@ class _Loop:
         self._defer = settings.defer_losses if settings.defer_losses is not None else device.type != "cpu"
         self._defer = self._defer and not self._stops_at_loss()  # those need each step's value at once
         # the same losses and .grad bits as autograd's, without its graph (learnlab.models._mlp_grad)
-        builtin = any(settings.loss_fn is f for f in LOSSES.values())  # a user's loss may read the parameters
+        builtin = settings.loss_fn is mse or settings.loss_fn in OUTPUT_GRADS  # a user's may read the parameters
         self._fused = settings.fused and not settings.compile and builtin and supports(model)
         if settings.compile:
             # dynamic=None: a second stack size (members that ended) compiles one dynamic graph
@@ -181,7 +181,7 @@ class _Loop:
     def _fused_grads(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         if self.s.loss_fn is mse:
             return mse_grads(self.model, x, y)
-        return loss_grads(self.model, x, y, self.s.loss_fn, OUTPUT_GRADS.get(self.s.loss_fn))
+        return loss_grads(self.model, x, y, OUTPUT_GRADS[self.s.loss_fn])
 
     # ---- one iteration -----------------------------------------------------------
     def iteration(self, t: int) -> bool:
