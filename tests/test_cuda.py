@@ -143,3 +143,58 @@ def test_fused_gradients_on_the_gpu_equal_autograd_on_the_gpu(loss):
     for (name, p), e in zip(model.named_parameters(), expected):
         assert p.grad.device.type == "cuda"
         torch.testing.assert_close(p.grad, e, rtol=1e-6, atol=1e-7, msg=name)  # cuBLAS may pick other kernels
+
+
+QUIET_SPECS = {  # each reaches a per-step host-to-device copy that once made the host wait
+    "parity, shared streams": {  # a stack's shared-stream index, the parity's index sets
+        "task": {"inputs": {"name": "hypercube", "d": 20}, "target": {"name": "parity", "indices": [[0, 1, 2]]}},
+        "train": {"loss": "hinge", "optimizer": "sgd", "lr": 0.05},
+        "sweep": {"grid": {"train.lr": [0.02, 0.05, 0.1]}, "seeds": 2},
+    },
+    "power law, adam, schedules, clipping": {  # the polynomial's constant, per-member betas and lrs, clip limits
+        "task": {"inputs": {"name": "gaussian", "d": 10}, "target": {"name": "power_law", "cutoff_mode": 200}},
+        "train": {"optimizer": "adam", "lr": 1e-3, "schedule": {"name": "cosine", "warmup": 5}},
+        "sweep": {
+            "grid": {"train.betas": [[0.9, 0.999], [0.8, 0.99]], "train.clip_grad_norm": [None, 1.0]},
+            "seeds": 1,
+        },
+    },
+    "hermite, momentum, per-member schedules": {  # the small polynomial's factor rows
+        "task": {"inputs": {"name": "gaussian", "d": 8}, "target": {"name": "hermite", "monomial": {0: 2, 3: 1}}},
+        "train": {"optimizer": "momentum", "lr": 0.01},
+        "sweep": {"grid": {"train.schedule.final_factor": [0.0, 0.5]}, "seeds": 2},
+    },
+}
+
+
+@pytest.mark.parametrize("name", QUIET_SPECS)
+def test_a_training_step_does_not_make_the_host_wait_for_the_gpu(name, monkeypatch):
+    """Issue 18, item 4: between evaluations and logging, a step queues its work and goes on."""
+    from learnlab.train import _loop
+
+    original, checked = _loop._Loop.iteration, []
+
+    def iteration(self, t):
+        s = self.s
+        if t == 0 or t >= s.steps or t % s.eval_every == 0 or t % s.log_every == 0:
+            return original(self, t)  # evaluation and logging read values back: allowed
+        torch.cuda.set_sync_debug_mode("error")  # any host synchronisation raises
+        try:
+            going_on = original(self, t)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+        checked.append(t)
+        return going_on
+
+    monkeypatch.setattr(_loop._Loop, "iteration", iteration)
+    spec = QUIET_SPECS[name]
+    spec = {
+        "name": "quiet",
+        "seed": 0,
+        "model": {"width": 64, "depth": 2},
+        **spec,
+        "train": {**spec["train"], "batch_size": 32, "steps": 40, "eval_every": 20, "log_every": 20},
+    }
+    results = run_group([r.config for r in plan(spec).runs], device="cuda")
+    assert all(r.status == "finished" for r in results)
+    assert len(checked) == 38  # steps 1..39 but 20 (0 and 20 evaluate; iteration 40 only evaluates)

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import torch
 
+from learnlab._devices import to_device
+
 __all__ = ["SGD", "Adam", "select_members", "scheduled_lr"]
 
 
@@ -70,7 +72,8 @@ class _MemberOptimizer(torch.optim.Optimizer):
 
 
 def _member_view(value: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
-    return value.to(dtype=p.dtype, device=p.device).view(-1, *([1] * (p.dim() - 1)))
+    # a schedule or Adam's corrections make a new (E,) CPU tensor every step: queued, not waited for
+    return to_device(value, p.device, p.dtype).view(-1, *([1] * (p.dim() - 1)))
 
 
 class SGD(_MemberOptimizer):

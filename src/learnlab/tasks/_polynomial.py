@@ -25,6 +25,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from learnlab._devices import to_device
 from learnlab.tasks._polynomial_plan import plan as plan_polynomial
 
 __all__ = ["HermitePolynomial"]
@@ -98,8 +99,7 @@ class HermitePolynomial:
 
     def __call__(self, z: torch.Tensor) -> torch.Tensor:
         n = z.shape[0]
-        constant = torch.from_numpy(self.constant).to(device=z.device, dtype=z.dtype)
-        out = constant.unsqueeze(1).expand(self.outputs, n).clone()  # (outputs, n)
+        out = self._tensors(z.dtype, z.device)["constant"].unsqueeze(1).expand(self.outputs, n).clone()  # (outputs, n)
         if self.rowwise:
             return self._products(z, out).T
         if z.requires_grad and torch.is_grad_enabled():
@@ -124,7 +124,7 @@ class HermitePolynomial:
 
     def _factors(self, z: torch.Tensor) -> torch.Tensor:
         """F (out of place, differentiable): h_k(z_i) for every needed (k, i), rows [h_1; h_2; ...]."""
-        zt = z.index_select(1, torch.from_numpy(self.order).to(z.device)).T  # (rows, n)
+        zt = z.index_select(1, self._tensors(z.dtype, z.device)["order"]).T  # (rows, n)
         blocks, prev, cur = [zt], torch.ones_like(zt), zt
         for k in range(1, len(self.rows_per_degree)):
             m = self.rows_per_degree[k]
@@ -139,7 +139,7 @@ class HermitePolynomial:
             return out
         key = ("small", str(z.device), z.dtype)
         if key not in self._cache:
-            as_float = lambda c: torch.from_numpy(c).to(device=z.device, dtype=z.dtype).unsqueeze(1)  # noqa: E731
+            as_float = lambda c: to_device(torch.from_numpy(c), z.device, z.dtype).unsqueeze(1)  # noqa: E731
             self._cache[key] = [(rows, as_float(c)) for rows, c in self._small]
         feats = self._factors(z)
         for rows, c in self._cache[key]:
@@ -169,8 +169,8 @@ class HermitePolynomial:
         """The plan's index and coefficient tensors on ``device`` in ``dtype`` (built once)."""
         key = (str(device), dtype)
         if key not in self._cache:
-            as_long = lambda a: torch.from_numpy(np.ascontiguousarray(a)).to(device)  # noqa: E731
-            as_float = lambda a: torch.from_numpy(np.ascontiguousarray(a)).to(device=device, dtype=dtype)  # noqa: E731
+            as_long = lambda a: to_device(torch.from_numpy(np.ascontiguousarray(a)), device)  # noqa: E731
+            as_float = lambda a: to_device(torch.from_numpy(np.ascontiguousarray(a)), device, dtype)  # noqa: E731
             levels = []
             for lv in self.levels:
                 level: dict = {"keep_parent": as_long(lv.parent[lv.keep]), "keep_feat": as_long(lv.feat[lv.keep])}
@@ -179,7 +179,12 @@ class HermitePolynomial:
                 else:  # C_b^T per output: (outputs, span, rows)
                     level["blocks"] = [(r0, r1, as_float(c.transpose(0, 2, 1))) for r0, r1, c in lv.blocks]
                 levels.append(level)
-            self._cache[key] = {"order": as_long(self.order), "columns": as_long(self.columns), "levels": levels}
+            self._cache[key] = {
+                "order": as_long(self.order),
+                "columns": as_long(self.columns),
+                "constant": as_float(self.constant),
+                "levels": levels,
+            }
         return self._cache[key]
 
     def _workspace(self, zc: torch.Tensor) -> dict:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 
 import torch
 
 from learnlab._cpu import one_thread
+from learnlab._devices import to_device
 from learnlab.tasks._targets import add_label_noise
 from learnlab.tasks._task import Task
 
@@ -82,8 +84,14 @@ def next_stacked(streams: list[BatchStream]) -> tuple[torch.Tensor, torch.Tensor
         return _draw(streams)
     distinct = list({id(s): s for s in streams}.values())  # first appearance order, as ``position``
     x, y = _draw(distinct)
-    index = torch.tensor(rows, device=x.device)
+    index = _index(tuple(rows), x.device)
     return x.index_select(0, index), y.index_select(0, index)
+
+
+@functools.lru_cache(maxsize=64)
+def _index(rows: tuple[int, ...], device: torch.device) -> torch.Tensor:
+    """``rows`` as an index tensor on ``device``, made once: a step does not wait for the copy."""
+    return to_device(torch.tensor(rows, dtype=torch.long), device)
 
 
 def _targets(streams, rows_of: dict[int, list[int]], x: torch.Tensor, n: int, d: int) -> dict[int, torch.Tensor]:
@@ -92,7 +100,8 @@ def _targets(streams, rows_of: dict[int, list[int]], x: torch.Tensor, n: int, d:
     for rows in rows_of.values():
         target = streams[rows[0]].task.target
         if getattr(target, "rowwise", False):  # once on all its streams' rows: the same bits
-            ys = target(x[rows].reshape(len(rows) * n, d)).reshape(len(rows), n, -1)
+            ys = target(x.index_select(0, _index(tuple(rows), x.device)).reshape(len(rows) * n, d))
+            ys = ys.reshape(len(rows), n, -1)
         else:  # each stream's batch alone, as its run alone evaluates it
             ys = torch.stack([target(x[row]) for row in rows])
         parts.update({row: ys[j] for j, row in enumerate(rows)})

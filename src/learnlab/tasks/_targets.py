@@ -15,6 +15,7 @@ from typing import Protocol
 
 import torch
 
+from learnlab._devices import to_device
 from learnlab.tasks._hermite import hermite_monomial
 from learnlab.tasks._polynomial import HermitePolynomial
 
@@ -57,7 +58,7 @@ def on_device(cache: dict, name: str, make: Callable[[], torch.Tensor], like: to
     """``make()`` (a CPU float64 tensor) cast to ``like``'s device and dtype, cached per (device, dtype)."""
     key = (name, str(like.device), like.dtype)
     if key not in cache:
-        cache[key] = make().to(device=like.device, dtype=like.dtype)
+        cache[key] = to_device(make(), like.device, like.dtype)
     return cache[key]
 
 
@@ -90,15 +91,19 @@ class Parity:
     indices: tuple[tuple[int, ...], ...]
     normalize: bool = False
     outputs: int = 1
+    _cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def labels(self) -> str:
         return "sign" if len(self.indices) == 1 else "value"
 
     def __call__(self, x):
+        key = ("subsets", str(x.device))
+        if key not in self._cache:  # index tensors on the device once (a list index is copied every call)
+            self._cache[key] = [to_device(torch.tensor(s, dtype=torch.long), x.device) for s in self.indices]
         y = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
-        for subset in self.indices:
-            y = y + x[:, list(subset)].prod(dim=1)
+        for subset in self._cache[key]:
+            y = y + x.index_select(1, subset).prod(dim=1)
         if self.normalize:
             y = y / len(self.indices) ** 0.5
         return y.unsqueeze(1)

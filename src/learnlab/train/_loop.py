@@ -30,6 +30,7 @@ from typing import Any
 import torch
 
 from learnlab._cpu import one_thread
+from learnlab._devices import to_device
 from learnlab.models._mlp_grad import loss_grads, mse_grads, supports
 from learnlab.models._optim import select_members
 from learnlab.tasks._stream import BatchStream, next_stacked
@@ -165,6 +166,7 @@ class _Loop:
         self._scheduled = False
         self._train_loss = self._plain_loss
         self._pending: list[tuple[int, torch.Tensor, set[int]]] = []  # (step, losses on device, rows skipped)
+        self._limits: tuple = (None, None)  # (key, tensor) of _clip_limits
         device = next((p.device for p in model.parameters()), torch.device("cpu"))
         self._defer = settings.defer_losses if settings.defer_losses is not None else device.type != "cpu"
         self._defer = self._defer and not self._stops_at_loss()  # those need each step's value at once
@@ -352,10 +354,18 @@ class _Loop:
         if not grads:
             return
         sq = sum(g.pow(2).flatten(1).sum(dim=1) for g in grads)  # (E,)
-        limit = torch.tensor([math.inf if c is None else c for c in max_norms], dtype=sq.dtype, device=sq.device)
+        limit = self._clip_limits(tuple(max_norms), sq)
         coef = (limit / (sq.sqrt() + 1e-6)).clamp(max=1.0)
         for g in grads:
             g.mul_(coef.view(-1, *([1] * (g.dim() - 1))))
+
+    def _clip_limits(self, max_norms: tuple, like: torch.Tensor) -> torch.Tensor:
+        """(E,) max norms on the device, inf where a member does not clip; moved once per stack."""
+        key = (max_norms, like.dtype, like.device)
+        if self._limits[0] != key:
+            limits = torch.tensor([math.inf if c is None else c for c in max_norms], dtype=like.dtype)
+            self._limits = (key, to_device(limits, like.device))
+        return self._limits[1]
 
     def _drop(self, ended: list[int]) -> bool:
         """Remove ended rows from the stack; False when no member is left."""
