@@ -45,9 +45,14 @@ def member_paths() -> tuple[str, ...]:
     return tuple(member_fields(RunConfig))
 
 
+@functools.cache
+def _member_path_parts() -> list[tuple[str, ...]]:
+    return [tuple(p.split(".")) for p in member_paths()]
+
+
 def group_key(config: dict) -> str:
     """Runs with equal keys share every shape and can be trained as one stacked model."""
-    return json.dumps(_without(config, [tuple(p.split(".")) for p in member_paths()]), sort_keys=True)
+    return json.dumps(_without(config, _member_path_parts()), sort_keys=True)
 
 
 def _without(node: dict, paths: list[tuple[str, ...]]) -> dict:
