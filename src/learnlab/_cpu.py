@@ -1,7 +1,8 @@
 """CPU tuning for small training steps, applied where work starts, never on import.
 
 :func:`tune_cpu` is called by the ``learnlab`` command, :func:`learnlab.sweep`,
-:func:`learnlab.train` and in every process-pool and Ray worker. It does two things,
+:func:`learnlab.train`, ``learnlab.lr``'s ``loss_per_learning_rate`` and ``range_test``, and in
+every process-pool and Ray worker. It does two things,
 each measured on small stacked MLPs on a shared 2-core machine:
 
 1. ``OMP_WAIT_POLICY=PASSIVE``: OpenMP threads that spin while waiting make small-model

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, vmap
 
+from learnlab._cpu import tune_cpu
 from learnlab.lr._checks import check_batch, check_learning_rates, check_model_and_optimizer, eval_batch, group_ratios
 from learnlab.lr._head import affine_head
 from learnlab.lr._state import Preserved
@@ -90,6 +91,7 @@ def loss_per_learning_rate(
         raise ValueError(f"method must be one of {METHODS}; got {method!r}")
     params = check_model_and_optimizer(model, optimizer)
     ratios = group_ratios(optimizer, relative)
+    tune_cpu()  # work starts: the allocator keeps the per-lr tensors (learnlab._cpu)
     alphas = lrs.flatten()
     with Preserved(model, optimizer) as saved:
         grad = gradient(model, criterion, x, y, params)

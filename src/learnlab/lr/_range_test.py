@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from learnlab._cpu import tune_cpu
 from learnlab.lr._checks import check_batch, check_model_and_optimizer, group_ratios, set_learning_rates
 from learnlab.lr._state import Preserved
 
@@ -84,6 +85,7 @@ def range_test(
         raise ValueError(f"need 0 <= ema < 1 and diverge > 1; got ema={ema}, diverge={diverge}")
     params = check_model_and_optimizer(model, optimizer)
     ratios = group_ratios(optimizer, relative)
+    tune_cpu()  # work starts: the allocator keeps the per-lr tensors (learnlab._cpu)
     draw = _batch_source(batches)
     losses, stopped = [], "completed"
     with Preserved(model, optimizer) as saved:
