@@ -161,7 +161,7 @@ QUIET_SPECS = {  # each reaches a per-step host-to-device copy that once made th
     },
     "hermite, momentum, per-member schedules": {  # the small polynomial's factor rows
         "task": {"inputs": {"name": "gaussian", "d": 8}, "target": {"name": "hermite", "monomial": {0: 2, 3: 1}}},
-        "train": {"optimizer": "momentum", "lr": 0.01},
+        "train": {"optimizer": "momentum", "lr": 0.01, "schedule": {"name": "cosine"}},
         "sweep": {"grid": {"train.schedule.final_factor": [0.0, 0.5]}, "seeds": 2},
     },
 }
