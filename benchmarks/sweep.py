@@ -30,11 +30,15 @@ what computing them without autograd's graph gains (``fused_over_autograd``).
 ``--loss hinge`` (or ``logistic``) runs the same sweep on sparse parity instead: inputs on the
 hypercube {-1, +1}^30, the label x_0 x_1, the parity literature's loss; the hand-written loop
 (mean square on the Gaussian task) is then not run, and ``fused_over_autograd`` is the figure
-of interest (those losses' gradients with respect to the outputs come from autograd on the loss
-alone, the network's by the fused pass).
+of interest (those losses' gradients with respect to the outputs come from their closed forms,
+``learnlab.train._losses.OUTPUT_GRADS``, the network's from the fused pass).
+
+``--model resmlp`` runs the sweep on residual MLPs instead (read-in 30 -> 128, two residual
+blocks of one 128 x 128 layer, read-out 128 -> 1; no layer norm), against a hand-written
+residual loop of the same shapes.
 
 Usage: python benchmarks/sweep.py [--steps 500] [--seeds 4] [--device cpu] [--loss mse]
-       [--executors serial,processes,ensemble,autograd,compiled,ray]
+       [--model mlp|resmlp] [--executors serial,processes,ensemble,autograd,compiled,ray]
 The last line printed is one JSON object with the figures.
 """
 
@@ -55,7 +59,7 @@ from learnlab.experiments import sweep
 D, WIDTH, DEPTH, BATCH = 30, 128, 2, 64
 
 
-def spec(steps: int, seeds: int = 4, compile: bool = False, loss: str = "mse") -> dict:
+def spec(steps: int, seeds: int = 4, compile: bool = False, loss: str = "mse", model: str = "mlp") -> dict:
     if loss == "mse":
         task = {"inputs": {"name": "gaussian", "d": D}, "target": {"name": "hermite", "monomial": {0: 1, 1: 1}}}
     else:  # sparse parity, as the parity literature trains it
@@ -64,16 +68,21 @@ def spec(steps: int, seeds: int = 4, compile: bool = False, loss: str = "mse") -
         "name": "bench-sweep",
         "seed": 0,
         "task": {**task, "n_test": 1024},
-        "model": {"width": WIDTH, "depth": DEPTH, "param": "sp"},
+        "model": {"name": model, "width": WIDTH, "depth": DEPTH, "param": "sp"},
         "train": {"optimizer": "sgd", "batch_size": BATCH, "steps": steps, "eval_every": 100, "loss": loss}
         | {"compile": compile},
         "sweep": {"grid": {"train.lr": np.geomspace(1e-3, 0.3, 16).round(6).tolist()}, "seeds": seeds},
     }
 
 
-def train_flops(runs: int, steps: int) -> float:
-    """Forward 2*B*(d*w + (depth-1)*w^2 + w) multiply-adds per step; backward twice that."""
-    per_step = 2 * BATCH * (D * WIDTH + (DEPTH - 1) * WIDTH * WIDTH + WIDTH)
+def hidden_layers(model: str) -> int:
+    """The w x w layers: depth - 1 of an MLP's, one per residual block of a ResMLP's."""
+    return DEPTH if model == "resmlp" else DEPTH - 1
+
+
+def train_flops(runs: int, steps: int, model: str = "mlp") -> float:
+    """Forward 2*B*(d*w + hidden*w^2 + w) multiply-adds per step; backward twice that."""
+    per_step = 2 * BATCH * (D * WIDTH + hidden_layers(model) * WIDTH * WIDTH + WIDTH)
     return 3 * per_step * steps * runs
 
 
@@ -99,12 +108,12 @@ def mm_peak(n: int = 1024, repeats: int = 20, device: str = "cpu") -> float:
     return 2 * n**3 / best / 1e9
 
 
-def handwritten(steps: int, seeds: int = 4, device: str = "cpu") -> float:
+def handwritten(steps: int, seeds: int = 4, device: str = "cpu", model: str = "mlp") -> float:
     """Wall seconds of the bare stacked training of the sweep's 64 models (see the docstring)."""
     lrs = torch.tensor(np.geomspace(1e-3, 0.3, 16).round(6).tolist() * seeds, device=device).view(-1, 1, 1)
     members = lrs.shape[0]
     gens = [torch.Generator().manual_seed(1000 + e) for e in range(members)]
-    dims = [D] + [WIDTH] * DEPTH + [1]
+    dims = [D] + [WIDTH] * (hidden_layers(model) + 1) + [1]
     weights = [
         torch.stack([torch.randn(i, o, generator=g) / i**0.5 for g in gens]).to(device).requires_grad_()
         for i, o in zip(dims[:-1], dims[1:])
@@ -120,6 +129,14 @@ def handwritten(steps: int, seeds: int = 4, device: str = "cpu") -> float:
             h = torch.baddbmm(b, h, w)
             h = h.relu() if l < DEPTH else h
         return h
+
+    def residual(x):  # read-in, blocks h + W relu(h), read-out of relu(h)
+        h = torch.baddbmm(biases[0], x, weights[0])
+        for w, b in zip(weights[1:-1], biases[1:-1]):
+            h = h + torch.baddbmm(b, h.relu(), w)
+        return torch.baddbmm(biases[-1], h.relu(), weights[-1])
+
+    forward = residual if model == "resmlp" else forward
 
     _sync(device)
     start = time.perf_counter()
@@ -140,7 +157,9 @@ def handwritten(steps: int, seeds: int = 4, device: str = "cpu") -> float:
     return time.perf_counter() - start
 
 
-def run(executor: str, steps: int, workers: int | None, seeds: int, device: str, loss: str) -> tuple[float, dict]:
+def run(
+    executor: str, steps: int, workers: int | None, seeds: int, device: str, loss: str, model: str = "mlp"
+) -> tuple[float, dict]:
     compiled = executor == "compiled"  # the ensemble with train.compile: true
     plain = executor == "autograd"  # the ensemble with autograd's gradients
     executor = "ensemble" if compiled or plain else executor
@@ -151,7 +170,9 @@ def run(executor: str, steps: int, workers: int | None, seeds: int, device: str,
             loop_module.supports = lambda model: False
         try:
             t0 = time.perf_counter()
-            store = sweep(spec(steps, seeds, compiled, loss), out=out, executor=executor, workers=workers, **options)
+            store = sweep(
+                spec(steps, seeds, compiled, loss, model), out=out, executor=executor, workers=workers, **options
+            )
             wall = time.perf_counter() - t0
         finally:
             loop_module.supports = fused
@@ -168,6 +189,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=4, help="runs = 16 learning rates x seeds")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--loss", default="mse", choices=["mse", "hinge", "logistic"])
+    parser.add_argument("--model", default="mlp", choices=["mlp", "resmlp"])
     args = parser.parse_args()
     executors = args.executors.split(",")
     if "ray" in executors:
@@ -180,16 +202,16 @@ def main() -> None:
     walls, finals = {}, {}
     for name in executors:
         workers = cores if name in ("processes", "ray") else None
-        walls[name], finals[name] = run(name, args.steps, workers, args.seeds, args.device, args.loss)
+        walls[name], finals[name] = run(name, args.steps, workers, args.seeds, args.device, args.loss, args.model)
     hand = None  # the hand-written loop is the mean square's ceiling
     if args.loss == "mse":
-        hand = min(handwritten(args.steps, args.seeds, args.device) for _ in range(2))  # best of two: the reference
+        hand = min(handwritten(args.steps, args.seeds, args.device, args.model) for _ in range(2))  # best of two
     peak = mm_peak(device=args.device)
     n_runs = len(finals[executors[0]])
-    flops = train_flops(n_runs, args.steps)
+    flops = train_flops(n_runs, args.steps, args.model)
     print(
-        f"{n_runs} runs x {args.steps} steps, d={D}, width={WIDTH}, depth={DEPTH}, batch={BATCH}, {cores} cores, "
-        f"device {args.device}, loss {args.loss}"
+        f"{n_runs} runs x {args.steps} steps, {args.model}, d={D}, width={WIDTH}, depth={DEPTH}, batch={BATCH}, "
+        f"{cores} cores, device {args.device}, loss {args.loss}"
     )
     print(f"{'executor':<10} {'wall s':>8} {'serial/x':>9} {'GFLOP/s':>8} {'of peak':>8}")
     for name, wall in walls.items():
@@ -240,6 +262,7 @@ def main() -> None:
     figures["runs"] = n_runs
     figures["device"] = args.device
     figures["loss"] = args.loss
+    figures["model"] = args.model
     print(json.dumps(figures))
 
 

@@ -188,7 +188,7 @@ def _res_forward(p: _Pass, x: torch.Tensor):
             layers.append((u, a))
             u = p.affine(block * m.block_depth + j, a)
         blocks.append((norm, layers))
-        h = h + u
+        h = u.add_(h)  # h + u, in place on the branch's fresh output (h is on the tape)
     u, norm = _norm(p, h)
     a = p.act(u, in_place=False)
     return p.affine(last, a), (x, blocks, (norm, u, a))
@@ -204,7 +204,8 @@ def _res_backward(p: _Pass, g: torch.Tensor, tape) -> None:
         for j in range(m.block_depth, 0, -1):
             u, a = layers[j - 1]
             g_u = p.backward(p.through(block * m.block_depth + j, g_u, a), u, a)
-        g = g + _norm_back(g_u, norm)  # h feeds the skip and the branch: two gradients summed
+        # h feeds the skip and the branch: two gradients summed, in place on the branch's fresh one
+        g = _norm_back(g_u, norm).add_(g)
     p.affine_back(0, g, x, need_input=False)
 
 
