@@ -93,13 +93,16 @@ def test_subpackages_declare_their_public_names(module):
         assert hasattr(mod, name), f"{module}.__all__ names {name!r} but it is missing"
 
 
+OPENMP_VARIABLES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")
+
+
 def test_importing_learnlab_changes_nothing_in_the_process():
     """No environment variable and no allocator setting at import: tuning happens where work starts."""
     code = (
         "import os, learnlab, learnlab.experiments, learnlab.train, learnlab.cli; "
-        "assert 'OMP_WAIT_POLICY' not in os.environ, os.environ.get('OMP_WAIT_POLICY')"
+        f"set_ = [n for n in {OPENMP_VARIABLES!r} if n in os.environ]; assert not set_, set_"
     )
-    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "LEARNLAB_TUNE_CPU")}
+    env = {k: v for k, v in os.environ.items() if k not in (*OPENMP_VARIABLES, "LEARNLAB_TUNE_CPU")}
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
 
@@ -107,16 +110,26 @@ def test_importing_learnlab_changes_nothing_in_the_process():
 def test_cpu_tuning_happens_where_work_starts_and_can_be_turned_off(monkeypatch):
     from learnlab._cpu import tune_cpu
 
-    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    def openmp():
+        return {n: os.environ[n] for n in OPENMP_VARIABLES if n in os.environ}
+
+    for name in OPENMP_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("LEARNLAB_TUNE_CPU", "0")
     tune_cpu()
-    assert "OMP_WAIT_POLICY" not in os.environ
+    assert openmp() == {}
     monkeypatch.delenv("LEARNLAB_TUNE_CPU")
     tune_cpu()
-    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
-    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")  # a value of the user's is kept
-    tune_cpu()
-    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
+    if sys.platform.startswith("linux"):  # GNU OpenMP spins 1,000 times, Intel/LLVM OpenMP sleeps at once
+        assert openmp() == {"GOMP_SPINCOUNT": "1000", "KMP_BLOCKTIME": "0"}
+    else:
+        assert openmp() == {"OMP_WAIT_POLICY": "PASSIVE"}
+    for name, value in (("OMP_WAIT_POLICY", "ACTIVE"), ("GOMP_SPINCOUNT", "5"), ("KMP_BLOCKTIME", "7")):
+        for other in OPENMP_VARIABLES:
+            monkeypatch.delenv(other, raising=False)
+        monkeypatch.setenv(name, value)  # any value of the user's: learnlab sets none
+        tune_cpu()
+        assert openmp() == {name: value}
 
 
 def test_allocator_tuning_is_opt_out_and_respects_glibc_variables(monkeypatch):
