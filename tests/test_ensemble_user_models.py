@@ -158,6 +158,26 @@ def test_the_user_stack_keeps_each_members_own_module():
     assert all(torch.equal(a, b) for a, b in zip(again.parameters(), modules[1].parameters()))
 
 
+def test_an_evaluation_pass_of_a_user_stack_equals_its_forward():
+    """``inference`` (evaluation's pass) calls a module held whole directly, and vmaps a stack of
+    several: the same values as ``forward``, and the module's own hooks still run."""
+    from learnlab_test_user_models import mlp
+
+    from learnlab.models._user import UserStack, as_stack, build_user_members
+
+    several = UserStack(build_user_members(mlp, {"width": 8}, 4, 1, [0, 1, 2]))
+    module = build_user_members(mlp, {"width": 8}, 4, 1, [5])[0]
+    one = as_stack(module)
+    seen = []
+    module.register_forward_hook(lambda m, i, o: seen.append(o.shape))
+    with torch.no_grad():
+        x = torch.randn(3, 5, 4)
+        assert torch.equal(several.inference(x), several(x))
+        assert torch.equal(one.inference(x[:1]), one(x[:1]))
+        assert one.inference(x[:1]).shape == (1, 5, 1)
+    assert seen == [(5, 1), (5, 1), (5, 1)]
+
+
 def test_the_memory_budget_counts_a_user_models_own_parameters():
     from learnlab.experiments._groups import form_groups, member_bytes
 

@@ -145,6 +145,25 @@ def test_pass_rows_keep_the_candidate_fastest_per_row(monkeypatch):
     assert not eval_rows.PassRows(_stack(3), 3, "cpu", n=64 * default, fixed=BLOCK).tuning
 
 
+def test_one_interrupted_pass_does_not_decide_the_rows(monkeypatch):
+    """Each candidate is judged by its median timed pass: one pass the machine stalled (50x) does
+    not make the fastest candidate lose, as it would by the total time of the passes."""
+    monkeypatch.setattr(eval_rows, "_TUNED", {})
+    monkeypatch.setattr(eval_rows.time, "perf_counter", lambda: 0.0)  # a pass begun at -s lasted s
+    model = _stack(2)
+    default = chunk_rows(model, 2, "cpu")
+    seconds_per_pass = {default: 1.0, default // 2: 1.0, 2 * default: 2.4}  # per row, the default is fastest
+    rows = eval_rows.PassRows(model, 2, "cpu", n=64 * default)
+    stalled = False
+    while rows.tuning:
+        r = rows.next()
+        seconds = seconds_per_pass[r]
+        if r == default and len(rows.times.get(default, [])) == 3 and not stalled:
+            seconds, stalled = 50.0, True
+        rows.timed(r, -seconds)
+    assert stalled and rows.next() == default
+
+
 def test_a_tuned_evaluation_has_the_bits_of_any_fixed_chunk(monkeypatch):
     monkeypatch.setattr(eval_rows, "_TUNED", {})
     monkeypatch.setattr(eval_rows, "_CPU_BYTES", 2 * BLOCK * 96 * 4 * 2)  # default: 2 blocks for 2 members

@@ -168,6 +168,15 @@ class UserStack(nn.Module):
             out = self.functional({}, x)
         return out.squeeze(0) if squeeze else out
 
+    def inference(self, x: torch.Tensor) -> torch.Tensor:
+        """The forward of an evaluation pass, x (E, n, d) -> (E, n, k), as :meth:`forward`: a module
+        held whole is called directly (this wrapper's own module call and checks were ~4% of a
+        512-row pass of the README tour's network)."""
+        module = self._modules.get("module")
+        if module is not None:
+            return module(x[0]).unsqueeze(0)
+        return self.functional({}, x)
+
     def extra_repr(self) -> str:
         module = self.module if self.owns_module else self._base
         return f"members={self.members}, module={type(module).__name__}"

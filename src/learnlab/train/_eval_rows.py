@@ -8,16 +8,18 @@ page-faulted afresh each pass). Since a metric's value does not depend on the pa
 sums over fixed blocks of points; each row of a GEMM of >= 3 rows has the same bits), the size
 can be picked by timing: on the CPU, an evaluation of at least ``_TUNE_MIN_PASSES`` passes runs
 each candidate (the default, half and twice it) for ``_WARMUP`` + ``_TIMED`` consecutive passes
-and keeps the one of least time per row over its timed passes, for that model's shapes, members,
-dtype, device and thread count, for every later evaluation in the process (consecutive passes of
-one size, as the evaluation then runs them: passes of sizes in turn measured 1.5x slower per row
-for the smallest, whose activations then come from colder memory). Smaller sets, and GPUs (large
+and keeps the one of least time per row in its median timed pass (a pass the machine
+interrupted does not decide), for that model's shapes, members, dtype, device and thread count,
+for every later evaluation in the process (consecutive passes of one size, as the evaluation
+then runs them: passes of sizes in turn measured 1.5x slower per row for the smallest, whose
+activations then come from colder memory). Smaller sets, and GPUs (large
 passes; timing would synchronise), take the default, or the size measured before for the same
 shapes.
 """
 
 from __future__ import annotations
 
+import statistics
 import time
 
 import torch
@@ -77,7 +79,7 @@ class PassRows:
         default = chunk_rows(model, members, device)
         self.rows = fixed or _TUNED.get(self.key, default)
         self.plan: list[tuple[int, bool]] = []  # (rows, timed) of each tuning pass still to come
-        self.times: dict[int, list] = {}  # candidate -> [seconds, rows] of its timed passes
+        self.times: dict[int, list[float]] = {}  # candidate -> seconds per row of each of its timed passes
         cpu = torch.device(device).type == "cpu"
         if fixed is None and self.key not in _TUNED and cpu and n >= _TUNE_MIN_PASSES * default:
             candidates = dict.fromkeys([default, max(BLOCK, default // 2 // BLOCK * BLOCK), 2 * default])
@@ -94,11 +96,9 @@ class PassRows:
             return
         candidate, timed = self.plan.pop(0)
         if timed:  # rows < candidate where a block of the set ended inside the pass
-            spent = self.times.setdefault(candidate, [0.0, 0])
-            spent[0] += time.perf_counter() - start
-            spent[1] += rows
-        if not self.plan:
-            per_row = {r: seconds / n for r, (seconds, n) in self.times.items()}
+            self.times.setdefault(candidate, []).append((time.perf_counter() - start) / rows)
+        if not self.plan:  # the median pass: a pass the machine interrupted does not decide
+            per_row = {r: statistics.median(t) for r, t in self.times.items()}
             self.rows = _TUNED[self.key] = min(per_row, key=lambda r: (per_row[r], r))
 
     @property

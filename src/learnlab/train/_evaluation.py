@@ -151,7 +151,7 @@ def evaluate(
         data = sources[0].materialized()
         for x_block, y_block in iter([data]) if data is not None else sources[0].chunks(CHUNK):
             x_all, y_all = x_block.expand(members, *x_block.shape), y_block.expand(members, *y_block.shape)
-            views = lambda a, b, _, __=True, x=x_all, y=y_all: (x[:, a:b], y[:, a:b])  # noqa: E731 - no copy
+            views = lambda a, b, _, with_y=True, x=x_all, y=y_all: (x[:, a:b], y[:, a:b] if with_y else None)  # noqa: E731
             _forward_spans(forward, acc, x_block.shape[0], rows, views)
         return acc.result()
     # distinct sets are kept only while all of them together fit CACHE_BYTES (a seed sweep's 64
@@ -180,16 +180,19 @@ def _forward_spans(forward, acc: MetricAccumulator, n: int, rows: PassRows, take
     of points)."""
     with_x = "coef" in acc.metrics
     buffer: torch.Tensor | None = None
+    group = 0  # outputs gathered before a metrics update
     first = 0  # the first point of the outputs gathered in the buffer
     for start, stop in _spans(n, rows):
-        began = time.perf_counter()
+        tuning = rows.tuning
+        began = time.perf_counter() if tuning else 0.0
         out = forward(take(start, stop, True, False)[0])  # x only: y is taken once per group
-        rows.timed(stop - start, began)
-        if buffer is None:  # (E, group, k), at least one pass's worth
+        if tuning:
+            rows.timed(stop - start, began)
+        if buffer is None:  # (E, group + room for one more pass, k), at least one pass's worth
             group = max(stop - start, _METRIC_ELEMENTS // max(out.shape[0] * out.shape[-1], 1))
             buffer = out.new_empty(out.shape[0], group + _MIN_ROWS + rows.largest, out.shape[-1])
-        buffer[:, start - first : stop - first] = out
-        if stop - first >= buffer.shape[1] - (_MIN_ROWS + rows.largest) or stop == n:
+        buffer.narrow(1, start - first, stop - start).copy_(out)
+        if stop - first >= group or stop == n:
             x, y = take(first, stop, with_x)
             acc.update(buffer[:, : stop - first], y, x)
             first = stop
