@@ -146,8 +146,8 @@ def test_pass_rows_keep_the_candidate_fastest_per_row(monkeypatch):
 
 
 def test_one_interrupted_pass_does_not_decide_the_rows(monkeypatch):
-    """Each candidate is judged by its median timed pass: one pass the machine stalled (50x) does
-    not make the fastest candidate lose, as it would by the total time of the passes."""
+    """Each candidate is judged by its mean time per row without its slowest pass: one pass the
+    machine stalled (50x) does not make the fastest candidate lose, as it would by the total."""
     monkeypatch.setattr(eval_rows, "_TUNED", {})
     monkeypatch.setattr(eval_rows.time, "perf_counter", lambda: 0.0)  # a pass begun at -s lasted s
     model = _stack(2)

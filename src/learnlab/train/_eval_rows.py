@@ -8,13 +8,14 @@ page-faulted afresh each pass). Since a metric's value does not depend on the pa
 sums over fixed blocks of points; each row of a GEMM of >= 3 rows has the same bits), the size
 can be picked by timing: on the CPU, an evaluation of at least ``_TUNE_MIN_PASSES`` passes runs
 each candidate (the default, half and twice it) for ``_WARMUP`` + ``_TIMED`` consecutive passes
-and keeps the one of least time per row in its median timed pass (a pass the machine
-interrupted does not decide), for that model's shapes, members, dtype, device and thread count,
-for every later evaluation in the process (consecutive passes of one size, as the evaluation
-then runs them: passes of sizes in turn measured 1.5x slower per row for the smallest, whose
-activations then come from colder memory). Smaller sets, and GPUs (large
-passes; timing would synchronise), take the default, or the size measured before for the same
-shapes.
+and keeps the one of least mean time per row over its timed passes but the slowest (one pass
+the machine stalled does not decide; the median pass instead chose 1,024 and 2,048 rows for the
+tour's network, 1.1-1.5x the floor, where the mean chose 512), for that model's shapes, members,
+dtype, device and thread count, for every later evaluation in the process (consecutive passes
+of one size, as the evaluation then runs them: passes of sizes in turn measured 1.5x slower per
+row for the smallest, whose activations then come from colder memory). Smaller sets, and GPUs
+(large passes; timing would synchronise), take the default, or the size measured before for the
+same shapes.
 """
 
 from __future__ import annotations
@@ -97,8 +98,8 @@ class PassRows:
         candidate, timed = self.plan.pop(0)
         if timed:  # rows < candidate where a block of the set ended inside the pass
             self.times.setdefault(candidate, []).append((time.perf_counter() - start) / rows)
-        if not self.plan:  # the median pass: a pass the machine interrupted does not decide
-            per_row = {r: statistics.median(t) for r, t in self.times.items()}
+        if not self.plan:  # the mean but for the slowest pass: one the machine stalled does not decide
+            per_row = {r: statistics.fmean(sorted(t)[:-1] or t) for r, t in self.times.items()}
             self.rows = _TUNED[self.key] = min(per_row, key=lambda r: (per_row[r], r))
 
     @property
