@@ -23,6 +23,10 @@ Goal: eval_over_floor <= 1.2 (the worse of the two cases). The last line is one 
 
 from __future__ import annotations
 
+from learnlab._cpu import tune_cpu
+
+tune_cpu()  # OpenMP's spin and the allocator as the learnlab command has them, before torch loads OpenMP
+
 import argparse
 import json
 import statistics

@@ -18,6 +18,10 @@ one JSON object (``over_floor``, ``speedup_vs_deepcopy``, timings, agreement).
 
 from __future__ import annotations
 
+from learnlab._cpu import tune_cpu
+
+tune_cpu()  # OpenMP's spin and the allocator as the learnlab command has them, before torch loads OpenMP
+
 import argparse
 import copy
 import json

@@ -17,7 +17,7 @@ Workloads (2 intra-op threads each; the glibc allocator tuned in all, as in a ru
 The settings are interleaved, ``--rounds`` times, and the medians printed. ``default`` is left out
 of ``two stacks`` unless ``--with-default-shared`` (it takes 10-40x as long there).
 
-Usage: python benchmarks/openmp_wait.py [--rounds 3] [--with-default-shared]
+Usage: python benchmarks/openmp_wait.py [--rounds 3] [--with-default-shared] [--device cpu]
 The last line is one JSON object (``learnlab_over_passive`` per workload: < 1 is faster).
 """
 
@@ -100,6 +100,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--with-default-shared", action="store_true")
+    parser.add_argument("--device", default="cpu", choices=["cpu"], help="OpenMP's settings concern the CPU alone")
     args = parser.parse_args()
     times: dict[tuple[str, str], list[float]] = {}
     for _ in range(args.rounds):
@@ -111,7 +112,10 @@ def main() -> None:
                 times.setdefault(("two stacks", setting), []).append(_seconds(pair))
     median = {k: statistics.median(v) for k, v in times.items()}
     workloads = ("evaluation", "stack", "two stacks")
-    print(f"OpenMP wait settings, 2 threads per process, {os.cpu_count()} CPUs, medians of {args.rounds} rounds (s)")
+    print(
+        f"device cpu: OpenMP wait settings, 2 threads per process, {os.cpu_count()} CPUs, "
+        f"medians of {args.rounds} rounds (s)"
+    )
     print(f"{'setting':<10}" + "".join(f"{w:>13}" for w in workloads))
     for setting in SETTINGS:
         cells = [f"{median[(w, setting)]:>13.3f}" if (w, setting) in median else f"{'-':>13}" for w in workloads]
@@ -119,7 +123,8 @@ def main() -> None:
     ratios = {w: round(median[(w, "learnlab")] / median[(w, "passive")], 3) for w in workloads}
     print("learnlab / passive: " + ", ".join(f"{w} {r}" for w, r in ratios.items()))
     figures = {f"{w}_{s}_s".replace(" ", "_"): round(v, 4) for (w, s), v in median.items()}
-    print(json.dumps({"benchmark": "openmp_wait", "rounds": args.rounds, "learnlab_over_passive": ratios, **figures}))
+    result = {"benchmark": "openmp_wait", "device": "cpu", "rounds": args.rounds, "learnlab_over_passive": ratios}
+    print(json.dumps({**result, **figures}))
 
 
 if __name__ == "__main__":

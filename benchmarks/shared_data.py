@@ -13,6 +13,10 @@ The last line is one JSON object with the figures (key ``unshared_over_shared``)
 
 from __future__ import annotations
 
+from learnlab._cpu import tune_cpu
+
+tune_cpu()  # OpenMP's spin and the allocator as the learnlab command has them, before torch loads OpenMP
+
 import argparse
 import json
 import tempfile

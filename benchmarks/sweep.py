@@ -44,6 +44,10 @@ The last line printed is one JSON object with the figures.
 
 from __future__ import annotations
 
+from learnlab._cpu import tune_cpu
+
+tune_cpu()  # OpenMP's spin and the allocator as the learnlab command has them, before torch loads OpenMP
+
 import argparse
 import json
 import os

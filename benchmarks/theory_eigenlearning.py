@@ -23,6 +23,10 @@ The last line is one JSON object (``speedup`` per row, ``min_speedup``, ``max_re
 
 from __future__ import annotations
 
+from learnlab._cpu import tune_cpu
+
+tune_cpu()  # OpenMP's spin and the allocator as the learnlab command has them, before torch loads OpenMP
+
 import argparse
 import json
 import time

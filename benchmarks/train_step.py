@@ -27,6 +27,10 @@ Goal: loop_over_bare <= 1.05.
 
 from __future__ import annotations
 
+from learnlab._cpu import tune_cpu
+
+tune_cpu()  # OpenMP's spin and the allocator as the learnlab command has them, before torch loads OpenMP
+
 import argparse
 import json
 import math
