@@ -170,7 +170,7 @@ class UserStack(nn.Module):
 
     def inference(self, x: torch.Tensor) -> torch.Tensor:
         """The forward of an evaluation pass, x (E, n, d) -> (E, n, k), as :meth:`forward`: a module
-        held whole is called directly (this wrapper's own module call and checks were ~4% of a
+        held whole is called directly (this wrapper's own module call and checks were ~3% of a
         512-row pass of the README tour's network)."""
         module = self._modules.get("module")
         if module is not None:
