@@ -53,7 +53,14 @@ def _rows(db: Path) -> dict:
 
 
 def _digest(folder: Path) -> dict[str, str]:
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir()) if p.is_file()}
+    """Each file's hash, but SQLite's scratch files that a reader of a WAL store may create: the
+    ``-shm`` index (rebuilt from the log, no data) and an empty ``-wal``."""
+
+    def scratch(p: Path) -> bool:
+        return p.name.endswith("-shm") or (p.name.endswith("-wal") and p.stat().st_size == 0)
+
+    files = [p for p in sorted(folder.iterdir()) if p.is_file() and not scratch(p)]
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
 
 
 # ---- finished is final -------------------------------------------------------------------
@@ -287,6 +294,28 @@ touch {folder}/probe 2>/dev/null && exit 98
     assert said == {"status": "0", "export": "0", "report_to": "0", "report_in": "2", "run": "2"}, done
     assert "runs 4" in done.stdout
     assert (tmp_path / "r.html").is_file() and (tmp_path / "csv" / "runs.csv").is_file()
+
+
+def test_a_store_stays_in_wal_mode_so_no_kill_leaves_a_journal_a_reader_cannot_open(tmp_path):
+    """Switching journal modes is a write under a rollback journal: a sweep killed in it left a hot
+    journal that read-only readers refused ("attempt to write a readonly database"). A writer's
+    close folds the log into the file and leaves the mode alone; a resume switches nothing."""
+    sweep(SPEC, out=tmp_path / "out").close()
+    db = tmp_path / "out" / "results.db"
+    wal = db.with_name("results.db-wal")
+    assert not wal.exists() or wal.stat().st_size == 0  # folded into the file
+    assert not db.with_name("results.db-journal").exists()
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    conn.close()
+    copy = tmp_path / "copy.db"  # the file alone holds every result
+    shutil.copy(db, copy)
+    assert _rows(copy) == _rows(db) and len(_rows(copy)) == 4
+    store = Store(tmp_path / "out", create=True)  # a resume's writer
+    store.close()
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    conn.close()
 
 
 def test_a_store_left_with_a_wal_on_a_read_only_folder_is_read_whole(good_store, tmp_path, monkeypatch):

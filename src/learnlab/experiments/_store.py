@@ -407,12 +407,16 @@ class Store:
         return grid(self, metric, axes, reduce=reduce)
 
     def close(self) -> None:
-        """Close the connection; a writer leaves the file in rollback-journal mode (no ``-wal`` and
-        ``-shm`` files beside it, so readers of a finished store create none), when no reader is
-        connected (otherwise it stays in WAL mode, as readers expect)."""
+        """Close the connection; a writer first folds the write-ahead log into the file (an empty
+        ``-wal`` is left, or a short one while a reader is connected).
+
+        The store stays in WAL mode for good: switching a file between journal modes is itself a
+        write under a rollback journal, and a sweep killed in that write left a hot journal that
+        no read-only reader can open until a writer rolls it back.
+        """
         if self._writer:
             try:
-                self._conn.execute("PRAGMA journal_mode=DELETE")
+                self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             except sqlite3.DatabaseError:
                 pass
         self._conn.close()
