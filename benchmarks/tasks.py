@@ -6,6 +6,9 @@ ratio of generating one step's batch (256 samples) to one SGD step of a width-10
 depth-3 MLP at that batch (d -> 1024 -> 1024 -> 1024 -> 1): what generation adds to each
 step of training. Goal: every ratio <= 0.05 (``max_gen_over_step``).
 
+On the CPU the power-law rows are also timed with the compiled trie evaluator switched off (the
+matrix-product plan that GPUs run), side by side: ``plan_over_kernel``.
+
 Last, the same for ``torch.randn(batch, 200)`` alone: no Gaussian input at d = 200 can be
 drawn faster than that on the device, so it bounds what the goal can mean there.
 
@@ -26,8 +29,10 @@ import time
 
 import torch
 
+import learnlab.tasks._polynomial as polynomial
 from learnlab.models import MLP, build_optimizer
 from learnlab.tasks import make_task
+from learnlab.tasks._polynomial_kernel import available
 
 D, BATCH, STEP_BATCH = 200, 4096, 256
 INPUTS = {
@@ -122,8 +127,16 @@ def main() -> None:
             step_gen, ratio = gen_over_step(
                 lambda task=task, gen=gen: task.sample(STEP_BATCH, gen, device=device), step, args.repeats, device
             )
+            plan = None
+            if tname == "power_law" and polynomial.KERNEL and available() and device.type == "cpu":
+                polynomial.KERNEL = False  # the matrix-product plan, side by side
+                plan = gen_over_step(
+                    lambda task=task, gen=gen: task.sample(STEP_BATCH, gen, device=device), step, args.repeats, device
+                )
+                polynomial.KERNEL = True
             rows.append(
                 {
+                    "plan_step_gen_ms": None if plan is None else 1e3 * plan[0],
                     "inputs": iname,
                     "target": tname,
                     "d": task.d,
@@ -161,6 +174,12 @@ def main() -> None:
         f"{'floor: randn alone':<34}{D:>5}{BATCH / floor[0]:>14.3g}{1e3 * floor[0]:>10.2f}"
         f"{1e3 * step_floor[0]:>12.3f}{step_floor[1]:>10.4f}"
     )
+    for r in rows:
+        if r["plan_step_gen_ms"] is not None:
+            print(
+                f"{r['inputs']}/{r['target']}: the compiled trie evaluator {r['step_gen_ms']:.3f} ms, "
+                f"the matrix-product plan {r['plan_step_gen_ms']:.3f} ms per {STEP_BATCH} samples (with the inputs)"
+            )
     worst = max(rows, key=lambda r: r["gen_over_step"])
     print(
         json.dumps(
@@ -176,6 +195,11 @@ def main() -> None:
                 "worst": f"{worst['inputs']}/{worst['target']}",
                 "randn_floor_over_step": round(step_floor[1], 5),
                 "rows": {f"{r['inputs']}/{r['target']}": round(r["gen_over_step"], 5) for r in rows},
+                "plan_over_kernel": {
+                    f"{r['inputs']}/{r['target']}": round(r["plan_step_gen_ms"] / r["step_gen_ms"], 3)
+                    for r in rows
+                    if r["plan_step_gen_ms"] is not None
+                },
             }
         )
     )

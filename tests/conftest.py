@@ -45,6 +45,20 @@ def gen():
     return make
 
 
+@pytest.fixture(params=["kernel", "plan"])
+def hermite_evaluator(request, monkeypatch):
+    """Each way a many-term Hermite polynomial is evaluated on the CPU: the compiled trie evaluator
+    and the matrix-product plan (the kernel switched off). The kernel is built by the package's
+    install wherever a C compiler is (tests/test_tasks_poly_kernel.py checks that it was)."""
+    import learnlab.tasks._polynomial as poly
+    from learnlab.tasks._polynomial_kernel import available
+
+    if request.param == "kernel" and not available():
+        pytest.skip("learnlab's C extension was not built (no C compiler at install)")
+    monkeypatch.setattr(poly, "KERNEL", request.param == "kernel")
+    return request.param
+
+
 TINY_SPEC = {
     "name": "tiny",
     "seed": 0,

@@ -1,4 +1,4 @@
-"""The many-term Hermite evaluator's ways of summing a trie level (one dense matrix product,
+"""The many-term Hermite plan's ways of summing a trie level (one dense matrix product,
 staircase blocks of products in either orientation, sparse gathers) and both factor orders,
 against a slow sum written with numpy's hermite_e, on random polynomials with shared
 prefixes, one or several outputs and deep monomials."""
@@ -36,6 +36,12 @@ def _random_polynomial(rng, d=7, terms=120, max_factors=4, max_degree=5):
         idx = rng.choice(d, size=rng.integers(1, max_factors + 1), replace=False)
         monomials.add(tuple(sorted((int(i), int(rng.integers(1, max_degree + 1))) for i in idx)))
     return [dict(m) for m in sorted(monomials)]
+
+
+@pytest.fixture(autouse=True)
+def _the_plan(monkeypatch):
+    """These tests are about the plan: the compiled evaluator (tests/test_tasks_poly_kernel.py) is off."""
+    monkeypatch.setattr(poly, "KERNEL", False)
 
 
 PATHS = {  # (ROW_CELLS, OP_CELLS): what each level is forced to

@@ -116,7 +116,7 @@ def _h(k, x):
     return hermite_e.hermeval(x, coef) / math.sqrt(math.factorial(k))
 
 
-def test_power_law_target_equals_a_slow_evaluation(gen):
+def test_power_law_target_equals_a_slow_evaluation(gen, hermite_evaluator):
     spec = {
         "inputs": {"name": "power_law_gaussian", "d": 12, "alpha": 2.0, "offset": 6},
         "target": {"name": "power_law", "cutoff_mode": 300, "kmax": 5, "beta": 1.2, "yoffset": 1.2},

@@ -157,6 +157,9 @@ class PowerLaw:
     def rowwise(self) -> bool:  # see learnlab.tasks.Target
         return self.polynomial().rowwise
 
+    def rowwise_on(self, x: torch.Tensor) -> bool:  # see learnlab.tasks.Target
+        return self.polynomial().rowwise_on(x)
+
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if self.scale is not None:
             x = x / on_device(self._cache, "scale", lambda: torch.tensor(self.scale, dtype=torch.float64), x)

@@ -10,7 +10,7 @@ import torch
 
 from learnlab._cpu import one_thread
 from learnlab._devices import to_device
-from learnlab.tasks._targets import add_label_noise
+from learnlab.tasks._targets import add_label_noise, is_rowwise
 from learnlab.tasks._task import Task
 
 __all__ = ["BatchStream", "next_stacked"]
@@ -99,7 +99,7 @@ def _targets(streams, rows_of: dict[int, list[int]], x: torch.Tensor, n: int, d:
     parts = {}
     for rows in rows_of.values():
         target = streams[rows[0]].task.target
-        if getattr(target, "rowwise", False):  # once on all its streams' rows: the same bits
+        if is_rowwise(target, x):  # once on all its streams' rows: the same bits
             ys = target(x.index_select(0, _index(tuple(rows), x.device)).reshape(len(rows) * n, d))
             ys = ys.reshape(len(rows), n, -1)
         else:  # each stream's batch alone, as its run alone evaluates it
@@ -120,7 +120,7 @@ def _draw(streams: list[BatchStream]) -> tuple[torch.Tensor, torch.Tensor]:
     rows_of: dict[int, list[int]] = {}
     for row, s in enumerate(streams):
         rows_of.setdefault(id(s.task.target), []).append(row)
-    elementwise = all(getattr(s.task.target, "rowwise", False) for s in streams)
+    elementwise = all(is_rowwise(s.task.target, x) for s in streams)
     with contextlib.nullcontext() if elementwise else one_thread():  # as Task.sample
         parts = _targets(streams, rows_of, x, n, d)
     y = torch.stack([parts[row] for row in range(len(streams))])

@@ -28,6 +28,7 @@ __all__ = [
     "Labelled",
     "TARGETS",
     "monomial_component",
+    "is_rowwise",
     "on_device",
     "add_label_noise",
 ]
@@ -40,7 +41,10 @@ class Target(Protocol):
     elementwise operations alone, so evaluating many streams' batches at once gives every row
     the bits it gets in its own batch. Stacks evaluate such a target once on all their
     streams' batches, and any other target on each stream's batch (matrix products may round
-    a row differently in a larger product).
+    a row differently in a larger product). A target whose answer depends on the batch's device
+    or dtype has ``rowwise_on(x) -> bool`` instead (a many-term Hermite sum is rowwise where the
+    compiled evaluator takes the batch: float32 and float64 on the CPU); ``is_rowwise`` asks.
+    Rowwise targets are also evaluated on all the threads there are, others on one (``one_thread``).
     """
 
     @property
@@ -52,6 +56,13 @@ class Target(Protocol):
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """Map x: (n, d) to y: (n, outputs)."""
         ...
+
+
+def is_rowwise(target, x: torch.Tensor) -> bool:
+    """Whether ``target`` gives every row of batches like ``x`` the bits it gets in any batch (see
+    ``Target``): its ``rowwise_on(x)`` where it has one, else its ``rowwise`` (default False)."""
+    rowwise_on = getattr(target, "rowwise_on", None)
+    return bool(rowwise_on(x)) if rowwise_on is not None else bool(getattr(target, "rowwise", False))
 
 
 def on_device(cache: dict, name: str, make: Callable[[], torch.Tensor], like: torch.Tensor) -> torch.Tensor:
@@ -146,6 +157,9 @@ class Hermite:
     @property
     def rowwise(self) -> bool:  # see Target
         return self.polynomial().rowwise
+
+    def rowwise_on(self, x: torch.Tensor) -> bool:  # see Target
+        return self.polynomial().rowwise_on(x)
 
     def __call__(self, x):
         return self.polynomial()(_standardize(x, self.scale, self._cache))

@@ -10,7 +10,7 @@ import torch
 
 from learnlab._cpu import one_thread
 from learnlab.tasks._inputs import Inputs
-from learnlab.tasks._targets import Target, add_label_noise
+from learnlab.tasks._targets import Target, add_label_noise, is_rowwise
 
 if TYPE_CHECKING:
     from learnlab.tasks._spec import TaskSpec
@@ -69,7 +69,7 @@ class Task:
         """
         x = self.inputs.sample(n, generator, dtype=dtype, device=device)
         # a target's matrix products: one thread's bits in every process (elementwise ones have them)
-        with contextlib.nullcontext() if getattr(self.target, "rowwise", False) else one_thread():
+        with contextlib.nullcontext() if is_rowwise(self.target, x) else one_thread():
             y = self.target(x)
         if noise and self.noise > 0:
             y = add_label_noise(y, getattr(self.target, "labels", "value"), self.noise, generator)
