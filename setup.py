@@ -11,8 +11,9 @@ setup(
         Extension(
             "learnlab.tasks._hermite_trie",
             sources=["src/learnlab/tasks/_hermite_trie.c"],
-            depends=["src/learnlab/tasks/_hermite_trie_body.h"],
-            extra_compile_args=["-O3", "-std=gnu11", "-pthread"],
+            depends=["src/learnlab/tasks/_hermite_trie_body.h", "src/learnlab/tasks/_hermite_trie_types.h"],
+            # no a * b + c contracted into one rounding: every lane, level of code and CPU gets the same bits
+            extra_compile_args=["-O3", "-std=gnu11", "-pthread", "-ffp-contract=off"],
             extra_link_args=["-pthread"],
             optional=True,
         )

@@ -191,3 +191,21 @@ def test_switched_off_by_the_environment():
     env = {**os.environ, "LEARNLAB_HERMITE_KERNEL": "0"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("code", kernel.LEVELS)
+def test_every_level_of_code_equals_the_slow_sum_with_the_same_bits(code):
+    """Each level of code the CPU can run (x86-64: AVX-512, AVX2, the baseline; a level above the
+    CPU's is lowered to its best, so on a smaller CPU some cases repeat one): float64 values equal to
+    the slow sum, and float32 bits equal across levels, lanes, batches and threads (no contracted
+    multiply-adds: a build that contracted some lanes and not others failed this)."""
+    rng = np.random.default_rng(12)
+    monomials, coefs = _deep_polynomial(rng, 2)
+    trie = HermitePolynomial(monomials, coefs)._trie()
+    z = rng.standard_normal((300, 9))
+    got = trie(torch.from_numpy(z), code=code).numpy()
+    np.testing.assert_allclose(got, _slow(monomials, coefs, z), rtol=1e-11, atol=1e-11)
+    z32 = torch.from_numpy(z).float()
+    alone = torch.cat([trie(z32[i : i + 1], threads=1, code="baseline") for i in range(300)])
+    for n, threads in [(300, 1), (300, 2), (64, 1), (37, 1), (128, 1)]:
+        assert torch.equal(trie(z32[:n], threads=threads, code=code), alone[:n])

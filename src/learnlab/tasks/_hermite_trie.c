@@ -11,10 +11,10 @@
  * lane runs the same operations in the same order, so a sample's value has the same bits whatever
  * else is in the batch, however the batch is cut into tiles or threads.
  *
- * Tiles hold NV vectors of 64 bytes per row (16 floats or 8 doubles a vector): the widest tile whose
- * factor rows stay in the core's caches is NV = 8; smaller batches take narrower tiles. The body is
- * written once (_hermite_trie_body.h) and instantiated for float and double. On x86-64 Linux every
- * instantiation is built for AVX-512, AVX2 and the baseline, the loader choosing by the CPU. */
+ * Tiles hold NV vectors per row (vectors as wide as the CPU's registers, NV up to 8, below);
+ * smaller batches take narrower tiles. The body is written once
+ * (_hermite_trie_body.h) and instantiated for float and double (_hermite_trie_types.h) per level of
+ * code. */
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -40,36 +40,67 @@ typedef struct {
     const void *leaf_coef;          /* (leaves, outputs) */
 } Trie;
 
-#if defined(__x86_64__) && defined(__linux__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 11
-#define CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define CLONES
-#endif
+#define CAT3(a, b, c) a##_##b##_##c
+#define XCAT3(a, b, c) CAT3(a, b, c)
+#define INSTANTIATE "_hermite_trie_types.h" /* the body for float and for double, named NAME(x) */
+
+/* Builds for x86-64 CPUs of three levels, chosen at each call by the CPU (``level``): AVX-512, AVX2
+ * and the baseline (SSE2), each with vectors as wide as its registers (64, 32 and 16 bytes: wider
+ * generic vectors than the registers made GCC spill them piecewise and ran 8-25x slower), tiles of
+ * up to 8 vectors a row (measured best at every level, 4 and 2 up to 1.5x slower). Elsewhere (or
+ * with LEARNLAB_ONE_ISA) one build for the compiler's target, with 16-byte vectors. The build is
+ * made without contracting a * b + c into one rounding (-ffp-contract=off in setup.py): GCC
+ * contracted some of a tile's vectors and not others, so a sample's bits depended on its lane;
+ * without it every level gives the same bits, and a sample's bits do not depend on its tile. */
 #define MAX_NV 8
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12 && !defined(LEARNLAB_ONE_ISA)
+#define LEVELS 3
+static const int64_t VECTOR_BYTES[3] = {16, 32, 64}; /* by level */
+#pragma GCC push_options
+#pragma GCC target("arch=x86-64-v4")
+#define ISA avx512
+#define VBYTES 64
+#include INSTANTIATE
+#undef ISA
+#undef VBYTES
+#pragma GCC pop_options
+#pragma GCC push_options
+#pragma GCC target("arch=x86-64-v3")
+#define ISA avx2
+#define VBYTES 32
+#include INSTANTIATE
+#undef ISA
+#undef VBYTES
+#pragma GCC pop_options
+#define ISA base
+#define VBYTES 16
+#include INSTANTIATE
+#undef ISA
+#undef VBYTES
 
-#define T float
-#define V vf32
-#define LANES 16
-#define NAME(x) x##_f32
-#include "_hermite_trie_body.h"
-#undef T
-#undef V
-#undef LANES
-#undef NAME
+static int best_level(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("x86-64-v4") ? 2 : __builtin_cpu_supports("x86-64-v3") ? 1 : 0;
+}
+#define ROWS(T, level) (level == 2 ? rows_##T##_avx512 : level == 1 ? rows_##T##_avx2 : rows_##T##_base)
+#else
+#define LEVELS 1
+static const int64_t VECTOR_BYTES[1] = {16};
+#define ISA base
+#define VBYTES 16
+#include INSTANTIATE
+#undef ISA
+#undef VBYTES
+static int best_level(void) { return 0; }
+#define ROWS(T, level) rows_##T##_base
+#endif
 
-#define T double
-#define V vf64
-#define LANES 8
-#define NAME(x) x##_f64
-#include "_hermite_trie_body.h"
-#undef T
-#undef V
-#undef LANES
-#undef NAME
+/* The level of code this CPU runs (x86-64: 2 AVX-512, 1 AVX2, 0 the baseline; elsewhere 0). */
+int learnlab_hermite_level(void) { return best_level(); }
 
 typedef struct {
     const Trie *trie;
-    int f64;
+    int f64, level;
     const char *z; /* the job's first row */
     char *y;
     int64_t rows, row_stride, nv;
@@ -78,17 +109,22 @@ typedef struct {
 
 static void *run_job(void *arg) {
     Job *job = (Job *)arg;
-    job->status = job->f64 ? rows_f64(job->trie, (const double *)job->z, job->rows, job->row_stride, (double *)job->y, job->nv)
-                           : rows_f32(job->trie, (const float *)job->z, job->rows, job->row_stride, (float *)job->y, job->nv);
+    job->status = job->f64 ? ROWS(f64, job->level)(job->trie, (const double *)job->z, job->rows, job->row_stride,
+                                                   (double *)job->y, job->nv)
+                           : ROWS(f32, job->level)(job->trie, (const float *)job->z, job->rows, job->row_stride,
+                                                   (float *)job->y, job->nv);
     return NULL;
 }
 
 /* y (n, outputs) = the polynomial at each row of z (rows ``row_stride`` elements apart, columns
- * contiguous), on up to ``threads`` threads (the caller's and threads - 1 started here). Returns 0,
- * or -1 where memory or a thread could not be had (y is then incomplete). */
+ * contiguous), on up to ``threads`` threads (the caller's and threads - 1 started here), with the code
+ * of ``level`` (-1: this CPU's best; a higher level than the CPU runs is lowered to its best). Returns
+ * 0, or -1 where memory could not be had (y is then incomplete). */
 int learnlab_hermite_trie(const Trie *trie, int f64, const void *z, int64_t n, int64_t row_stride, void *y,
-                          int64_t threads) {
-    const int64_t lanes = f64 ? 8 : 16, size = f64 ? 8 : 4;
+                          int64_t threads, int level) {
+    const int best = best_level();
+    if (level < 0 || level > best) level = best;
+    const int64_t size = f64 ? 8 : 4, lanes = VECTOR_BYTES[level] / size;
     if (n <= 0) return 0;
     if (threads > n / 64) threads = n / 64; /* a thread's start costs about what 64 samples do */
     if (threads < 1) threads = 1;
@@ -102,7 +138,7 @@ int learnlab_hermite_trie(const Trie *trie, int f64, const void *z, int64_t n, i
     int64_t count = 0;
     for (int64_t first = 0; first < n; first += per_job, count++) {
         int64_t rows = n - first < per_job ? n - first : per_job;
-        jobs[count] = (Job){trie, f64, (const char *)z + first * row_stride * size,
+        jobs[count] = (Job){trie, f64, level, (const char *)z + first * row_stride * size,
                             (char *)y + first * trie->outputs * size, rows, row_stride, nv, 0};
     }
     int started[64] = {0};

@@ -1,7 +1,8 @@
-/* One instantiation of the trie evaluator (see _hermite_trie.c) for the scalar type T, its 64-byte
- * vector type V of LANES elements, and NAME(x) = x suffixed by the type. */
+/* One instantiation of the trie evaluator (see _hermite_trie.c) for the scalar type T, its vector
+ * type V of VBYTES bytes (LANES elements), tiles of up to MAX_NV vectors a row, and NAME(x) = x
+ * suffixed by the type and the level of code. */
 
-typedef T V __attribute__((vector_size(64)));
+typedef T V __attribute__((vector_size(VBYTES)));
 
 /* One tile: rows [0, m) of z (m <= NV * LANES; the rest of the tile's lanes are zeros). F: the
  * tile's factor rows, S: (max_depth + 1) node values, acc: (outputs) sums, each row NV vectors. */
@@ -59,33 +60,46 @@ static inline __attribute__((always_inline)) void NAME(tile)(const Trie *t, cons
         for (int64_t o = 0; o < outputs; o++) y[l * outputs + o] = ((const T *)(acc + o * NV))[l];
 }
 
-#define NAME_NV(nv)                                                                                                   \
-    CLONES static void NAME(tiles_##nv)(const Trie *t, const T *z, int64_t n, int64_t row_stride, T *y, V *work) {  \
-        int64_t features = 0;                                                                                         \
-        for (int64_t k = 0; k < t->degrees; k++) features += t->rows_per_degree[k];                                  \
-        V *F = work, *S = F + features * nv, *acc = S + (t->max_depth + 1) * nv;                                     \
-        for (int64_t first = 0; first < n; first += nv * LANES) {                                                    \
-            const int64_t m = n - first < nv * LANES ? n - first : nv * LANES;                                        \
-            NAME(tile)(t, z + first * row_stride, m, row_stride, y + first * t->outputs, F, S, acc, nv);             \
-        }                                                                                                             \
+#define NAME_NV(nv)                                                                                                  \
+    static void NAME(tiles_##nv)(const Trie *t, const T *z, int64_t n, int64_t row_stride, T *y, V *work) {         \
+        int64_t features = 0;                                                                                        \
+        for (int64_t k = 0; k < t->degrees; k++) features += t->rows_per_degree[k];                                 \
+        V *F = work, *S = F + features * nv, *acc = S + (t->max_depth + 1) * nv;                                    \
+        for (int64_t first = 0; first < n; first += nv * LANES) {                                                   \
+            const int64_t m = n - first < nv * LANES ? n - first : nv * LANES;                                       \
+            NAME(tile)(t, z + first * row_stride, m, row_stride, y + first * t->outputs, F, S, acc, nv);            \
+        }                                                                                                            \
     }
 NAME_NV(1)
+#if MAX_NV >= 2
 NAME_NV(2)
+#endif
+#if MAX_NV >= 4
 NAME_NV(4)
+#endif
+#if MAX_NV >= 8
 NAME_NV(8)
+#endif
 #undef NAME_NV
 
 /* Rows [0, n) of z into y with tiles of nv vectors a row; 0, or -1 without memory for the tile. */
 static int NAME(rows)(const Trie *t, const T *z, int64_t n, int64_t row_stride, T *y, int64_t nv) {
     int64_t features = 0;
     for (int64_t k = 0; k < t->degrees; k++) features += t->rows_per_degree[k];
-    V *work = aligned_alloc(64, (size_t)(features + t->max_depth + 1 + t->outputs) * (size_t)nv * sizeof(V));
+    const size_t bytes = (size_t)(features + t->max_depth + 1 + t->outputs) * (size_t)nv * sizeof(V);
+    V *work = aligned_alloc(64, (bytes + 63) / 64 * 64); /* C11: a multiple of the alignment */
     if (!work) return -1;
     switch (nv) {
-        case 1: NAME(tiles_1)(t, z, n, row_stride, y, work); break;
-        case 2: NAME(tiles_2)(t, z, n, row_stride, y, work); break;
+#if MAX_NV >= 8
+        case 8: NAME(tiles_8)(t, z, n, row_stride, y, work); break;
+#endif
+#if MAX_NV >= 4
         case 4: NAME(tiles_4)(t, z, n, row_stride, y, work); break;
-        default: NAME(tiles_8)(t, z, n, row_stride, y, work); break;
+#endif
+#if MAX_NV >= 2
+        case 2: NAME(tiles_2)(t, z, n, row_stride, y, work); break;
+#endif
+        default: NAME(tiles_1)(t, z, n, row_stride, y, work); break;
     }
     free(work);
     return 0;

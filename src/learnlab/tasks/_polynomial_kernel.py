@@ -21,7 +21,7 @@ import os
 import numpy as np
 import torch
 
-__all__ = ["available", "TrieKernel"]
+__all__ = ["available", "level", "TrieKernel"]
 
 # Relative cost of a node with children (its value, its partial sums, their fold) and of a
 # childless one (one multiply-add per vector), for choosing the factor order of the trie.
@@ -52,26 +52,45 @@ _library: list[ctypes.CDLL | None] = []  # [the library, or None where not built
 def _load() -> ctypes.CDLL | None:
     if not _library:
         spec = importlib.util.find_spec("learnlab.tasks._hermite_trie")
-        library = None
-        if spec is not None and spec.origin is not None and os.environ.get("LEARNLAB_HERMITE_KERNEL") != "0":
-            library = ctypes.CDLL(spec.origin)  # a CDLL call releases the GIL
-            library.learnlab_hermite_trie.restype = ctypes.c_int
-            library.learnlab_hermite_trie.argtypes = [
-                ctypes.POINTER(_Trie),
-                ctypes.c_int,
-                ctypes.c_void_p,
-                ctypes.c_int64,
-                ctypes.c_int64,
-                ctypes.c_void_p,
-                ctypes.c_int64,
-            ]
-        _library.append(library)
+        built = spec.origin if spec is not None else None  # the compiled file, where setup.py built it
+        off = os.environ.get("LEARNLAB_HERMITE_KERNEL") == "0"
+        _library.append(bind(built) if built and not off else None)
     return _library[0]
+
+
+def bind(path: str) -> ctypes.CDLL:
+    """The evaluator's shared library at ``path``, its entry point typed (a CDLL call releases the GIL)."""
+    library = ctypes.CDLL(path)
+    library.learnlab_hermite_trie.restype = ctypes.c_int
+    library.learnlab_hermite_trie.argtypes = [
+        ctypes.POINTER(_Trie),
+        ctypes.c_int,
+        ctypes.c_void_p,
+        ctypes.c_int64,
+        ctypes.c_int64,
+        ctypes.c_void_p,
+        ctypes.c_int64,
+        ctypes.c_int,
+    ]
+    library.learnlab_hermite_level.restype = ctypes.c_int
+    return library
 
 
 def available() -> bool:
     """Whether the compiled evaluator was built and is not switched off (``LEARNLAB_HERMITE_KERNEL=0``)."""
     return _load() is not None
+
+
+LEVELS = ("baseline", "avx2", "avx512")  # the levels of code of the x86-64 build, by number
+
+
+def level() -> str:
+    """The level of code this CPU runs: on x86-64 ``avx512``, ``avx2`` or ``baseline`` (SSE2);
+    elsewhere ``baseline`` (one build for the compiler's target)."""
+    library = _load()
+    if library is None:
+        raise RuntimeError("learnlab's compiled Hermite evaluator is not available (see available())")
+    return LEVELS[library.learnlab_hermite_level()]
 
 
 class TrieKernel:
@@ -126,8 +145,9 @@ class TrieKernel:
             self._structs.setdefault(dtype, (struct, a))
         return self._structs[dtype]
 
-    def __call__(self, z: torch.Tensor, threads: int | None = None) -> torch.Tensor:
-        """y (n, outputs) at z (n, >= d) float32 or float64 on the CPU, on ``threads`` (default torch's)."""
+    def __call__(self, z: torch.Tensor, threads: int | None = None, code: str | None = None) -> torch.Tensor:
+        """y (n, outputs) at z (n, >= d) float32 or float64 on the CPU, on ``threads`` (default torch's),
+        with the level of ``code`` (default this CPU's best; one the CPU cannot run is lowered to it)."""
         library = _load()
         if library is None:
             raise RuntimeError("learnlab's compiled Hermite evaluator is not available (see available())")
@@ -147,6 +167,7 @@ class TrieKernel:
             z.stride(0),
             y.data_ptr(),
             torch.get_num_threads() if threads is None else threads,
+            -1 if code is None else LEVELS.index(code),
         )
         if status:
             raise MemoryError("learnlab's Hermite evaluator could not allocate its working memory")
