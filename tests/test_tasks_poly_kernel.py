@@ -129,6 +129,8 @@ def test_too_few_columns_and_empty_batches():
     assert p(torch.zeros(0, 9)).shape == (0, 2)
     with pytest.raises(TypeError, match="float32 or float64 CPU tensors, got torch.float16"):
         p._trie()(torch.zeros(4, 9, dtype=torch.float16))
+    with pytest.raises(ValueError, match="code must be one of .*got 'neon'"):
+        p._trie()(torch.zeros(4, 9), code="neon")
 
 
 def test_the_kernel_and_the_plan_agree_on_the_power_law_target(monkeypatch):

@@ -12,9 +12,8 @@
  * else is in the batch, however the batch is cut into tiles or threads.
  *
  * Tiles hold NV vectors per row (vectors as wide as the CPU's registers, NV up to 8, below);
- * smaller batches take narrower tiles. The body is written once
- * (_hermite_trie_body.h) and instantiated for float and double (_hermite_trie_types.h) per level of
- * code. */
+ * smaller batches take narrower tiles. The body is written once (_hermite_trie_body.h) and
+ * instantiated for float and double (_hermite_trie_types.h) per level of code. */
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>

@@ -1,6 +1,6 @@
 /* One instantiation of the trie evaluator (see _hermite_trie.c) for the scalar type T, its vector
- * type V of VBYTES bytes (LANES elements), tiles of up to MAX_NV vectors a row, and NAME(x) = x
- * suffixed by the type and the level of code. */
+ * type V of VBYTES bytes (LANES elements), tiles of 1, 2, 4 or 8 (MAX_NV) vectors a row, and
+ * NAME(x) = x suffixed by the type and the level of code. */
 
 typedef T V __attribute__((vector_size(VBYTES)));
 
@@ -38,7 +38,7 @@ static inline __attribute__((always_inline)) void NAME(tile)(const Trie *t, cons
             for (int v = 0; v < NV; v++) s[v] = parent[v] * f[v];
         }
         const int64_t end = t->leaf_end[i];
-        for (int64_t o = 0; o < outputs; o++) { /* two partial sums: two chains of multiply-adds */
+        for (int64_t o = 0; o < outputs; o++) { /* two partial sums: two independent chains of adds */
             V even[MAX_NV], odd[MAX_NV];
             for (int v = 0; v < NV; v++) even[v] = (V){} + node_coef[i * outputs + o], odd[v] = (V){};
             int64_t j = leaf;
@@ -71,15 +71,9 @@ static inline __attribute__((always_inline)) void NAME(tile)(const Trie *t, cons
         }                                                                                                            \
     }
 NAME_NV(1)
-#if MAX_NV >= 2
 NAME_NV(2)
-#endif
-#if MAX_NV >= 4
 NAME_NV(4)
-#endif
-#if MAX_NV >= 8
 NAME_NV(8)
-#endif
 #undef NAME_NV
 
 /* Rows [0, n) of z into y with tiles of nv vectors a row; 0, or -1 without memory for the tile. */
@@ -90,15 +84,9 @@ static int NAME(rows)(const Trie *t, const T *z, int64_t n, int64_t row_stride, 
     V *work = aligned_alloc(64, (bytes + 63) / 64 * 64); /* C11: a multiple of the alignment */
     if (!work) return -1;
     switch (nv) {
-#if MAX_NV >= 8
         case 8: NAME(tiles_8)(t, z, n, row_stride, y, work); break;
-#endif
-#if MAX_NV >= 4
         case 4: NAME(tiles_4)(t, z, n, row_stride, y, work); break;
-#endif
-#if MAX_NV >= 2
         case 2: NAME(tiles_2)(t, z, n, row_stride, y, work); break;
-#endif
         default: NAME(tiles_1)(t, z, n, row_stride, y, work); break;
     }
     free(work);

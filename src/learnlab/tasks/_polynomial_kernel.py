@@ -24,7 +24,7 @@ import torch
 __all__ = ["available", "level", "TrieKernel"]
 
 # Relative cost of a node with children (its value, its partial sums, their fold) and of a
-# childless one (one multiply-add per vector), for choosing the factor order of the trie.
+# childless one (one product added per vector), for choosing the factor order of the trie.
 NODE_COST = 4
 
 
@@ -153,6 +153,8 @@ class TrieKernel:
             raise RuntimeError("learnlab's compiled Hermite evaluator is not available (see available())")
         if z.device.type != "cpu" or z.dtype not in (torch.float32, torch.float64):
             raise TypeError(f"the compiled evaluator takes float32 or float64 CPU tensors, got {z.dtype} on {z.device}")
+        if code is not None and code not in LEVELS:
+            raise ValueError(f"code must be one of {LEVELS} (or None: this CPU's best), got {code!r}")
         if z.dim() != 2 or z.shape[1] < self.d:
             raise ValueError(f"z must be (n, >= {self.d}), got {tuple(z.shape)}")
         if z.stride(1) != 1:  # rows may lie any distance apart (a column slice needs no copy)
