@@ -169,11 +169,12 @@ def test_a_tuned_evaluation_has_the_bits_of_any_fixed_chunk(monkeypatch):
     monkeypatch.setattr(eval_rows, "_CPU_BYTES", 2 * BLOCK * 96 * 4 * 2)  # default: 2 blocks for 2 members
     model = _stack(2, outputs=3)
     g = torch.Generator().manual_seed(5)
-    n = 40 * 2 * BLOCK + 37
+    n = 50 * 2 * BLOCK + 37
     x, y = torch.randn(n, 6, generator=g), torch.randn(n, 3, generator=g)
     sources = [fixed_source(x, y), fixed_source(x + 1, y)]
     assert eval_rows.PassRows(model, 2, "cpu", n).tuning
     tuned = evaluate(model, sources, METRICS)
+    assert len(eval_rows._TUNED) == 1  # the tuning ended within the set (42 default passes' rows)
     assert eval_rows.tuned_rows(model, 2, "cpu") in (BLOCK, 2 * BLOCK, 4 * BLOCK)
     for chunk in (BLOCK, 3 * BLOCK, 4096):
         assert evaluate(model, sources, METRICS, chunk=chunk) == tuned
