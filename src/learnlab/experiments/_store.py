@@ -407,13 +407,9 @@ class Store:
         return grid(self, metric, axes, reduce=reduce)
 
     def close(self) -> None:
-        """Close the connection; a writer first folds the write-ahead log into the file (an empty
-        ``-wal`` is left, or a short one while a reader is connected).
-
-        The store stays in WAL mode for good: switching a file between journal modes is itself a
-        write under a rollback journal, and a sweep killed in that write left a hot journal that
-        no read-only reader can open until a writer rolls it back.
-        """
+        """Close; a writer first folds the write-ahead log into the file. The store stays in WAL mode
+        for good: a switch of journal modes is a write under a rollback journal, and a sweep killed in
+        it left a hot journal that read-only readers cannot open until a writer rolls it back."""
         if self._writer:
             try:
                 self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
